@@ -1,0 +1,138 @@
+//! One control connection: read a request, answer it, and for a lease hold
+//! the slot exactly as long as the client keeps the connection open.
+
+use super::sched::{LeaseId, Need};
+use super::state::Shared;
+use crate::frame;
+use crate::protocol::{
+    BrokerMsg, ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response, VersionProbe,
+};
+use interprocess::local_socket::tokio::Stream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// How long a new connection may take to send its request.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a waiting client hears its queue position.
+const QUEUE_UPDATE: Duration = Duration::from_secs(5);
+
+async fn send(conn: &Stream, resp: Response) -> std::io::Result<()> {
+    let msg = BrokerMsg {
+        v: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        resp,
+    };
+    frame::write(&mut &*conn, &msg).await
+}
+
+/// Serves one connection until the client closes it.
+pub async fn serve(shared: Arc<Shared>, conn: Stream) {
+    let payload = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, frame::read(&mut &conn)).await {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!("bad control frame: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("control client sent nothing; dropped");
+            return;
+        }
+    };
+    let probe: Result<VersionProbe, _> = frame::decode(&payload);
+    let msg: ClientMsg = match probe {
+        Ok(p) if p.v != PROTOCOL_VERSION => {
+            let message = format!(
+                "protocol mismatch: broker speaks {PROTOCOL_VERSION}, client {}",
+                p.v
+            );
+            let _ = send(&conn, Response::Error { message }).await;
+            return;
+        }
+        _ => match frame::decode(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = send(
+                    &conn,
+                    Response::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
+                return;
+            }
+        },
+    };
+    let result = match msg.req {
+        Request::Status => send(&conn, Response::Status(Box::new(shared.snapshot()))).await,
+        Request::Stop => {
+            tracing::info!("stop requested");
+            shared.stop();
+            send(&conn, Response::Stopping).await
+        }
+        Request::Lease(req) => lease(&shared, &conn, req).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!("control connection: {e}");
+    }
+}
+
+/// Releases its lease when dropped, however the handler ends.
+struct LeaseGuard<'a> {
+    shared: &'a Arc<Shared>,
+    id: LeaseId,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.release(self.id);
+    }
+}
+
+async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::io::Result<()> {
+    let need = if req.local_only {
+        Need::Local
+    } else {
+        Need::Remote
+    };
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (id, now_grant) = {
+        let now = Instant::now();
+        let mut inner = shared.lock();
+        shared.adopt_farm(&mut inner, &req.farm, now);
+        shared.request(&mut inner, need, tx, now)
+    };
+    let guard = LeaseGuard { shared, id };
+    tracing::debug!(lease = id, pid = req.pid, source = ?req.source, "lease requested");
+    let mut probe = [0u8; 64];
+    let mut reader = conn;
+    let grant: Grant = match now_grant {
+        Some(g) => g,
+        None => loop {
+            let position = shared.lock().sched.position(id).unwrap_or(0) as u32;
+            send(conn, Response::Queued { position }).await?;
+            tokio::select! {
+                g = &mut rx => match g {
+                    Ok(g) => break g,
+                    Err(_) => {
+                        let message = "the broker is stopping".to_string();
+                        return send(conn, Response::Error { message }).await;
+                    }
+                },
+                // The client sends nothing more; a read returning means it left.
+                _ = reader.read(&mut probe) => return Ok(()),
+                _ = tokio::time::sleep(QUEUE_UPDATE) => {}
+            }
+        },
+    };
+    send(conn, Response::Granted(grant)).await?;
+    // Hold the slot until the client closes the connection.
+    while let Ok(n) = reader.read(&mut probe).await {
+        if n == 0 {
+            break;
+        }
+    }
+    drop(guard);
+    Ok(())
+}

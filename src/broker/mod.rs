@@ -1,0 +1,150 @@
+//! The broker daemon: one per user, started on first use. It owns the
+//! control socket, the scheduler and the relay.
+
+mod control;
+pub mod relay;
+pub mod sched;
+mod state;
+
+use crate::config::Config;
+use crate::paths::{Paths, ensure_private_dir};
+use anyhow::{Context, Result, bail};
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
+use state::Shared;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `tcpb broker`: runs the broker in the foreground until it is stopped.
+pub fn main(paths: &Paths) -> Result<()> {
+    let config = Config::load(&paths.config_file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(crate::farm::local_cpus().clamp(1, 4) as usize)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = bind(paths)?;
+        run(listener, paths, config, signals()).await
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+/// Binds the control socket. A socket that answers belongs to a live
+/// broker and is left alone; a stale one is replaced.
+pub fn bind(paths: &Paths) -> Result<interprocess::local_socket::tokio::Listener> {
+    ensure_private_dir(&paths.runtime_dir)
+        .with_context(|| format!("runtime directory {}", paths.runtime_dir.display()))?;
+    let socket = paths.socket();
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            bail!("a broker is already listening on {}", socket.display());
+        }
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
+    }
+    let name = socket.as_path().to_fs_name::<GenericFilePath>()?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .create_tokio()
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    set_mode(&socket, 0o600)?;
+    Ok(listener)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+/// distcc never deletes its per-port lock files: remove those of relay
+/// ports from earlier brokers, so the private directory stays bounded.
+fn prune_distcc_locks(distcc_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(distcc_dir.join("lock")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("cpu_tcp_127.0.0.1_") || name.starts_with("backoff_tcp_127.0.0.1_") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` completes or the broker is asked to
+/// stop (`tcpb stop`, idle time), then lets live leases finish for a
+/// bounded time.
+pub async fn run(
+    listener: interprocess::local_socket::tokio::Listener,
+    paths: &Paths,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let distcc_dir = paths.distcc_dir();
+    ensure_private_dir(&distcc_dir)?;
+    prune_distcc_locks(&distcc_dir);
+    let grace = Duration::from_secs(config.broker.shutdown_grace_s);
+    let shared = Shared::new(config, Instant::now());
+    tracing::info!(
+        pid = std::process::id(),
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %paths.socket().display(),
+        "broker started"
+    );
+    let ticker = tokio::spawn(tick(Arc::clone(&shared)));
+    let mut stop = shared.shutdown.subscribe();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(conn) => {
+                    tokio::spawn(control::serve(Arc::clone(&shared), conn));
+                }
+                Err(e) => {
+                    tracing::warn!("control accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    // Dropping the listener removes the socket, so a new broker can start
+    // while this one finishes.
+    drop(listener);
+    shared.stop();
+    shared.turn_away_waiters();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && shared.lock().sched.running() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ticker.abort();
+    tracing::info!(running = shared.lock().sched.running(), "broker stopped");
+    Ok(())
+}
+
+async fn tick(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        shared.tick(Instant::now());
+    }
+}

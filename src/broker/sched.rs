@@ -1,0 +1,354 @@
+//! Slot accounting and host choice. Plain synchronous code with no I/O; the
+//! time is passed in, so every decision can be tested on its own.
+//!
+//! Invariant: for every host, `busy` equals the number of live leases placed
+//! on it, and a job is never placed on a host with no free slot.
+
+use crate::farm::{Farm, HostSpec};
+use crate::protocol::HostState;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Identifies one lease (one compile) for the broker's lifetime.
+pub type LeaseId = u64;
+
+/// Index of a host in the scheduler; stable while the host exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostId(pub usize);
+
+/// What a compile needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A distributable compile: any farm host (or `localhost` if listed).
+    Remote,
+    /// A job that must run on this machine.
+    Local,
+}
+
+/// A host and its counters.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Its definition.
+    pub spec: HostSpec,
+    /// Slots in use.
+    pub busy: u32,
+    /// Jobs finished.
+    pub jobs: u64,
+    /// Connect failures.
+    pub failures: u64,
+    /// The last error and when it happened.
+    pub last_error: Option<(String, Instant)>,
+    /// Left out of the choice until then, after a failure.
+    pub down_until: Option<Instant>,
+    /// No longer in the farm; dropped once its jobs finish.
+    pub removed: bool,
+    /// The pool for local-only jobs when the farm does not list `localhost`.
+    pub local_only: bool,
+}
+
+impl Host {
+    fn new(spec: HostSpec, local_only: bool) -> Host {
+        Host {
+            spec,
+            busy: 0,
+            jobs: 0,
+            failures: 0,
+            last_error: None,
+            down_until: None,
+            removed: false,
+            local_only,
+        }
+    }
+
+    /// The state `tcpb status` shows at `now`.
+    pub fn state(&self, now: Instant) -> HostState {
+        if self.removed {
+            HostState::Draining
+        } else if self.down_until.is_some_and(|t| t > now) {
+            HostState::Down
+        } else {
+            HostState::Up
+        }
+    }
+
+    fn free(&self) -> u32 {
+        self.spec.slots.saturating_sub(self.busy)
+    }
+}
+
+/// A lease placed on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Where it runs.
+    pub host: HostId,
+}
+
+/// The scheduler: hosts, live leases and the queue.
+#[derive(Debug)]
+pub struct Scheduler {
+    hosts: Vec<Option<Host>>,
+    held: HashMap<LeaseId, HostId>,
+    queue: VecDeque<(LeaseId, Need)>,
+    retry_after: Duration,
+}
+
+impl Scheduler {
+    /// A scheduler for `farm`; a failed host is skipped for `retry_after`.
+    pub fn new(farm: &Farm, retry_after: Duration, now: Instant) -> Scheduler {
+        let mut s = Scheduler {
+            hosts: Vec::new(),
+            held: HashMap::new(),
+            queue: VecDeque::new(),
+            retry_after,
+        };
+        s.set_farm(farm, now);
+        s
+    }
+
+    /// The host `id`. Panics if it does not exist, which would be a bug:
+    /// a host lives as long as a lease or a farm entry refers to it.
+    pub fn host(&self, id: HostId) -> &Host {
+        self.hosts[id.0].as_ref().expect("live host id")
+    }
+
+    /// Every host with its id, in farm order.
+    pub fn hosts(&self) -> impl Iterator<Item = (HostId, &Host)> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.as_ref().map(|h| (HostId(i), h)))
+    }
+
+    /// Compiles waiting.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Compiles holding a slot.
+    pub fn running(&self) -> usize {
+        self.held.len()
+    }
+
+    /// 1-based queue position of `lease`, if it waits.
+    pub fn position(&self, lease: LeaseId) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|(l, _)| *l == lease)
+            .map(|p| p + 1)
+    }
+
+    /// Where `lease` runs, if placed.
+    pub fn placed(&self, lease: LeaseId) -> Option<HostId> {
+        self.held.get(&lease).copied()
+    }
+
+    /// Replaces the farm. Hosts are matched by name: a kept host keeps its
+    /// jobs and counters; a dropped host takes no new jobs and goes once
+    /// its jobs finish. Returns the leases this placed from the queue.
+    pub fn set_farm(&mut self, farm: &Farm, now: Instant) -> Vec<Placement> {
+        let lists_localhost = farm.hosts.iter().any(HostSpec::is_local);
+        let mut wanted: Vec<(HostSpec, bool)> =
+            farm.hosts.iter().map(|h| (h.clone(), false)).collect();
+        if !lists_localhost {
+            wanted.push((
+                HostSpec {
+                    name: "localhost".to_string(),
+                    addr: None,
+                    slots: farm.local_slots.max(1),
+                    speed: 1.0,
+                    lzo: false,
+                    cpp: false,
+                },
+                true,
+            ));
+        }
+        for slot in self.hosts.iter_mut().flatten() {
+            slot.removed = true;
+        }
+        for (spec, local_only) in wanted {
+            let existing = self
+                .hosts
+                .iter_mut()
+                .flatten()
+                .find(|h| h.spec.name == spec.name && h.local_only == local_only);
+            match existing {
+                Some(h) => {
+                    h.spec = spec;
+                    h.removed = false;
+                }
+                None => {
+                    let host = Host::new(spec, local_only);
+                    match self.hosts.iter().position(Option::is_none) {
+                        Some(i) => self.hosts[i] = Some(host),
+                        None => self.hosts.push(host.into()),
+                    }
+                }
+            }
+        }
+        for slot in &mut self.hosts {
+            if slot.as_ref().is_some_and(|h| h.removed && h.busy == 0) {
+                *slot = None;
+            }
+        }
+        self.dispatch(now)
+    }
+
+    /// Queues `lease` and places whatever can run now, in queue order.
+    /// The caller finds `lease` among the placements, or it waits.
+    pub fn request(&mut self, lease: LeaseId, need: Need, now: Instant) -> Vec<Placement> {
+        self.queue.push_back((lease, need));
+        self.dispatch(now)
+    }
+
+    /// Ends `lease`, queued or placed, and places what its slot allows.
+    pub fn release(&mut self, lease: LeaseId, now: Instant) -> Vec<Placement> {
+        if let Some(id) = self.held.remove(&lease) {
+            let h = self.hosts[id.0].as_mut().expect("held lease's host");
+            h.busy -= 1;
+            h.jobs += 1;
+            if h.removed && h.busy == 0 {
+                self.hosts[id.0] = None;
+            }
+            return self.dispatch(now);
+        }
+        if let Some(p) = self.queue.iter().position(|(l, _)| *l == lease) {
+            self.queue.remove(p);
+        }
+        Vec::new()
+    }
+
+    /// Records that `host` failed (`error`) and leaves it out of the choice
+    /// for a while.
+    pub fn record_failure(&mut self, host: HostId, error: String, now: Instant) {
+        if let Some(h) = self.hosts[host.0].as_mut() {
+            h.failures += 1;
+            h.last_error = Some((error, now));
+            h.down_until = Some(now + self.retry_after);
+        }
+    }
+
+    /// The relay could not reach the host of `lease`: records the failure
+    /// and moves the lease to the best other free farm host with the same
+    /// distcc options. `None` when there is none; the lease then stays where
+    /// it was (distcc will compile locally).
+    pub fn reroute(&mut self, lease: LeaseId, error: String, now: Instant) -> Option<HostId> {
+        let from = *self.held.get(&lease)?;
+        self.record_failure(from, error, now);
+        let (lzo, cpp) = {
+            let s = &self.host(from).spec;
+            (s.lzo, s.cpp)
+        };
+        let to = self.best(now, |h| {
+            !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp
+        })?;
+        self.hosts[from.0].as_mut().expect("from host").busy -= 1;
+        self.hosts[to.0].as_mut().expect("to host").busy += 1;
+        self.held.insert(lease, to);
+        Some(to)
+    }
+
+    /// Called periodically: hosts whose retry time has come are usable
+    /// again, which may place queued leases.
+    pub fn tick(&mut self, now: Instant) -> Vec<Placement> {
+        let mut recovered = false;
+        for h in self.hosts.iter_mut().flatten() {
+            if h.down_until.is_some_and(|t| t <= now) {
+                h.down_until = None;
+                recovered = true;
+            }
+        }
+        if recovered || !self.queue.is_empty() {
+            self.dispatch(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn usable(h: &Host, now: Instant) -> bool {
+        !h.removed && h.down_until.is_none_or(|t| t <= now)
+    }
+
+    /// The free host that `ok` accepts with the highest speed, then the
+    /// most free slots, then the earliest in the farm.
+    fn best(&self, now: Instant, ok: impl Fn(&Host) -> bool) -> Option<HostId> {
+        let mut best: Option<(HostId, &Host)> = None;
+        for (id, h) in self.hosts() {
+            if h.free() == 0 || !Self::usable(h, now) || !ok(h) {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((_, b)) => {
+                    h.spec.speed > b.spec.speed
+                        || (h.spec.speed == b.spec.speed && h.free() > b.free())
+                }
+            };
+            if better {
+                best = Some((id, h));
+            }
+        }
+        best.map(|(id, _)| id)
+    }
+
+    fn choose(&self, need: Need, now: Instant) -> Option<HostId> {
+        match need {
+            Need::Local => self.best(now, |h| h.spec.is_local()),
+            Need::Remote => {
+                let farm_alive = self
+                    .hosts()
+                    .any(|(_, h)| !h.local_only && Self::usable(h, now));
+                // With every farm host gone or down, run on local CPUs.
+                self.best(now, |h| !h.local_only || !farm_alive)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant) -> Vec<Placement> {
+        let mut placed = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len() {
+            if !self
+                .hosts()
+                .any(|(_, h)| h.free() > 0 && Self::usable(h, now))
+            {
+                break;
+            }
+            let (lease, need) = self.queue[i];
+            match self.choose(need, now) {
+                Some(host) => {
+                    self.queue.remove(i);
+                    self.hosts[host.0].as_mut().expect("chosen host").busy += 1;
+                    self.held.insert(lease, host);
+                    placed.push(Placement { lease, host });
+                }
+                None => i += 1,
+            }
+        }
+        placed
+    }
+
+    /// Checks the invariant; used by tests.
+    pub fn check(&self) -> Result<(), String> {
+        for (id, h) in self.hosts() {
+            let held = self.held.values().filter(|&&x| x == id).count() as u32;
+            if held != h.busy {
+                return Err(format!(
+                    "{}: busy {} but {held} leases",
+                    h.spec.name, h.busy
+                ));
+            }
+        }
+        for (lease, id) in &self.held {
+            if self.hosts.get(id.0).is_none_or(Option::is_none) {
+                return Err(format!("lease {lease} on a missing host"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "sched_tests.rs"]
+mod tests;

@@ -1,0 +1,258 @@
+use super::*;
+use proptest::prelude::*;
+
+fn remote(name: &str, slots: u32, speed: f64) -> HostSpec {
+    HostSpec {
+        name: name.to_string(),
+        addr: Some((name.to_string(), 3632)),
+        slots,
+        speed,
+        lzo: false,
+        cpp: false,
+    }
+}
+
+fn local(slots: u32) -> HostSpec {
+    HostSpec {
+        name: "localhost".to_string(),
+        addr: None,
+        slots,
+        speed: 1.0,
+        lzo: false,
+        cpp: false,
+    }
+}
+
+fn farm(hosts: Vec<HostSpec>) -> Farm {
+    Farm {
+        hosts,
+        local_slots: 2,
+        origin: "test".into(),
+    }
+}
+
+fn name(s: &Scheduler, p: &[Placement]) -> Vec<String> {
+    p.iter().map(|p| s.host(p.host).spec.name.clone()).collect()
+}
+
+#[test]
+fn fastest_free_host_then_most_free_slots() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![
+            remote("slow", 8, 1.0),
+            remote("fast", 2, 3.0),
+            remote("mid", 4, 1.0),
+        ]),
+        Duration::from_secs(5),
+        t,
+    );
+    let mut got = Vec::new();
+    for l in 0..6 {
+        let p = s.request(l, Need::Remote, t);
+        got.extend(name(&s, &p));
+    }
+    assert_eq!(got, ["fast", "fast", "slow", "slow", "slow", "slow"]);
+    // slow now has 4 free, mid 4: tie on speed and free slots -> farm order.
+    let p = s.request(6, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["slow"]);
+    let p = s.request(7, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["mid"]);
+    s.check().unwrap();
+}
+
+#[test]
+fn queue_is_fifo_and_granted_on_release() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), Duration::from_secs(5), t);
+    assert_eq!(s.request(1, Need::Remote, t).len(), 1);
+    assert!(s.request(2, Need::Remote, t).is_empty());
+    assert!(s.request(3, Need::Remote, t).is_empty());
+    assert_eq!(s.position(3), Some(2));
+    let p = s.release(1, t);
+    assert_eq!(p.iter().map(|p| p.lease).collect::<Vec<_>>(), [2]);
+    // A queued lease that goes away is simply dropped from the queue.
+    assert!(s.release(3, t).is_empty());
+    assert_eq!(s.queued(), 0);
+    s.check().unwrap();
+}
+
+#[test]
+fn local_jobs_use_local_pool_and_do_not_block_remote_ones() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("a", 2, 1.0)]), Duration::from_secs(5), t);
+    // local pool has 2 slots (farm.local_slots)
+    assert_eq!(s.request(1, Need::Local, t).len(), 1);
+    assert_eq!(s.request(2, Need::Local, t).len(), 1);
+    assert!(s.request(3, Need::Local, t).is_empty());
+    let p = s.request(4, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["a"]);
+    s.check().unwrap();
+}
+
+#[test]
+fn listed_localhost_serves_both_kinds() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![local(1), remote("a", 1, 0.5)]),
+        Duration::from_secs(5),
+        t,
+    );
+    assert_eq!(
+        s.hosts().count(),
+        2,
+        "no extra local pool when localhost is listed"
+    );
+    let p = s.request(1, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["localhost"]);
+    let p = s.request(2, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["a"]);
+    assert!(s.request(3, Need::Local, t).is_empty());
+}
+
+#[test]
+fn reroute_moves_lease_and_marks_host_down() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("a", 1, 2.0), remote("b", 1, 1.0)]),
+        Duration::from_secs(5),
+        t,
+    );
+    let p = s.request(1, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["a"]);
+    let to = s.reroute(1, "refused".into(), t).unwrap();
+    assert_eq!(s.host(to).spec.name, "b");
+    let a = s.hosts().find(|(_, h)| h.spec.name == "a").unwrap().1;
+    assert_eq!((a.busy, a.failures, a.state(t)), (0, 1, HostState::Down));
+    // Now b fails too: both are down and nothing is left for lease 1.
+    assert_eq!(s.reroute(1, "refused".into(), t), None);
+    s.check().unwrap();
+    // With the whole farm down, new compiles use the local CPUs.
+    let p = s.request(2, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["localhost"]);
+    // Both come back after retry_after.
+    let later = t + Duration::from_secs(6);
+    assert!(s.tick(later).is_empty());
+    let p = s.request(3, Need::Remote, later);
+    assert_eq!(name(&s, &p), ["a"]);
+}
+
+#[test]
+fn dead_farm_falls_back_to_local_pool() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), Duration::from_secs(5), t);
+    let a = s.hosts().next().unwrap().0;
+    s.record_failure(a, "refused".into(), t);
+    let p = s.request(1, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["localhost"]);
+}
+
+#[test]
+fn farm_change_keeps_running_jobs() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), Duration::from_secs(5), t);
+    s.request(1, Need::Remote, t);
+    s.request(2, Need::Remote, t);
+    let p = s.set_farm(&farm(vec![remote("b", 1, 1.0)]), t);
+    assert_eq!(name(&s, &p), ["b"]);
+    let a = s.hosts().find(|(_, h)| h.spec.name == "a").unwrap().1;
+    assert_eq!(a.state(t), HostState::Draining);
+    s.release(1, t);
+    assert!(
+        s.hosts().all(|(_, h)| h.spec.name != "a"),
+        "drained host is dropped"
+    );
+    s.check().unwrap();
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Request(bool),
+    Release(usize),
+    Reroute(usize),
+    Fail(usize),
+    Tick(u64),
+    Farm(Vec<(u8, u32, u8)>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => any::<bool>().prop_map(Op::Request),
+        4 => any::<usize>().prop_map(Op::Release),
+        1 => any::<usize>().prop_map(Op::Reroute),
+        1 => any::<usize>().prop_map(Op::Fail),
+        1 => (0u64..20).prop_map(Op::Tick),
+        1 => proptest::collection::vec((0u8..5, 1u32..4, 1u8..4), 0..4).prop_map(Op::Farm),
+    ]
+}
+
+fn make_farm(spec: &[(u8, u32, u8)]) -> Farm {
+    let mut hosts: Vec<HostSpec> = Vec::new();
+    for &(n, slots, speed) in spec {
+        let h = if n == 0 {
+            local(slots)
+        } else {
+            remote(&format!("h{n}"), slots, speed as f64)
+        };
+        if !hosts.iter().any(|x| x.name == h.name) {
+            hosts.push(h);
+        }
+    }
+    farm(hosts)
+}
+
+proptest! {
+    #[test]
+    fn slots_in_use_equal_live_leases(ops in proptest::collection::vec(op(), 1..200)) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut s = Scheduler::new(&make_farm(&[(1, 2, 1), (2, 1, 2)]), Duration::from_secs(3), now);
+        let mut live: Vec<LeaseId> = Vec::new();
+        let mut next = 0;
+        for op in ops {
+            let before: HashMap<(String, bool), u32> =
+                s.hosts().map(|(_, h)| ((h.spec.name.clone(), h.local_only), h.busy)).collect();
+            let placed = match op {
+                Op::Request(local_only) => {
+                    next += 1;
+                    live.push(next);
+                    s.request(next, if local_only { Need::Local } else { Need::Remote }, now)
+                }
+                Op::Release(i) if !live.is_empty() => {
+                    let l = live.remove(i % live.len());
+                    s.release(l, now)
+                }
+                Op::Reroute(i) if !live.is_empty() => {
+                    let _ = s.reroute(live[i % live.len()], "x".into(), now);
+                    vec![]
+                }
+                Op::Fail(i) => {
+                    let ids: Vec<HostId> = s.hosts().map(|(id, _)| id).collect();
+                    s.record_failure(ids[i % ids.len()], "x".into(), now);
+                    vec![]
+                }
+                Op::Tick(secs) => {
+                    now += Duration::from_secs(secs);
+                    s.tick(now)
+                }
+                Op::Farm(spec) => s.set_farm(&make_farm(&spec), now),
+                _ => vec![],
+            };
+            prop_assert!(s.check().is_ok(), "{:?}", s.check());
+            // Every lease is either placed or queued, never both, never lost.
+            for l in &live {
+                prop_assert!(s.placed(*l).is_some() != s.position(*l).is_some(), "lease {} lost", l);
+            }
+            prop_assert_eq!(s.running() + s.queued(), live.len());
+            for p in &placed {
+                prop_assert_eq!(s.placed(p.lease), Some(p.host));
+            }
+            // No host goes over its slots by being given work.
+            for (_, h) in s.hosts() {
+                let was = before.get(&(h.spec.name.clone(), h.local_only)).copied().unwrap_or(0);
+                prop_assert!(h.busy <= h.spec.slots || h.busy <= was,
+                    "{} busy {} > slots {}", h.spec.name, h.busy, h.spec.slots);
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The command line: compiler invocations and subcommands.
+//!
+//! `argv[0]` not named `tcpb` means masquerade (a link named like a
+//! compiler). Otherwise the first argument is a subcommand only when it is
+//! one of `SUBCOMMANDS` or an option; anything else is a compiler.
+
+use crate::paths::Paths;
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Names clap dispatches; everything else is a compiler.
+pub const SUBCOMMANDS: &[&str] = &["status", "stop", "broker", "help"];
+
+/// A load-balancing front end for a distcc farm.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tcpb",
+    version,
+    about = "Send every compile to the best free distcc host, through a per-user broker",
+    long_about = "Send every compile to the best free distcc host, through a per-user broker.\n\n\
+        Use it as the compiler: CC=\"tcpb gcc\", CMAKE_C_COMPILER_LAUNCHER=tcpb,\n\
+        CCACHE_PREFIX=tcpb, or a link to tcpb named gcc/cc/g++ early on PATH.\n\
+        The farm is read where distcc reads it: $DISTCC_HOSTS, $DISTCC_DIR/hosts\n\
+        (~/.distcc/hosts), /etc/distcc/hosts. With none, compiles run locally,\n\
+        limited to this machine's CPUs.",
+    after_help = "Compile: tcpb COMPILER [ARGS...]   e.g. tcpb gcc -c foo.c -o foo.o"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the broker, the farm, slots in use and the queue.
+    Status {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the broker to exit once running compiles finish.
+    Stop,
+    /// Run the broker in the foreground (it starts itself on first use).
+    Broker,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    let rest: Vec<OsString> = argv.collect();
+    let name = Path::new(&argv0)
+        .file_name()
+        .unwrap_or_default()
+        .to_os_string();
+    if name != "tcpb" {
+        return crate::client::compile(&name, rest);
+    }
+    match rest.first().map(|a| a.to_string_lossy()) {
+        Some(first) if !first.starts_with('-') && !SUBCOMMANDS.contains(&first.as_ref()) => {
+            crate::client::compile(&rest[0], rest[1..].to_vec())
+        }
+        _ => subcommand(Cli::parse()),
+    }
+}
+
+fn subcommand(cli: Cli) -> ExitCode {
+    let paths = Paths::from_env();
+    let result = match cli.command {
+        Command::Status { json } => crate::status::status(&paths, json),
+        Command::Stop => crate::status::stop(&paths),
+        Command::Broker => {
+            init_logging();
+            crate::broker::main(&paths)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("tcpb: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TCPB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn subcommand_list_matches_clap() {
+        let mut names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        names.push("help".into());
+        let mut known: Vec<String> = SUBCOMMANDS.iter().map(|s| s.to_string()).collect();
+        names.sort();
+        known.sort();
+        assert_eq!(names, known);
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,149 @@
+//! Finding the broker, and starting it when nothing answers: under a start
+//! lock, so many compiles starting at once start exactly one broker.
+
+use crate::paths::{Paths, ensure_private_dir};
+use interprocess::local_socket::prelude::*;
+use interprocess::local_socket::{GenericFilePath, Stream};
+use std::fs::File;
+use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a client waits for the start lock and for a new broker.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// A log over this size is set aside when a broker starts.
+const LOG_LIMIT: u64 = 4 << 20;
+
+/// Connects to a running broker.
+pub fn connect(paths: &Paths) -> io::Result<Stream> {
+    let name = paths.socket().to_fs_name::<GenericFilePath>()?;
+    Stream::connect(name)
+}
+
+fn absent(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+}
+
+/// Connects to the broker, starting it first if none answers. `started`
+/// is set when this call started it.
+pub fn connect_or_start(paths: &Paths, started: &mut bool) -> io::Result<Stream> {
+    match connect(paths) {
+        Ok(s) => return Ok(s),
+        Err(e) if absent(&e) => {}
+        Err(e) => return Err(e),
+    }
+    ensure_private_dir(&paths.runtime_dir)?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.start_lock())?;
+    lock_with_deadline(&lock, Instant::now() + START_DEADLINE)?;
+    // Someone else may have started it while we waited for the lock.
+    match connect(paths) {
+        Ok(s) => return Ok(s),
+        Err(e) if absent(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let socket = paths.socket();
+    if socket.exists() {
+        // It did not answer: stale. A socket that answers is never removed.
+        let _ = std::fs::remove_file(&socket);
+    }
+    let mut child = spawn_broker(paths)?;
+    *started = true;
+    let deadline = Instant::now() + START_DEADLINE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match connect(paths) {
+            Ok(s) => return Ok(s),
+            Err(e) if !absent(&e) => return Err(e),
+            Err(_) => {}
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "the broker exited at start ({status}); its log {} says:\n{}",
+                paths.log_file().display(),
+                log_tail(paths)
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "the broker did not answer on {} within {}s; see {}",
+                    socket.display(),
+                    START_DEADLINE.as_secs(),
+                    paths.log_file().display()
+                ),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn lock_with_deadline(lock: &File, deadline: Instant) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != ErrorKind::WouldBlock {
+            return Err(e);
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "timed out waiting for the broker start lock",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn spawn_broker(paths: &Paths) -> io::Result<std::process::Child> {
+    std::fs::create_dir_all(&paths.state_dir)?;
+    let log = paths.log_file();
+    if std::fs::metadata(&log).is_ok_and(|m| m.len() > LOG_LIMIT) {
+        let _ = std::fs::rename(&log, log.with_extension("log.old"));
+    }
+    let out = File::options().create(true).append(true).open(&log)?;
+    let err = out.try_clone()?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("broker")
+        .current_dir("/")
+        .env_remove(super::WRAPPED_VAR)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid and close_range are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Own session: no terminal signals, not killed with the build.
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Do not keep the build's inherited descriptors (make's jobserver,
+            // pipes) open for the broker's lifetime.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+fn log_tail(paths: &Paths) -> String {
+    let text = std::fs::read_to_string(paths.log_file()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}

@@ -1,0 +1,228 @@
+//! The compiler wrapper: what runs for every compile. Plain synchronous
+//! code; it asks the broker for a slot and then runs distcc or the real
+//! compiler.
+
+pub mod compiler;
+pub mod connect;
+mod run;
+
+use crate::classify::{Job, classify};
+use crate::frame;
+use crate::hosts::{self, HostList};
+use crate::paths::Paths;
+use crate::protocol::{
+    BrokerMsg, ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response, VersionProbe,
+};
+use compiler::Resolved;
+use interprocess::local_socket::Stream;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Set in the environment of the compilers tcpb runs, to catch loops.
+pub const WRAPPED_VAR: &str = "TCPB_WRAPPED";
+
+/// Runs one compile: `compiler` with `args`.
+pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
+    if std::env::var_os(WRAPPED_VAR).is_some() {
+        eprintln!(
+            "tcpb: \"{}\" led back to tcpb from a compile tcpb started ({WRAPPED_VAR} is set); \
+             check that PATH and CC do not make the real compiler point at tcpb",
+            compiler.to_string_lossy()
+        );
+        return ExitCode::from(1);
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let me = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .unwrap_or_default();
+    let path_var = std::env::var_os("PATH");
+    let resolved = match compiler::resolve(compiler, path_var.as_deref(), &cwd, &me) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tcpb: {e}");
+            return ExitCode::from(127);
+        }
+    };
+    let utf8: Option<Vec<String>> = args.iter().map(|a| a.to_str().map(String::from)).collect();
+    let mut job = match &utf8 {
+        Some(a) => classify(a),
+        None => Job::Local {
+            reason: "an argument is not UTF-8".into(),
+        },
+    };
+    let farm = match hosts::load(|k| std::env::var_os(k)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tcpb: {e}; compiling locally");
+            return run_local(&resolved, &args);
+        }
+    };
+    let distcc = std::env::var_os("TCPB_DISTCC")
+        .map(PathBuf::from)
+        .or_else(|| which::which_in("distcc", path_var.as_deref(), &cwd).ok());
+    if distcc.is_none() && matches!(job, Job::Distribute { .. }) {
+        eprintln!(
+            "tcpb: distcc not found on PATH (install distcc, or set TCPB_DISTCC); compiling locally"
+        );
+        job = Job::Local {
+            reason: "no distcc".into(),
+        };
+    }
+    let paths = Paths::from_env();
+    let req = lease_request(&job, &cwd, compiler, farm);
+    let (grant, _lease) = match lease(&paths, &req) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("tcpb: {e}; compiling locally");
+            return run_local(&resolved, &args);
+        }
+    };
+    match (grant, distcc) {
+        (Grant::Remote { port, options, .. }, Some(distcc)) => run_distcc(
+            &paths,
+            &distcc,
+            &resolved,
+            &args,
+            port,
+            &options,
+            path_var.as_deref(),
+        ),
+        _ => run_local(&resolved, &args),
+    }
+}
+
+fn lease_request(job: &Job, cwd: &Path, compiler: &OsStr, farm: HostList) -> LeaseRequest {
+    let source = match job {
+        Job::Distribute { source } => Some(source.clone()),
+        Job::Local { .. } => None,
+    };
+    let source_size = source
+        .as_ref()
+        .and_then(|s| std::fs::metadata(cwd.join(s)).ok())
+        .map_or(0, |m| m.len());
+    LeaseRequest {
+        pid: std::process::id(),
+        cwd: cwd.to_string_lossy().into_owned(),
+        compiler: compiler.to_string_lossy().into_owned(),
+        local_only: source.is_none(),
+        source,
+        source_size,
+        farm,
+    }
+}
+
+/// Why a lease could not be had.
+#[derive(Debug, thiserror::Error)]
+enum LeaseError {
+    #[error("cannot reach the broker: {0}")]
+    Connect(std::io::Error),
+    #[error("lost the broker: {0}")]
+    Frame(#[from] frame::FrameError),
+    #[error("the broker closed the connection")]
+    Closed,
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error("broker (pid {pid}) speaks protocol {theirs}, this tcpb {PROTOCOL_VERSION}")]
+    Version { pid: u32, theirs: u32 },
+}
+
+/// Takes a lease; the returned stream holds it until dropped.
+fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseError> {
+    let mut restarted = false;
+    loop {
+        match lease_once(paths, req) {
+            // A broker of another version: stop it and start ours, once.
+            Err(LeaseError::Version { pid, theirs }) if !restarted => {
+                eprintln!(
+                    "tcpb: broker pid {pid} speaks protocol {theirs}, this tcpb {PROTOCOL_VERSION}; restarting it"
+                );
+                // SAFETY: signalling a process of our own user.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                wait_gone(paths);
+                restarted = true;
+            }
+            // The broker went away before granting (stopping, crashed): once more.
+            Err(LeaseError::Closed | LeaseError::Frame(_)) if !restarted => restarted = true,
+            other => return other,
+        }
+    }
+}
+
+fn wait_gone(paths: &Paths) {
+    for _ in 0..500 {
+        if connect::connect(paths).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn lease_once(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseError> {
+    let mut started = false;
+    let mut conn = connect::connect_or_start(paths, &mut started).map_err(LeaseError::Connect)?;
+    if started {
+        for w in &req.farm.warnings {
+            eprintln!("tcpb: warning: {w}");
+        }
+    }
+    let msg = ClientMsg {
+        v: PROTOCOL_VERSION,
+        req: Request::Lease(req.clone()),
+    };
+    frame::write_sync(&mut conn, &msg).map_err(|e| LeaseError::Frame(e.into()))?;
+    loop {
+        let payload = frame::read_sync(&mut conn)?.ok_or(LeaseError::Closed)?;
+        let probe: VersionProbe = frame::decode(&payload)?;
+        if probe.v != PROTOCOL_VERSION {
+            return Err(LeaseError::Version {
+                pid: probe.pid.unwrap_or(0),
+                theirs: probe.v,
+            });
+        }
+        let msg: BrokerMsg = frame::decode(&payload)?;
+        match msg.resp {
+            Response::Queued { .. } => continue,
+            Response::Granted(g) => return Ok((g, conn)),
+            Response::Error { message } => return Err(LeaseError::Broker(message)),
+            other => return Err(LeaseError::Broker(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+fn run_local(resolved: &Resolved, args: &[OsString]) -> ExitCode {
+    let mut cmd = Command::new(&resolved.path);
+    cmd.args(args).env(WRAPPED_VAR, "1");
+    run::run(cmd, &resolved.path.to_string_lossy())
+}
+
+fn run_distcc(
+    paths: &Paths,
+    distcc: &Path,
+    resolved: &Resolved,
+    args: &[OsString],
+    port: u16,
+    options: &str,
+    path_var: Option<&OsStr>,
+) -> ExitCode {
+    let dir = paths.distcc_dir();
+    let lock_dir = dir.join("lock");
+    if let Err(e) = std::fs::create_dir_all(&lock_dir) {
+        eprintln!("tcpb: cannot create {}: {e}", lock_dir.display());
+    }
+    // A backoff file left by an earlier failure would make distcc skip this
+    // port for 60 s: it is a new lease now.
+    let _ = std::fs::remove_file(lock_dir.join(format!("backoff_tcp_127.0.0.1_{port}_0")));
+    let mut cmd = Command::new(distcc);
+    cmd.arg(&resolved.distcc_name)
+        .args(args)
+        .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/1{options}"))
+        .env("DISTCC_DIR", &dir)
+        // distcc 3.4 retries a refusing host forever with a period of 0.
+        .env_remove("DISTCC_BACKOFF_PERIOD")
+        .env(WRAPPED_VAR, "1");
+    if let Some(p) = compiler::clean_path(path_var, &resolved.skipped_dirs) {
+        cmd.env("PATH", p);
+    }
+    run::run(cmd, &distcc.to_string_lossy())
+}

@@ -1,0 +1,73 @@
+//! Running the compile: a child process whose output and exit status pass
+//! through unchanged, with SIGINT, SIGTERM, SIGHUP and SIGQUIT forwarded.
+
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn set_handler(sig: libc::c_int, handler: libc::sighandler_t) {
+    // SAFETY: a zeroed sigaction with a valid handler is well-formed.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Runs `cmd` to the end and returns its exit status as ours. A child
+/// killed by a signal makes this process die of the same signal.
+pub fn run(mut cmd: Command, what: &str) -> ExitCode {
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tcpb: cannot run {what}: {e}");
+            return ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    for sig in FORWARDED {
+        set_handler(sig, forward as *const () as libc::sighandler_t);
+    }
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("tcpb: lost track of {what}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    CHILD.store(0, Ordering::SeqCst);
+    exit_like(status)
+}
+
+fn exit_like(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return ExitCode::from(code as u8);
+    }
+    if let Some(sig) = status.signal() {
+        set_handler(sig, libc::SIG_DFL);
+        // SAFETY: raising a signal at ourselves with its default action.
+        unsafe { libc::raise(sig) };
+        return ExitCode::from(128 + sig as u8);
+    }
+    ExitCode::from(1)
+}

@@ -1,0 +1,168 @@
+//! The optional `config.toml`: per-host speed and slots, extra hosts, and
+//! broker options. Unknown keys are errors that carry a line number.
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Broker options.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// Per-host settings. A host named here that the distcc host list does
+    /// not have is added to the farm.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostConfig>,
+}
+
+/// `[broker]` options.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Seconds with no lease and no queued compile before the broker exits.
+    pub idle_exit_s: u64,
+    /// Milliseconds allowed for the relay's connect to a farm host.
+    pub connect_timeout_ms: u64,
+    /// Seconds a host that failed a connect is left out of the choice.
+    pub retry_after_s: u64,
+    /// Seconds a stopping broker waits for leases still running.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            idle_exit_s: 30 * 60,
+            connect_timeout_ms: 2000,
+            retry_after_s: 10,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+/// One `[[host]]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// `HOST[:PORT]` or `localhost`, matched against the host list.
+    pub name: String,
+    /// Relative speed (default 1.0).
+    pub speed: Option<f64>,
+    /// Slots, overriding the host list's limit.
+    pub slots: Option<u32>,
+    /// Compress with LZO (only for hosts the config adds).
+    #[serde(default)]
+    pub lzo: bool,
+    /// Pump mode (only for hosts the config adds).
+    #[serde(default)]
+    pub cpp: bool,
+}
+
+/// A configuration file that cannot be used, with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys or bad values.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// toml's message, which names the line and column.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the default configuration.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &shown),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: shown,
+                source,
+            }),
+        }
+    }
+
+    /// Parses the text of a configuration file named `path` in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        for h in &config.hosts {
+            let bad = |what: &str| ConfigError::Invalid {
+                path: path.to_string(),
+                message: format!("host \"{}\": {what}", h.name),
+            };
+            if let Some(s) = h.speed
+                && !(s.is_finite() && s > 0.0)
+            {
+                return Err(bad("speed must be a positive number"));
+            }
+            if h.slots == Some(0) {
+                return Err(bad("slots must be at least 1"));
+            }
+            crate::hosts::parse(&h.name, path).map_err(|e| bad(&e.reason))?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file() {
+        let c = Config::parse(
+            "[broker]\nidle_exit_s = 60\n\n[[host]]\nname = \"b1\"\nspeed = 2.5\nslots = 8\n\n\
+             [[host]]\nname = \"localhost\"\nslots = 3\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.broker.idle_exit_s, 60);
+        assert_eq!(c.broker.connect_timeout_ms, 2000);
+        assert_eq!(c.hosts.len(), 2);
+        assert_eq!(c.hosts[0].speed, Some(2.5));
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = Config::parse("[broker]\nidle_exit_s = 5\nidle_exitt = 3\n", "/x/c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/x/c.toml:"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("idle_exitt"), "{e}");
+    }
+
+    #[test]
+    fn bad_values() {
+        for text in [
+            "[[host]]\nname = \"b\"\nspeed = 0.0\n",
+            "[[host]]\nname = \"b\"\nslots = 0\n",
+            "[[host]]\nname = \"b:notaport\"\n",
+        ] {
+            let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+            assert!(e.contains("host \"b"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_default() {
+        let c = Config::load(Path::new("/nonexistent/tcpb/config.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

@@ -1,0 +1,36 @@
+//! tcpb: a per-user load balancer in front of a distcc farm.
+//!
+//! A build uses `tcpb` as its compiler. Each compile asks a local broker,
+//! over a Unix socket, for a slot on the best free farm host; the broker
+//! starts itself on first use, queues compiles when the farm is full, and
+//! relays distcc's TCP stream to the chosen host.
+//!
+//! # Layout
+//!
+//! - `cli`: argv dispatch (compiler invocation or subcommand) and clap.
+//! - `client`: the per-compile wrapper (sync std code): find the real
+//!   compiler (`client::compiler`), reach or start the broker
+//!   (`client::connect`), take a lease, run distcc or the compiler.
+//! - `classify`: which command lines may go to the farm.
+//! - `hosts`: distcc's host-list grammar and where distcc looks for it.
+//! - `config`: `config.toml` (per-host speed and slots, broker options).
+//! - `farm`: the host list merged with the config into the scheduler's farm.
+//! - `paths`: runtime, state and config locations, all overridable.
+//! - `protocol`: the typed control messages; `frame`: their framing.
+//! - `broker`: the daemon. `broker::sched` is the pure scheduler (slots,
+//!   queue, host choice); `broker::state` shares it between tasks;
+//!   `broker::control` serves one control connection; `broker::relay`
+//!   owns the loopback relay ports.
+//! - `status`: `tcpb status` and `tcpb stop`.
+
+pub mod broker;
+pub mod classify;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod farm;
+pub mod frame;
+pub mod hosts;
+pub mod paths;
+pub mod protocol;
+pub mod status;

@@ -1,0 +1,173 @@
+//! The control protocol between the `tcpb` client and its broker: typed,
+//! versioned messages. Framing lives in `frame`.
+
+use crate::hosts::HostList;
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes shape. Both sides send it first.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMsg {
+    /// The sender's `PROTOCOL_VERSION`.
+    pub v: u32,
+    /// The request.
+    pub req: Request,
+}
+
+/// What a broker sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerMsg {
+    /// The broker's `PROTOCOL_VERSION`.
+    pub v: u32,
+    /// The broker's pid, so a client of another version can stop it.
+    pub pid: u32,
+    /// The answer.
+    pub resp: Response,
+}
+
+/// The part of any message that every version can read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionProbe {
+    /// The sender's `PROTOCOL_VERSION`.
+    pub v: u32,
+    /// The broker's pid (only in broker messages).
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+/// A client's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Ask for a slot for one compile; the lease lives as long as the connection.
+    Lease(LeaseRequest),
+    /// Ask for a status snapshot.
+    Status,
+    /// Ask the broker to exit once its leases are done.
+    Stop,
+}
+
+/// The facts of one compile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// The client's pid.
+    pub pid: u32,
+    /// The client's working directory.
+    pub cwd: String,
+    /// The compiler as invoked.
+    pub compiler: String,
+    /// The source file, for distributable jobs.
+    pub source: Option<String>,
+    /// The source file's size in bytes (0 when unknown).
+    pub source_size: u64,
+    /// True when the job must run on this machine.
+    pub local_only: bool,
+    /// The client's distcc host list; the broker adopts it when it changed.
+    pub farm: HostList,
+}
+
+/// A broker's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The compile waits; `position` 1 is next.
+    Queued {
+        /// Place in the queue.
+        position: u32,
+    },
+    /// The slot is granted.
+    Granted(Grant),
+    /// The status snapshot.
+    Status(Box<StatusSnapshot>),
+    /// The broker is stopping.
+    Stopping,
+    /// The request could not be served.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Where a compile runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Grant {
+    /// Run distcc against the loopback relay port, which leads to `host`.
+    Remote {
+        /// The farm host chosen (`addr:port`).
+        host: String,
+        /// The loopback relay port.
+        port: u16,
+        /// The host's distcc options (`,lzo`, `,cpp`).
+        options: String,
+    },
+    /// Run the real compiler on this machine.
+    Local,
+}
+
+/// What `tcpb status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    /// The broker process; `None` when no broker runs.
+    pub broker: Option<BrokerInfo>,
+    /// Where the farm came from.
+    pub farm_origin: String,
+    /// Compiles waiting for a slot.
+    pub queued: u32,
+    /// Compiles holding a slot.
+    pub running: u32,
+    /// Compiles granted since the broker started.
+    pub granted: u64,
+    /// Every host, in farm order.
+    pub hosts: Vec<HostStatus>,
+}
+
+/// The broker process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Seconds since it started.
+    pub uptime_s: u64,
+    /// Its version.
+    pub version: String,
+}
+
+/// A host's state as `tcpb status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Takes jobs.
+    Up,
+    /// Failed recently; left out of the choice until it is retried.
+    Down,
+    /// Removed from the farm; jobs in flight are finishing.
+    Draining,
+    /// Disabled by the user.
+    Disabled,
+}
+
+/// One host's line in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// `addr:port` or `localhost`.
+    pub name: String,
+    /// Its state.
+    pub state: HostState,
+    /// Its slots.
+    pub slots: u32,
+    /// Slots in use.
+    pub busy: u32,
+    /// Relative speed.
+    pub speed: f64,
+    /// Jobs finished on it.
+    pub jobs: u64,
+    /// Connect failures seen.
+    pub failures: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Seconds since the last error.
+    pub last_error_age_s: Option<u64>,
+    /// True for the pool that only serves jobs which must run locally.
+    #[serde(default)]
+    pub local_only: bool,
+}

@@ -1,0 +1,166 @@
+//! `tcpb status` and `tcpb stop`: they talk to a running broker and never
+//! start one.
+
+use crate::client::connect;
+use crate::config::Config;
+use crate::farm;
+use crate::frame;
+use crate::paths::Paths;
+use crate::protocol::{
+    BrokerMsg, ClientMsg, HostState, HostStatus, PROTOCOL_VERSION, Request, Response,
+    StatusSnapshot,
+};
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::Write;
+
+fn ask(paths: &Paths, req: Request) -> Result<Option<Response>> {
+    let Ok(mut conn) = connect::connect(paths) else {
+        return Ok(None);
+    };
+    frame::write_sync(
+        &mut conn,
+        &ClientMsg {
+            v: PROTOCOL_VERSION,
+            req,
+        },
+    )?;
+    let payload =
+        frame::read_sync(&mut conn)?.ok_or_else(|| anyhow!("the broker closed the connection"))?;
+    let msg: BrokerMsg = frame::decode(&payload).context("cannot read the broker's answer")?;
+    Ok(Some(msg.resp))
+}
+
+/// The farm this user's compiles would use, without a broker.
+fn configured(paths: &Paths) -> Result<StatusSnapshot> {
+    let list = crate::hosts::load(|k| std::env::var_os(k))?;
+    let config = Config::load(&paths.config_file)?;
+    let farm = farm::build(&list, &config, farm::local_cpus());
+    let hosts = farm
+        .hosts
+        .iter()
+        .map(|h| HostStatus {
+            name: h.name.clone(),
+            state: HostState::Up,
+            slots: h.slots,
+            busy: 0,
+            speed: h.speed,
+            jobs: 0,
+            failures: 0,
+            last_error: None,
+            last_error_age_s: None,
+            local_only: false,
+        })
+        .collect();
+    Ok(StatusSnapshot {
+        broker: None,
+        farm_origin: farm.origin,
+        queued: 0,
+        running: 0,
+        granted: 0,
+        hosts,
+    })
+}
+
+/// `tcpb status [--json]`.
+pub fn status(paths: &Paths, json: bool) -> Result<()> {
+    let snap = match ask(paths, Request::Status)? {
+        Some(Response::Status(s)) => *s,
+        Some(Response::Error { message }) => bail!("broker: {message}"),
+        Some(other) => bail!("unexpected answer from the broker: {other:?}"),
+        None => configured(paths)?,
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &snap)?;
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &snap, paths)?;
+    }
+    Ok(())
+}
+
+fn duration(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::io::Result<()> {
+    match &s.broker {
+        Some(b) => writeln!(
+            out,
+            "broker  pid {}, up {}, tcpb {}",
+            b.pid,
+            duration(b.uptime_s),
+            b.version
+        )?,
+        None => writeln!(
+            out,
+            "broker  not running (it starts with the first compile; socket {})",
+            paths.socket().display()
+        )?,
+    }
+    writeln!(out, "farm    {}", s.farm_origin)?;
+    writeln!(
+        out,
+        "queue   {} waiting, {} running, {} granted\n",
+        s.queued, s.running, s.granted
+    )?;
+    let names: Vec<String> = s
+        .hosts
+        .iter()
+        .map(|h| {
+            if h.local_only {
+                format!("{} (local jobs)", h.name)
+            } else {
+                h.name.clone()
+            }
+        })
+        .collect();
+    let w = names.iter().map(String::len).max().unwrap_or(4).max(4);
+    writeln!(
+        out,
+        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>6}  {:>5}  LAST ERROR",
+        "HOST", "STATE", "SLOTS", "SPEED", "JOBS", "FAILS"
+    )?;
+    for (h, name) in s.hosts.iter().zip(&names) {
+        let state = format!("{:?}", h.state).to_lowercase();
+        let err = match (&h.last_error, h.last_error_age_s) {
+            (Some(e), Some(age)) => format!("{e} ({} ago)", duration(age)),
+            (Some(e), None) => e.clone(),
+            _ => "-".to_string(),
+        };
+        writeln!(
+            out,
+            "{name:<w$}  {state:<9}  {:>7}  {:>5.1}  {:>6}  {:>5}  {err}",
+            format!("{}/{}", h.busy, h.slots),
+            h.speed,
+            h.jobs,
+            h.failures
+        )?;
+    }
+    Ok(())
+}
+
+/// `tcpb stop`.
+pub fn stop(paths: &Paths) -> Result<()> {
+    match ask(paths, Request::Stop)? {
+        None => {
+            println!("tcpb: no broker running");
+            return Ok(());
+        }
+        Some(Response::Stopping) => (),
+        Some(other) => bail!("unexpected answer from the broker: {other:?}"),
+    };
+    // The socket goes as soon as the broker stops accepting.
+    for _ in 0..500 {
+        if connect::connect(paths).is_err() {
+            println!("tcpb: broker stopped");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    bail!("the broker did not stop within 5s")
+}
