@@ -58,17 +58,18 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
             return run_local(&resolved, &args);
         }
     };
-    let distcc = std::env::var_os("TCPB_DISTCC")
-        .map(PathBuf::from)
-        .or_else(|| which::which_in("distcc", path_var.as_deref(), &cwd).ok());
-    if distcc.is_none() && matches!(job, Job::Distribute { .. }) {
-        eprintln!(
-            "tcpb: distcc not found on PATH (install distcc, or set TCPB_DISTCC); compiling locally"
-        );
-        job = Job::Local {
-            reason: "no distcc".into(),
-        };
-    }
+    let distcc = match find_distcc(path_var.as_deref(), &cwd) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if matches!(job, Job::Distribute { .. }) {
+                eprintln!("tcpb: {e}; compiling locally");
+                job = Job::Local {
+                    reason: "no distcc".into(),
+                };
+            }
+            None
+        }
+    };
     let paths = Paths::from_env();
     let req = lease_request(&job, &cwd, compiler, farm);
     let (grant, _lease) = match lease(&paths, &req) {
@@ -89,6 +90,16 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
             path_var.as_deref(),
         ),
         _ => run_local(&resolved, &args),
+    }
+}
+
+/// distcc: `$TCPB_DISTCC`, else the first on PATH.
+fn find_distcc(path_var: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, String> {
+    match std::env::var_os("TCPB_DISTCC") {
+        Some(p) if Path::new(&p).is_file() => Ok(PathBuf::from(p)),
+        Some(p) => Err(format!("TCPB_DISTCC={} is not a file", p.to_string_lossy())),
+        None => which::which_in("distcc", path_var, cwd)
+            .map_err(|_| "distcc not found on PATH (install distcc, or set TCPB_DISTCC)".into()),
     }
 }
 

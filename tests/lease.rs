@@ -1,0 +1,274 @@
+//! Broker life cycle and leases: cold start, slots freed by a killed client,
+//! relay failover when a host refuses, and live farm changes.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn write_c(env: &TestEnv, name: &str, body: &str) {
+    std::fs::write(env.path("work").join(name), body).unwrap();
+}
+
+/// Compiles `src` to `obj` through tcpb with `hosts` as the farm.
+fn compile(env: &TestEnv, hosts: &str, src: &str, obj: &str) -> std::process::Output {
+    env.tcpb()
+        .args(["gcc", "-O2", "-c", src, "-o", obj])
+        .env("DISTCC_HOSTS", hosts)
+        .output()
+        .unwrap()
+}
+
+fn local_object(env: &TestEnv, src: &str) -> Vec<u8> {
+    let out = env.path(&format!("{src}.ref.o"));
+    let st = Command::new("gcc")
+        .args(["-O2", "-c", src, "-o"])
+        .arg(&out)
+        .current_dir(env.path("work"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read(out).unwrap()
+}
+
+fn assert_same_object(env: &TestEnv, obj: &str, src: &str) {
+    let got = std::fs::read(env.path("work").join(obj)).unwrap();
+    assert!(
+        got == local_object(env, src),
+        "{obj} differs from a local gcc -O2 build of {src}"
+    );
+}
+
+#[test]
+fn cold_start_of_24_compiles_starts_one_broker() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 4);
+    let mut children = Vec::new();
+    for i in 0..24 {
+        write_c(
+            &env,
+            &format!("f{i}.c"),
+            &format!("int f{i}(int x) {{ return x * {i} + 1; }}\n"),
+        );
+    }
+    for i in 0..24 {
+        let child = env
+            .tcpb()
+            .args([
+                "gcc",
+                "-O2",
+                "-c",
+                &format!("f{i}.c"),
+                "-o",
+                &format!("f{i}.o"),
+            ])
+            .env("DISTCC_HOSTS", d.host(4))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "compile {i}: {}", output_text(&out));
+        assert_same_object(&env, &format!("f{i}.o"), &format!("f{i}.c"));
+    }
+    assert_eq!(env.brokers_started(), 1, "log:\n{}", env.log());
+    assert_eq!(d.compiles_ok(24), 24);
+    let s = env.status(&d.host(4));
+    let pid = s["broker"]["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("broker"),
+        "shows as `tcpb broker`"
+    );
+}
+
+/// A compiler that sleeps, so a lease stays held.
+fn slow_compiler(env: &TestEnv) -> std::path::PathBuf {
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let cc = bin.join("slowcc");
+    std::fs::write(
+        &cc,
+        "#!/bin/sh\ntrap 'echo got-term > \"$TERM_MARK\"; exit 143' TERM\nsleep 30 &\nwait $!\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    cc
+}
+
+#[test]
+fn kill_9_of_a_client_frees_its_slot() {
+    let env = TestEnv::new();
+    let cc = slow_compiler(&env);
+    let farm = "localhost/1";
+    write_c(&env, "x.c", "int x;\n");
+    write_c(&env, "y.c", "int y(void) { return 7; }\n");
+    let mut holder = env
+        .tcpb()
+        .arg(&cc)
+        .args(["-c", "x.c"])
+        .env("DISTCC_HOSTS", farm)
+        .env("TERM_MARK", env.path("mark"))
+        .spawn()
+        .unwrap();
+    env.wait_status(farm, Duration::from_secs(10), |s| s["running"] == 1);
+    let waiter = env
+        .tcpb()
+        .args(["gcc", "-O2", "-c", "y.c", "-o", "y.o"])
+        .env("DISTCC_HOSTS", farm)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_status(farm, Duration::from_secs(10), |s| s["queued"] == 1);
+    let started = Instant::now();
+    holder.kill().unwrap(); // SIGKILL
+    holder.wait().unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the queued compile ran once the slot was freed"
+    );
+    assert_same_object(&env, "y.o", "y.c");
+    let s = env.wait_status(farm, Duration::from_secs(5), |s| {
+        s["running"] == 0 && s["queued"] == 0
+    });
+    assert_eq!(s["hosts"][0]["busy"], 0);
+    let _ = Command::new("pkill")
+        .args(["-f", &cc.to_string_lossy()])
+        .status();
+}
+
+#[test]
+fn sigterm_is_forwarded_to_the_compiler() {
+    let env = TestEnv::new();
+    let cc = slow_compiler(&env);
+    let mark = env.path("mark");
+    let mut c = env
+        .tcpb()
+        .arg(&cc)
+        .args(["-c", "x.c"])
+        .env("DISTCC_HOSTS", "localhost/1")
+        .env("TERM_MARK", &mark)
+        .spawn()
+        .unwrap();
+    env.wait_status("localhost/1", Duration::from_secs(10), |s| {
+        s["running"] == 1
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let st = c.wait().unwrap();
+    assert_eq!(
+        st.code(),
+        Some(143),
+        "the compiler's exit status passes through"
+    );
+    assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "got-term");
+}
+
+#[test]
+fn refusing_host_is_skipped_for_the_next_best() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let live = Distccd::start(&env, 2);
+    let dead_port = DeadPort::new();
+    let dead = dead_port.port;
+    // The dead host is the fastest, so it is chosen first.
+    env.write_config(&format!(
+        "[[host]]\nname = \"127.0.0.1:{dead}\"\nspeed = 10.0\n"
+    ));
+    let hosts = format!("127.0.0.1:{dead}/2 {}", live.host(2));
+    write_c(&env, "a.c", "int a(int x) { return x << 3; }\n");
+    let out = compile(&env, &hosts, "a.c", "a.o");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        live.compiles_ok(1),
+        1,
+        "the compile landed on the live host"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("failed to distribute"),
+        "{}",
+        output_text(&out)
+    );
+    assert_same_object(&env, "a.o", "a.c");
+    let s = env.status(&hosts);
+    let d = s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == format!("127.0.0.1:{dead}"))
+        .unwrap()
+        .clone();
+    assert_eq!(d["failures"], 1, "{s:#}");
+    assert_eq!(d["state"], "down");
+    assert!(d["last_error"].as_str().unwrap().contains("refused"), "{d}");
+}
+
+#[test]
+fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write_config("[broker]\nidle_exit_s = 120\nretry_after_s = 1\n");
+    let dead = DeadPort::new();
+    let port = dead.port;
+    let hosts = format!("127.0.0.1:{port}/1");
+    write_c(&env, "b.c", "int b(int x) { return x * 5; }\n");
+    let out = compile(&env, &hosts, "b.c", "b.o");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_same_object(&env, "b.o", "b.c");
+    let lock_dir = env.runtime_dir().join("distcc/lock");
+    let backoff: Vec<_> = std::fs::read_dir(&lock_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("backoff_"))
+        .collect();
+    assert_eq!(backoff.len(), 1, "distcc backed off the relay port");
+
+    // The host comes back on the same port.
+    let d = Distccd::start_on(&env, dead.revive(), 2).expect("distccd on the freed port");
+    env.wait_status(&hosts, Duration::from_secs(10), |s| {
+        s["hosts"][0]["state"] == "up"
+    });
+    let out = compile(&env, &hosts, "b.c", "b2.o");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        d.compiles_ok(1),
+        1,
+        "the next compile went to the host, not blocked by the old backoff file"
+    );
+    assert_same_object(&env, "b2.o", "b.c");
+}
+
+#[test]
+fn changed_farm_is_applied_live() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (a, b) = (Distccd::start(&env, 2), Distccd::start(&env, 2));
+    write_c(&env, "c.c", "int c(void) { return 3; }\n");
+    assert!(compile(&env, &a.host(2), "c.c", "c1.o").status.success());
+    assert!(compile(&env, &b.host(3), "c.c", "c2.o").status.success());
+    assert_eq!((a.compiles_ok(1), b.compiles_ok(1)), (1, 1));
+    let s = env.status(&b.host(3));
+    let names: Vec<&str> = s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [b.name().as_str(), "localhost"]);
+    assert_eq!(s["hosts"][0]["slots"], 3);
+    assert_eq!(env.brokers_started(), 1);
+}
