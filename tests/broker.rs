@@ -1,0 +1,193 @@
+//! The broker's life: stop, idle exit, SIGTERM, stale sockets, a live
+//! socket never taken over, bad frames, and a broker of another version.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+fn compile_ok(env: &TestEnv, name: &str) {
+    std::fs::write(
+        env.path("work").join(format!("{name}.c")),
+        format!("int {name}(void) {{ return 1; }}\n"),
+    )
+    .unwrap();
+    let out = env
+        .tcpb()
+        .args([
+            "gcc",
+            "-c",
+            &format!("{name}.c"),
+            "-o",
+            &format!("{name}.o"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+fn broker_pid(env: &TestEnv) -> i32 {
+    env.status("")["broker"]["pid"]
+        .as_i64()
+        .expect("a broker runs") as i32
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); look at its state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+fn wait_until(limit: Duration, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stop_ends_the_broker_and_removes_its_socket() {
+    let env = TestEnv::new();
+    compile_ok(&env, "s1");
+    let pid = broker_pid(&env);
+    let out = env.tcpb().arg("stop").output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!env.runtime_dir().join("broker.sock").exists());
+    wait_until(Duration::from_secs(10), "the broker to exit", || {
+        !alive(pid)
+    });
+    let out = env.tcpb().arg("stop").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no broker running"));
+}
+
+#[test]
+fn idle_broker_exits_by_itself() {
+    let env = TestEnv::new();
+    env.write_config("[broker]\nidle_exit_s = 1\n");
+    compile_ok(&env, "i1");
+    let pid = broker_pid(&env);
+    wait_until(Duration::from_secs(10), "the idle broker to exit", || {
+        !alive(pid)
+    });
+    assert!(!env.runtime_dir().join("broker.sock").exists());
+    compile_ok(&env, "i2");
+    assert_eq!(
+        env.brokers_started(),
+        2,
+        "the next compile started a new broker"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_broker_cleanly() {
+    let env = TestEnv::new();
+    compile_ok(&env, "t1");
+    let pid = broker_pid(&env);
+    // SAFETY: signalling the test's own broker.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_until(Duration::from_secs(10), "the broker to exit", || {
+        !alive(pid)
+    });
+    assert!(!env.runtime_dir().join("broker.sock").exists());
+    assert!(env.log().contains("broker stopped"), "{}", env.log());
+}
+
+#[test]
+fn stale_socket_is_replaced() {
+    let env = TestEnv::new();
+    let dir = env.runtime_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let sock = dir.join("broker.sock");
+    drop(UnixListener::bind(&sock).unwrap()); // leaves the file, nobody listening
+    assert!(sock.exists());
+    compile_ok(&env, "st");
+    assert_eq!(env.brokers_started(), 1);
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over() {
+    let env = TestEnv::new();
+    compile_ok(&env, "l1");
+    let pid = broker_pid(&env);
+    let out = env.tcpb().arg("broker").output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already listening"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(broker_pid(&env), pid, "the first broker still answers");
+}
+
+#[test]
+fn malformed_frames_do_not_hurt_the_broker() {
+    let env = TestEnv::new();
+    compile_ok(&env, "f1");
+    let sock = env.runtime_dir().join("broker.sock");
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xff, 0xff, 0xff],                   // oversize length
+        vec![0, 0, 0, 5, b'{', b'x'],                   // truncated
+        [&[0u8, 0, 0, 4][..], b"nope"].concat(),        // not JSON
+        [&[0u8, 0, 0, 8][..], b"{\"v\":1}\0"].concat(), // not a message
+        [&[0u8, 0, 0, 17][..], b"{\"v\":1,\"req\":42}"].concat(),
+        vec![], // connects, says nothing, leaves
+    ];
+    for _ in 0..20 {
+        for g in &garbage {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            let _ = s.write_all(g);
+        }
+    }
+    compile_ok(&env, "f2");
+    let s = env.wait_status("", Duration::from_secs(5), |s| s["running"] == 0);
+    assert_eq!(s["queued"], 0);
+    assert_eq!(s["hosts"][0]["busy"], 0, "no slot leaked");
+}
+
+#[test]
+fn broker_of_another_protocol_version_is_restarted() {
+    let env = TestEnv::new();
+    let dir = env.runtime_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let sock = dir.join("broker.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut old = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let old_pid = old.id();
+    let fake = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut len = [0u8; 4];
+        conn.read_exact(&mut len).unwrap();
+        let mut body = vec![0; u32::from_be_bytes(len) as usize];
+        conn.read_exact(&mut body).unwrap();
+        let reply = format!("{{\"v\":999,\"pid\":{old_pid},\"resp\":\"Whatever\"}}");
+        conn.write_all(&(reply.len() as u32).to_be_bytes()).unwrap();
+        conn.write_all(reply.as_bytes()).unwrap();
+        drop(listener); // the old broker goes away (its socket file stays: stale)
+    });
+    std::fs::write(env.path("work/v.c"), "int v;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "v.c", "-o", "v.o"])
+        .output()
+        .unwrap();
+    fake.join().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("protocol 999") && err.contains("restarting"),
+        "{err}"
+    );
+    let status = old.wait().unwrap();
+    assert!(!status.success(), "the old broker got SIGTERM");
+    assert_eq!(
+        env.brokers_started(),
+        1,
+        "a broker of this version took over"
+    );
+}

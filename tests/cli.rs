@@ -1,0 +1,223 @@
+//! The command line without a farm: status with no broker, errors that
+//! name what is wrong, the recursion guard.
+
+mod common;
+use common::*;
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn status_without_broker_shows_configured_farm_and_starts_nothing() {
+    let env = TestEnv::new();
+    let out = env
+        .tcpb()
+        .arg("status")
+        .env("DISTCC_HOSTS", "build1/8 build2:4000,lzo")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not running"), "{text}");
+    assert!(
+        text.contains("build1:3632") && text.contains("build2:4000"),
+        "{text}"
+    );
+    assert!(text.contains("DISTCC_HOSTS"), "{text}");
+    let s = env.status("build1/8");
+    assert!(s["broker"].is_null());
+    assert_eq!(s["queued"], 0);
+    assert_eq!(s["hosts"][0]["name"], "build1:3632");
+    assert_eq!(s["hosts"][0]["slots"], 8);
+    assert_eq!(s["hosts"][0]["state"], "up");
+    assert!(
+        !env.runtime_dir().join("broker.sock").exists(),
+        "status must not start a broker"
+    );
+    assert_eq!(env.brokers_started(), 0);
+}
+
+#[test]
+fn hosts_file_in_distcc_dir_is_read() {
+    let env = TestEnv::new();
+    let dd = env.path("dd");
+    std::fs::create_dir_all(&dd).unwrap();
+    std::fs::write(dd.join("hosts"), "# farm\nfilehost/3\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["status", "--json"])
+        .env_remove("DISTCC_HOSTS")
+        .env("DISTCC_DIR", &dd)
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["hosts"][0]["name"], "filehost:3632");
+    assert!(
+        s["farm_origin"].as_str().unwrap().ends_with("dd/hosts"),
+        "{s}"
+    );
+}
+
+#[test]
+fn malformed_host_entry_is_named_and_the_compile_still_runs() {
+    let env = TestEnv::new();
+    std::fs::write(env.path("work/m.c"), "int m;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "m.c", "-o", "m.o"])
+        .env("DISTCC_HOSTS", "good build1:notaport")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("\"build1:notaport\"") && err.contains("DISTCC_HOSTS"),
+        "{err}"
+    );
+    assert!(env.path("work/m.o").exists());
+    let st = env
+        .tcpb()
+        .arg("status")
+        .env("DISTCC_HOSTS", "x/0")
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+    assert!(stderr_of(&st).contains("\"x/0\""), "{}", output_text(&st));
+}
+
+#[test]
+fn ssh_and_zeroconf_hosts_are_skipped_with_a_warning() {
+    let env = TestEnv::new();
+    std::fs::write(env.path("work/w.c"), "int w;\n").unwrap();
+    let farm = "me@far/2 +zeroconf localhost/2";
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "w.c", "-o", "w.o"])
+        .env("DISTCC_HOSTS", farm)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("ssh host \"me@far/2\"") && err.contains("+zeroconf"),
+        "{err}"
+    );
+    // Said once, when the broker started; not on every compile.
+    let again = env
+        .tcpb()
+        .args(["gcc", "-c", "w.c", "-o", "w.o"])
+        .env("DISTCC_HOSTS", farm)
+        .output()
+        .unwrap();
+    assert_eq!(stderr_of(&again), "");
+    let s = env.status(farm);
+    assert_eq!(s["hosts"].as_array().unwrap().len(), 1, "{s}");
+}
+
+#[test]
+fn compiler_leading_back_to_tcpb_fails_clearly() {
+    let env = TestEnv::new();
+    let bin = env.path("loop");
+    std::fs::create_dir_all(&bin).unwrap();
+    // A "gcc" that is a script calling `tcpb gcc` again.
+    std::fs::write(
+        bin.join("gcc"),
+        format!("#!/bin/sh\nexec {TCPB} gcc \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("gcc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    std::fs::write(env.path("work/r.c"), "int r;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "r.c"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("led back to tcpb"),
+        "{}",
+        output_text(&out)
+    );
+}
+
+#[test]
+fn unknown_compiler_is_named() {
+    let env = TestEnv::new();
+    let out = env
+        .tcpb()
+        .args(["no-such-cc-xyz", "-c", "a.c"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr_of(&out).contains("\"no-such-cc-xyz\""),
+        "{}",
+        output_text(&out)
+    );
+}
+
+#[test]
+fn missing_distcc_is_named_and_the_compile_runs_locally() {
+    let env = TestEnv::new();
+    std::fs::write(env.path("work/n.c"), "int n;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "n.c", "-o", "n.o"])
+        .env("DISTCC_HOSTS", "127.0.0.1:1/2")
+        .env("TCPB_DISTCC", "/nonexistent/distcc")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        stderr_of(&out).contains("TCPB_DISTCC=/nonexistent/distcc"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(env.path("work/n.o").exists());
+}
+
+#[test]
+fn bad_config_is_named_with_its_line() {
+    let env = TestEnv::new();
+    env.write_config("[broker]\nidle_exit_s = 5\nbogus_key = 1\n");
+    std::fs::write(env.path("work/k.c"), "int k;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "k.c", "-o", "k.o"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the compile still runs: {}",
+        output_text(&out)
+    );
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("config.toml") && err.contains("line 3") && err.contains("bogus_key"),
+        "{err}"
+    );
+    assert!(env.path("work/k.o").exists());
+}
+
+#[test]
+fn help_and_version() {
+    let env = TestEnv::new();
+    let out = env.tcpb().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("status") && text.contains("tcpb COMPILER"),
+        "{text}"
+    );
+    let out = env.tcpb().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tcpb "));
+}
