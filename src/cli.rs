@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Names clap dispatches; everything else is a compiler.
-pub const SUBCOMMANDS: &[&str] = &["status", "stop", "broker", "help"];
+pub const SUBCOMMANDS: &[&str] = &["status", "stop", "broker", "completions", "help"];
 
 /// A load-balancing front end for a distcc farm.
 #[derive(Debug, Parser)]
@@ -46,6 +46,17 @@ pub enum Command {
     Stop,
     /// Run the broker in the foreground (it starts itself on first use).
     Broker,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "tcpb", out);
 }
 
 /// Entry point of the binary.
@@ -73,6 +84,10 @@ fn subcommand(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Status { json } => crate::status::status(&paths, json),
         Command::Stop => crate::status::stop(&paths),
+        Command::Completions { shell } => {
+            completions(shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
         Command::Broker => {
             init_logging();
             crate::broker::main(&paths)
@@ -118,6 +133,32 @@ mod tests {
         names.sort();
         known.sort();
         assert_eq!(names, known);
+    }
+
+    /// The checked-in completions match the CLI. `TCPB_BLESS=1 cargo test`
+    /// rewrites them.
+    #[test]
+    fn completions_are_up_to_date() {
+        use clap_complete::Shell;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+        for (shell, file) in [
+            (Shell::Bash, "tcpb.bash"),
+            (Shell::Zsh, "_tcpb"),
+            (Shell::Fish, "tcpb.fish"),
+        ] {
+            let mut now = Vec::new();
+            completions(shell, &mut now);
+            let path = dir.join(file);
+            if std::env::var_os("TCPB_BLESS").is_some() {
+                std::fs::write(&path, &now).unwrap();
+            }
+            let saved = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                saved == now,
+                "{} is out of date: run TCPB_BLESS=1 cargo test",
+                path.display()
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,18 @@ fn make_with_cc_tcpb_gcc_matches_local_build() {
     );
     let s = env.status(&hosts);
     assert_eq!(s["queued"], 0);
+    assert!(
+        s["broker"]["pid"].is_u64() && s["broker"]["uptime_s"].is_u64(),
+        "{s:#}"
+    );
+    for h in s["hosts"].as_array().unwrap() {
+        for key in ["slots", "busy", "jobs", "failures"] {
+            assert!(h[key].is_u64(), "{key} in {h}");
+        }
+        assert!(h["speed"].is_f64() && h["name"].is_string(), "{h}");
+        assert!(["up", "down", "draining", "disabled"].contains(&h["state"].as_str().unwrap()));
+    }
+    assert_eq!(s["hosts"][0]["name"], a.name(), "name is addr:port");
     let jobs: u64 = s["hosts"]
         .as_array()
         .unwrap()

@@ -1,0 +1,43 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tcpb_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_tcpb_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tcpb_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tcpb_using_subcommand
+    set -l cmd (__fish_tcpb_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tcpb -n "__fish_tcpb_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tcpb -n "__fish_tcpb_needs_command" -s V -l version -d 'Print version'
+complete -c tcpb -n "__fish_tcpb_needs_command" -f -a "status" -d 'Show the broker, the farm, slots in use and the queue'
+complete -c tcpb -n "__fish_tcpb_needs_command" -f -a "stop" -d 'Ask the broker to exit once running compiles finish'
+complete -c tcpb -n "__fish_tcpb_needs_command" -f -a "broker" -d 'Run the broker in the foreground (it starts itself on first use)'
+complete -c tcpb -n "__fish_tcpb_needs_command" -f -a "completions" -d 'Print shell completions (bash, zsh, fish, elvish, powershell)'
+complete -c tcpb -n "__fish_tcpb_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tcpb -n "__fish_tcpb_using_subcommand status" -l json -d 'Print one JSON object instead of a table'
+complete -c tcpb -n "__fish_tcpb_using_subcommand status" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand broker" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand help; and not __fish_seen_subcommand_from status stop broker completions help" -f -a "status" -d 'Show the broker, the farm, slots in use and the queue'
+complete -c tcpb -n "__fish_tcpb_using_subcommand help; and not __fish_seen_subcommand_from status stop broker completions help" -f -a "stop" -d 'Ask the broker to exit once running compiles finish'
+complete -c tcpb -n "__fish_tcpb_using_subcommand help; and not __fish_seen_subcommand_from status stop broker completions help" -f -a "broker" -d 'Run the broker in the foreground (it starts itself on first use)'
+complete -c tcpb -n "__fish_tcpb_using_subcommand help; and not __fish_seen_subcommand_from status stop broker completions help" -f -a "completions" -d 'Print shell completions (bash, zsh, fish, elvish, powershell)'
+complete -c tcpb -n "__fish_tcpb_using_subcommand help; and not __fish_seen_subcommand_from status stop broker completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
