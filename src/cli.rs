@@ -11,7 +11,15 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Names clap dispatches; everything else is a compiler.
-pub const SUBCOMMANDS: &[&str] = &["status", "stop", "broker", "completions", "help"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "status",
+    "stop",
+    "host",
+    "reload",
+    "broker",
+    "completions",
+    "help",
+];
 
 /// A load-balancing front end for a distcc farm.
 #[derive(Debug, Parser)]
@@ -44,6 +52,11 @@ pub enum Command {
     },
     /// Ask the broker to exit once running compiles finish.
     Stop,
+    /// Change the farm at run time; kept across broker restarts.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Re-read config.toml and apply it (as SIGHUP does).
+    Reload,
     /// Run the broker in the foreground (it starts itself on first use).
     Broker,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -51,6 +64,74 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `tcpb host …`. HOST is `HOST[:PORT]` (port 3632 if left out) or `localhost`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Add a host: HOST[:PORT][/SLOTS][,lzo][,cpp].
+    Add {
+        /// The host spec, in distcc's grammar.
+        spec: String,
+        /// Relative speed (default 1.0).
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// Remove a host: no new jobs; running ones finish.
+    Remove {
+        /// The host.
+        host: String,
+        /// End its running jobs now (distcc compiles them locally).
+        #[arg(long)]
+        force: bool,
+    },
+    /// No new jobs; running ones finish; the host stays listed.
+    Drain {
+        /// The host.
+        host: String,
+    },
+    /// Take jobs again after drain or disable.
+    Enable {
+        /// The host.
+        host: String,
+    },
+    /// No jobs until enabled.
+    Disable {
+        /// The host.
+        host: String,
+    },
+    /// Change a host's slots and/or speed.
+    Set {
+        /// The host.
+        host: String,
+        /// Concurrent jobs.
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Relative speed.
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// Drop every runtime change: back to the configured farm.
+    Reset,
+}
+
+impl From<HostCommand> for crate::protocol::HostCmd {
+    fn from(c: HostCommand) -> Self {
+        use crate::protocol::HostCmd as H;
+        match c {
+            HostCommand::Add { spec, speed } => H::Add { spec, speed },
+            HostCommand::Remove { host, force } => H::Remove { name: host, force },
+            HostCommand::Drain { host } => H::Drain { name: host },
+            HostCommand::Enable { host } => H::Enable { name: host },
+            HostCommand::Disable { host } => H::Disable { name: host },
+            HostCommand::Set { host, slots, speed } => H::Set {
+                name: host,
+                slots,
+                speed,
+            },
+            HostCommand::Reset => H::Reset,
+        }
+    }
 }
 
 /// Writes the completion script for `shell`.
@@ -84,6 +165,8 @@ fn subcommand(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Status { json } => crate::status::status(&paths, json),
         Command::Stop => crate::status::stop(&paths),
+        Command::Host(cmd) => crate::admin::host(&paths, cmd.into()),
+        Command::Reload => crate::admin::reload(&paths),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
             Ok(())

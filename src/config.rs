@@ -11,6 +11,9 @@ pub struct Config {
     /// Broker options.
     #[serde(default)]
     pub broker: BrokerConfig,
+    /// Host probes and failure thresholds.
+    #[serde(default)]
+    pub health: crate::broker::health::HealthConfig,
     /// Per-host settings. A host named here that the distcc host list does
     /// not have is added to the farm.
     #[serde(default, rename = "host")]
@@ -25,8 +28,13 @@ pub struct BrokerConfig {
     pub idle_exit_s: u64,
     /// Milliseconds allowed for the relay's connect to a farm host.
     pub connect_timeout_ms: u64,
-    /// Seconds a host that failed a connect is left out of the choice.
-    pub retry_after_s: u64,
+    /// Seconds a relayed job may pass no byte either way before it is cut
+    /// and the host counted as hung (well above distcc's 300 s IO timeout).
+    pub job_timeout_s: u64,
+    /// Seconds a queued compile waits before it runs locally; 0: no limit.
+    pub queue_timeout_s: u64,
+    /// Seconds a new control connection may take to send its request.
+    pub client_timeout_s: u64,
     /// Seconds a stopping broker waits for leases still running.
     pub shutdown_grace_s: u64,
 }
@@ -36,7 +44,9 @@ impl Default for BrokerConfig {
         BrokerConfig {
             idle_exit_s: 30 * 60,
             connect_timeout_ms: 2000,
-            retry_after_s: 10,
+            job_timeout_s: 900,
+            queue_timeout_s: 0,
+            client_timeout_s: 10,
             shutdown_grace_s: 10,
         }
     }
@@ -101,6 +111,14 @@ impl Config {
             path: path.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        let hc = &config.health;
+        if hc.fall == 0 || hc.rise == 0 || hc.interval_ms == 0 || hc.timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                message: "[health] fall, rise, interval_ms and timeout_ms must be at least 1"
+                    .to_string(),
+            });
+        }
         for h in &config.hosts {
             let bad = |what: &str| ConfigError::Invalid {
                 path: path.to_string(),
@@ -127,7 +145,7 @@ mod tests {
     #[test]
     fn full_file() {
         let c = Config::parse(
-            "[broker]\nidle_exit_s = 60\n\n[[host]]\nname = \"b1\"\nspeed = 2.5\nslots = 8\n\n\
+            "[broker]\nidle_exit_s = 60\n[health]\nfall = 5\n\n[[host]]\nname = \"b1\"\nspeed = 2.5\nslots = 8\n\n\
              [[host]]\nname = \"localhost\"\nslots = 3\n",
             "c.toml",
         )
@@ -135,6 +153,7 @@ mod tests {
         assert_eq!(c.broker.idle_exit_s, 60);
         assert_eq!(c.broker.connect_timeout_ms, 2000);
         assert_eq!(c.hosts.len(), 2);
+        assert_eq!((c.health.fall, c.health.rise), (5, 2));
         assert_eq!(c.hosts[0].speed, Some(2.5));
     }
 

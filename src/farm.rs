@@ -20,6 +20,22 @@ pub struct HostSpec {
     pub lzo: bool,
     /// distcc's `,cpp`.
     pub cpp: bool,
+    /// What the user asked for with `tcpb host drain|disable|enable`.
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+/// A host's administrative state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admin {
+    /// Takes jobs.
+    #[default]
+    Active,
+    /// No new jobs; running ones finish; stays listed.
+    Drain,
+    /// No jobs at all until enabled.
+    Disabled,
 }
 
 impl HostSpec {
@@ -40,7 +56,8 @@ impl HostSpec {
         s
     }
 
-    fn from_entry(e: &HostEntry) -> HostSpec {
+    /// The spec of a host-list entry, at speed 1.0.
+    pub fn from_entry(e: &HostEntry) -> HostSpec {
         match e {
             HostEntry::Local { slots } => HostSpec {
                 name: e.name(),
@@ -49,6 +66,7 @@ impl HostSpec {
                 speed: 1.0,
                 lzo: false,
                 cpp: false,
+                admin: Admin::Active,
             },
             HostEntry::Tcp {
                 host,
@@ -63,6 +81,7 @@ impl HostSpec {
                 speed: 1.0,
                 lzo: *lzo,
                 cpp: *cpp,
+                admin: Admin::Active,
             },
         }
     }
@@ -132,6 +151,7 @@ pub fn build(list: &HostList, config: &Config, cpus: u32) -> Farm {
             speed: 1.0,
             lzo: false,
             cpp: false,
+            admin: Admin::Active,
         });
         origin = format!("no farm configured: localhost with {cpus} slots");
     }

@@ -20,9 +20,14 @@
 //! - `broker`: the daemon. `broker::sched` is the pure scheduler (slots,
 //!   queue, host choice); `broker::state` shares it between tasks;
 //!   `broker::control` serves one control connection; `broker::relay`
-//!   owns the loopback relay ports.
-//! - `status`: `tcpb status` and `tcpb stop`.
+//!   owns the loopback relay ports and classifies how jobs end;
+//!   `broker::health` is the pure up/suspect/down state machine;
+//!   `broker::admin` runs `tcpb host …` against `broker::overlay`, the
+//!   runtime farm changes that `broker::store` persists.
+//! - `status`: `tcpb status` and `tcpb stop`; `admin`: `tcpb host …` and
+//!   `tcpb reload` (client side).
 
+pub mod admin;
 pub mod broker;
 pub mod classify;
 pub mod cli;

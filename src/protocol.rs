@@ -46,6 +46,60 @@ pub enum Request {
     Status,
     /// Ask the broker to exit once its leases are done.
     Stop,
+    /// Change the farm at run time (`tcpb host …`).
+    Host {
+        /// The change.
+        cmd: HostCmd,
+        /// The client's host list, adopted first when it changed.
+        farm: HostList,
+    },
+    /// Re-read `config.toml` (`tcpb reload`).
+    Reload,
+}
+
+/// A runtime farm change. Hosts are named `HOST[:PORT]` or `localhost`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HostCmd {
+    /// Add a host (`HOST[:PORT][/SLOTS][,lzo][,cpp]`).
+    Add {
+        /// The host spec.
+        spec: String,
+        /// Its speed.
+        speed: Option<f64>,
+    },
+    /// Remove a host; `force` ends its running jobs.
+    Remove {
+        /// The host.
+        name: String,
+        /// End running jobs (distcc compiles them locally).
+        force: bool,
+    },
+    /// No new jobs; running ones finish; the host stays listed.
+    Drain {
+        /// The host.
+        name: String,
+    },
+    /// Undo drain and disable.
+    Enable {
+        /// The host.
+        name: String,
+    },
+    /// No jobs until enabled.
+    Disable {
+        /// The host.
+        name: String,
+    },
+    /// Change slots and/or speed.
+    Set {
+        /// The host.
+        name: String,
+        /// New slots.
+        slots: Option<u32>,
+        /// New speed.
+        speed: Option<f64>,
+    },
+    /// Drop every runtime change.
+    Reset,
 }
 
 /// The facts of one compile.
@@ -81,6 +135,11 @@ pub enum Response {
     Status(Box<StatusSnapshot>),
     /// The broker is stopping.
     Stopping,
+    /// A change was made; what changed.
+    Done {
+        /// What changed, for the user.
+        message: String,
+    },
     /// The request could not be served.
     Error {
         /// What went wrong.
@@ -117,8 +176,30 @@ pub struct StatusSnapshot {
     pub running: u32,
     /// Compiles granted since the broker started.
     pub granted: u64,
+    /// Compiles that waited `queue_timeout_s` and ran locally.
+    #[serde(default)]
+    pub queue_timeouts: u64,
+    /// Jobs a failing host lost, which distcc compiled locally.
+    #[serde(default)]
+    pub fell_back: u64,
+    /// The first compiles in the queue.
+    #[serde(default)]
+    pub queue: Vec<QueuedJob>,
     /// Every host, in farm order.
     pub hosts: Vec<HostStatus>,
+}
+
+/// A compile waiting in the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    /// 1 is next.
+    pub position: u32,
+    /// The client's pid.
+    pub pid: u32,
+    /// The source file, for distributable jobs.
+    pub source: Option<String>,
+    /// Seconds waited so far.
+    pub waited_s: f64,
 }
 
 /// The broker process.
@@ -138,7 +219,9 @@ pub struct BrokerInfo {
 pub enum HostState {
     /// Takes jobs.
     Up,
-    /// Failed recently; left out of the choice until it is retried.
+    /// The relay saw it fail; out of the choice until probes decide.
+    Suspect,
+    /// Confirmed dead (probes failed) or hanging.
     Down,
     /// Removed from the farm; jobs in flight are finishing.
     Draining,
@@ -161,8 +244,11 @@ pub struct HostStatus {
     pub speed: f64,
     /// Jobs finished on it.
     pub jobs: u64,
-    /// Connect failures seen.
+    /// Failures the relay saw.
     pub failures: u64,
+    /// Jobs lost to this host's failure, which distcc compiled locally.
+    #[serde(default)]
+    pub fallbacks: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
     /// Seconds since the last error.

@@ -13,7 +13,7 @@ use crate::protocol::{
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Write;
 
-fn ask(paths: &Paths, req: Request) -> Result<Option<Response>> {
+pub(crate) fn ask(paths: &Paths, req: Request) -> Result<Option<Response>> {
     let Ok(mut conn) = connect::connect(paths) else {
         return Ok(None);
     };
@@ -34,18 +34,25 @@ fn ask(paths: &Paths, req: Request) -> Result<Option<Response>> {
 fn configured(paths: &Paths) -> Result<StatusSnapshot> {
     let list = crate::hosts::load(|k| std::env::var_os(k))?;
     let config = Config::load(&paths.config_file)?;
-    let farm = farm::build(&list, &config, farm::local_cpus());
+    let mut farm = farm::build(&list, &config, farm::local_cpus());
+    let (saved, _) = crate::broker::store::load(&crate::broker::store::path(&paths.state_dir));
+    saved.overlay.apply(&mut farm);
     let hosts = farm
         .hosts
         .iter()
         .map(|h| HostStatus {
             name: h.name.clone(),
-            state: HostState::Up,
+            state: match h.admin {
+                crate::farm::Admin::Active => HostState::Up,
+                crate::farm::Admin::Drain => HostState::Draining,
+                crate::farm::Admin::Disabled => HostState::Disabled,
+            },
             slots: h.slots,
             busy: 0,
             speed: h.speed,
             jobs: 0,
             failures: 0,
+            fallbacks: 0,
             last_error: None,
             last_error_age_s: None,
             local_only: false,
@@ -57,6 +64,9 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
         queued: 0,
         running: 0,
         granted: 0,
+        queue_timeouts: 0,
+        fell_back: 0,
+        queue: Vec::new(),
         hosts,
     })
 }
@@ -105,8 +115,8 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
     writeln!(out, "farm    {}", s.farm_origin)?;
     writeln!(
         out,
-        "queue   {} waiting, {} running, {} granted\n",
-        s.queued, s.running, s.granted
+        "jobs    {} running, {} waiting, {} granted, {} fell back to local, {} queue timeouts\n",
+        s.running, s.queued, s.granted, s.fell_back, s.queue_timeouts
     )?;
     let names: Vec<String> = s
         .hosts
@@ -122,8 +132,8 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
     let w = names.iter().map(String::len).max().unwrap_or(4).max(4);
     writeln!(
         out,
-        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>6}  {:>5}  LAST ERROR",
-        "HOST", "STATE", "SLOTS", "SPEED", "JOBS", "FAILS"
+        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>6}  {:>5}  {:>5}  LAST ERROR",
+        "HOST", "STATE", "SLOTS", "SPEED", "JOBS", "FAILS", "LOCAL"
     )?;
     for (h, name) in s.hosts.iter().zip(&names) {
         let state = format!("{:?}", h.state).to_lowercase();
@@ -134,12 +144,27 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
         };
         writeln!(
             out,
-            "{name:<w$}  {state:<9}  {:>7}  {:>5.1}  {:>6}  {:>5}  {err}",
+            "{name:<w$}  {state:<9}  {:>7}  {:>5.1}  {:>6}  {:>5}  {:>5}  {err}",
             format!("{}/{}", h.busy, h.slots),
             h.speed,
             h.jobs,
-            h.failures
+            h.failures,
+            h.fallbacks
         )?;
+    }
+    if !s.queue.is_empty() {
+        writeln!(out, "\nQUEUE  WAITED  PID      SOURCE")?;
+        for q in &s.queue {
+            let src = q.source.as_deref().unwrap_or("(local job)");
+            writeln!(
+                out,
+                "{:>5}  {:>5.1}s  {:<7}  {src}",
+                q.position, q.waited_s, q.pid
+            )?;
+        }
+        if s.queued as usize > s.queue.len() {
+            writeln!(out, "  … and {} more", s.queued as usize - s.queue.len())?;
+        }
     }
     Ok(())
 }

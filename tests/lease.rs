@@ -95,7 +95,7 @@ fn slow_compiler(env: &TestEnv) -> std::path::PathBuf {
     let cc = bin.join("slowcc");
     std::fs::write(
         &cc,
-        "#!/bin/sh\ntrap 'echo got-term > \"$TERM_MARK\"; exit 143' TERM\nsleep 30 &\nwait $!\n",
+        "#!/bin/sh\ntrap 'echo got-term > \"$TERM_MARK\"; exit 143' TERM\necho ready > \"$TERM_MARK.ready\"\nsleep 30 &\nwait $!\n",
     )
     .unwrap();
     std::fs::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -161,6 +161,12 @@ fn sigterm_is_forwarded_to_the_compiler() {
     env.wait_status("localhost/1", Duration::from_secs(10), |s| {
         s["running"] == 1
     });
+    let ready = env.path("mark.ready");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the compiler never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
     let st = c.wait().unwrap();
@@ -209,7 +215,7 @@ fn refusing_host_is_skipped_for_the_next_best() {
         .unwrap()
         .clone();
     assert_eq!(d["failures"], 1, "{s:#}");
-    assert_eq!(d["state"], "down");
+    assert!(d["state"] == "suspect" || d["state"] == "down", "out of the choice: {d}");
     assert!(d["last_error"].as_str().unwrap().contains("refused"), "{d}");
 }
 
@@ -219,7 +225,7 @@ fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
         return;
     }
     let env = TestEnv::new();
-    env.write_config("[broker]\nidle_exit_s = 120\nretry_after_s = 1\n");
+    env.write_config("[broker]\nidle_exit_s = 120\n[health]\ninterval_ms = 200\n");
     let dead = DeadPort::new();
     let port = dead.port;
     let hosts = format!("127.0.0.1:{port}/1");

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
-/// How long a new connection may take to send its request.
-const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a waiting client hears its queue position.
 const QUEUE_UPDATE: Duration = Duration::from_secs(5);
 
@@ -28,7 +26,8 @@ async fn send(conn: &Stream, resp: Response) -> std::io::Result<()> {
 
 /// Serves one connection until the client closes it.
 pub async fn serve(shared: Arc<Shared>, conn: Stream) {
-    let payload = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, frame::read(&mut &conn)).await {
+    let first = Duration::from_secs(shared.lock().config.broker.client_timeout_s.max(1));
+    let payload = match tokio::time::timeout(first, frame::read(&mut &conn)).await {
         Ok(Ok(Some(p))) => p,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
@@ -72,9 +71,25 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
             send(&conn, Response::Stopping).await
         }
         Request::Lease(req) => lease(&shared, &conn, req).await,
+        Request::Host { cmd, farm } => {
+            let result = {
+                let mut inner = shared.lock();
+                shared.adopt_farm(&mut inner, &farm, Instant::now());
+                super::admin::execute(&shared, &mut inner, &cmd)
+            };
+            send(&conn, done_or_error(result)).await
+        }
+        Request::Reload => send(&conn, done_or_error(shared.reload())).await,
     };
     if let Err(e) = result {
         tracing::debug!("control connection: {e}");
+    }
+}
+
+fn done_or_error(r: Result<String, String>) -> Response {
+    match r {
+        Ok(message) => Response::Done { message },
+        Err(message) => Response::Error { message },
     }
 }
 
@@ -97,12 +112,16 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
         Need::Remote
     };
     let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let (id, now_grant) = {
-        let now = Instant::now();
+    let started = Instant::now();
+    let (id, now_grant, queue_timeout) = {
         let mut inner = shared.lock();
-        shared.adopt_farm(&mut inner, &req.farm, now);
-        shared.request(&mut inner, need, tx, now)
+        shared.adopt_farm(&mut inner, &req.farm, started);
+        let job = (req.pid, req.source.clone());
+        let (id, g) = shared.request(&mut inner, need, job, tx, started);
+        (id, g, inner.config.broker.queue_timeout_s)
     };
+    let give_up = (queue_timeout > 0)
+        .then(|| tokio::time::Instant::from_std(started) + Duration::from_secs(queue_timeout));
     let guard = LeaseGuard { shared, id };
     tracing::debug!(lease = id, pid = req.pid, source = ?req.source, "lease requested");
     let mut probe = [0u8; 64];
@@ -123,6 +142,12 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
                 // The client sends nothing more; a read returning means it left.
                 _ = reader.read(&mut probe) => return Ok(()),
                 _ = tokio::time::sleep(QUEUE_UPDATE) => {}
+                _ = sleep_until_opt(give_up) => {
+                    if shared.queue_timeout(id) {
+                        tracing::info!(lease = id, "waited {queue_timeout}s in the queue; runs locally");
+                        break Grant::Local;
+                    }
+                }
             }
         },
     };
@@ -135,4 +160,11 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
     }
     drop(guard);
     Ok(())
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,10 +1,14 @@
 //! The broker daemon: one per user, started on first use. It owns the
 //! control socket, the scheduler and the relay.
 
+mod admin;
 mod control;
+pub mod health;
+pub mod overlay;
 pub mod relay;
 pub mod sched;
 mod state;
+pub mod store;
 
 use crate::config::Config;
 use crate::paths::{Paths, ensure_private_dir};
@@ -27,7 +31,7 @@ pub fn main(paths: &Paths) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = bind(paths)?;
-        run(listener, paths, config, signals()).await
+        run(listener, paths.clone(), config, signals()).await
     })
 }
 
@@ -94,7 +98,7 @@ fn prune_distcc_locks(distcc_dir: &Path) {
 /// bounded time.
 pub async fn run(
     listener: interprocess::local_socket::tokio::Listener,
-    paths: &Paths,
+    paths: Paths,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -102,14 +106,20 @@ pub async fn run(
     ensure_private_dir(&distcc_dir)?;
     prune_distcc_locks(&distcc_dir);
     let grace = Duration::from_secs(config.broker.shutdown_grace_s);
-    let shared = Shared::new(config, Instant::now());
+    let (saved, warning) = store::load(&store::path(&paths.state_dir));
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let socket = paths.socket();
+    let shared = Shared::new(config, paths, saved, Instant::now());
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
-        socket = %paths.socket().display(),
+        socket = %socket.display(),
         "broker started"
     );
     let ticker = tokio::spawn(tick(Arc::clone(&shared)));
+    let hup = tokio::spawn(reload_on_sighup(Arc::clone(&shared)));
     let mut stop = shared.shutdown.subscribe();
     tokio::pin!(shutdown);
     loop {
@@ -137,14 +147,58 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ticker.abort();
-    tracing::info!(running = shared.lock().sched.running(), "broker stopped");
+    hup.abort();
+    let mut inner = shared.lock();
+    shared.save(&mut inner);
+    tracing::info!(running = inner.sched.running(), "broker stopped");
     Ok(())
 }
 
+/// Periodic work: probes that are due, queue, saving, idle exit.
 async fn tick(shared: Arc<Shared>) {
-    let mut every = tokio::time::interval(Duration::from_millis(500));
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        shared.tick(Instant::now());
+        let now = Instant::now();
+        let (due, timeout) = {
+            let mut inner = shared.lock();
+            let t = Duration::from_millis(inner.config.health.timeout_ms);
+            (inner.sched.due_probes(now), t)
+        };
+        for (name, host, port) in due {
+            tokio::spawn(probe(Arc::clone(&shared), name, host, port, timeout));
+        }
+        shared.tick(now);
+    }
+}
+
+/// One probe: a TCP connect with a timeout, then close.
+async fn probe(shared: Arc<Shared>, name: String, host: String, port: u16, timeout: Duration) {
+    let result = tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await;
+    let error = match result {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("connect failed: {e}")),
+        Err(_) => Some(format!(
+            "connect timed out after {} ms",
+            timeout.as_millis()
+        )),
+    };
+    shared.probe_done(&name, error);
+}
+
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = shared.reload() {
+            tracing::error!("reload on SIGHUP failed, keeping the old config: {e}");
+        }
     }
 }

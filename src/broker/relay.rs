@@ -1,17 +1,25 @@
 //! The TCP relay: a bounded pool of loopback ports, each leading to the farm
 //! host of the one lease that owns it. distcc never deletes its per-port
 //! lock files, so ports are reused rather than opened anew.
+//!
+//! A job's bytes are copied both ways until both sides close. The relay
+//! never half-closes toward distccd (distccd kills a job whose client side
+//! reads EOF). What ends the copy tells whether the host failed.
 
+use super::health::Failure;
 use super::sched::LeaseId;
 use super::state::Shared;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The most relay ports one broker opens.
 pub const MAX_PORTS: usize = 4096;
+/// Copy buffer per direction.
+const BUF: usize = 64 * 1024;
 
 /// Relay ports and their owners.
 #[derive(Debug, Default)]
@@ -98,7 +106,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
         let lease = shared.lock().relay.claim(port);
         match lease {
             Some(lease) => {
-                tokio::spawn(relay(Arc::clone(&shared), lease, client));
+                let task = tokio::spawn(relay(Arc::clone(&shared), lease, client));
+                shared.register_relay(lease, task.abort_handle());
             }
             None => tracing::warn!(
                 port,
@@ -108,38 +117,140 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
     }
 }
 
-/// Where `lease` should connect now: the host's name and address.
-fn target(shared: &Shared, lease: LeaseId) -> Option<(String, (String, u16))> {
+/// Where `lease` should connect now, and the timeouts in force.
+struct Target {
+    name: String,
+    host: String,
+    port: u16,
+    connect: Duration,
+    idle: Duration,
+}
+
+fn target(shared: &Shared, lease: LeaseId) -> Option<Target> {
     let inner = shared.lock();
     let host = inner.sched.host(inner.sched.placed(lease)?);
-    Some((host.spec.name.clone(), host.spec.addr.clone()?))
+    let (addr, port) = host.spec.addr.clone()?;
+    Some(Target {
+        name: host.spec.name.clone(),
+        host: addr,
+        port,
+        connect: Duration::from_millis(inner.config.broker.connect_timeout_ms),
+        idle: Duration::from_secs(inner.config.broker.job_timeout_s.max(1)),
+    })
+}
+
+/// How a relayed job ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The host answered and both sides closed, or the client left.
+    Done,
+    /// The host closed or reset the connection before a complete answer.
+    HostLost(String),
+    /// No byte either way for the job timeout.
+    Hung,
+}
+
+/// Enables TCP keepalive, so a host that vanishes from the network is
+/// noticed even when no byte is due.
+fn keepalive(s: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
+}
+
+/// Copies both ways until both sides close, or nothing moves for `idle`.
+pub async fn pump(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    idle: Duration,
+) -> (End, u64, u64) {
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let (mut cbuf, mut sbuf) = (vec![0u8; BUF], vec![0u8; BUF]);
+    let (mut up, mut down) = (0u64, 0u64);
+    let mut server_open = true;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        tokio::select! {
+            r = cr.read(&mut cbuf) => match r {
+                // distcc never half-closes: the client is gone, and the job
+                // with it. Not the host's fault.
+                Ok(0) | Err(_) => return (End::Done, up, down),
+                Ok(n) => {
+                    if tokio::time::timeout(idle, sw.write_all(&cbuf[..n])).await.map_or(true, |r| r.is_err()) {
+                        return (End::HostLost("could not send to the host".into()), up, down);
+                    }
+                    up += n as u64;
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+            },
+            r = sr.read(&mut sbuf), if server_open => match r {
+                Ok(0) if down == 0 => return (End::HostLost("closed the connection before answering".into()), up, down),
+                Err(e) if down == 0 => return (End::HostLost(format!("connection failed before answering: {e}")), up, down),
+                Err(e) => return (End::HostLost(format!("connection failed while answering: {e}")), up, down),
+                Ok(0) => {
+                    server_open = false;
+                    let _ = cw.shutdown().await;
+                }
+                Ok(n) => {
+                    if tokio::time::timeout(idle, cw.write_all(&sbuf[..n])).await.map_or(true, |r| r.is_err()) {
+                        return (End::Done, up, down); // the client went away
+                    }
+                    down += n as u64;
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+            },
+            // Silence after the host has answered in full is the client's.
+            _ = tokio::time::sleep_until(deadline) => {
+                return (if server_open { End::Hung } else { End::Done }, up, down);
+            }
+        }
+    }
 }
 
 async fn relay(shared: Arc<Shared>, lease: LeaseId, mut client: TcpStream) {
     let _ = client.set_nodelay(true);
-    let timeout = Duration::from_millis(shared.config.broker.connect_timeout_ms);
     loop {
-        let Some((name, (host, port))) = target(&shared, lease) else {
+        let Some(t) = target(&shared, lease) else {
             return;
         };
-        let error =
-            match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await {
-                Ok(Ok(mut server)) => {
-                    let _ = server.set_nodelay(true);
-                    let started = Instant::now();
-                    match tokio::io::copy_bidirectional(&mut client, &mut server).await {
-                        Ok((up, down)) => tracing::debug!(
-                            host = %name, lease, up, down,
-                            ms = started.elapsed().as_millis() as u64, "relay done"
-                        ),
-                        Err(e) => tracing::info!(host = %name, lease, "relay ended: {e}"),
+        let connect = TcpStream::connect((t.host.as_str(), t.port));
+        let error = match tokio::time::timeout(t.connect, connect).await {
+            Ok(Ok(mut server)) => {
+                let _ = server.set_nodelay(true);
+                keepalive(&server);
+                keepalive(&client);
+                let started = Instant::now();
+                let (end, up, down) = pump(&mut client, &mut server, t.idle).await;
+                let ms = started.elapsed().as_millis() as u64;
+                let failure = match end {
+                    End::Done => {
+                        tracing::debug!(host = %t.name, lease, up, down, ms, "relay done");
+                        return;
                     }
-                    return;
+                    End::HostLost(why) => (why, Failure::Refused),
+                    End::Hung => (
+                        format!("no answer for {}s: hung", t.idle.as_secs()),
+                        Failure::Hang,
+                    ),
+                };
+                tracing::warn!(host = %t.name, lease, up, down, ms, "{}; distcc compiles the job locally", failure.0);
+                let mut inner = shared.lock();
+                if let Some(id) = inner.sched.placed(lease) {
+                    inner
+                        .sched
+                        .record_failure(id, failure.0, failure.1, true, Instant::now());
                 }
-                Ok(Err(e)) => format!("connect failed: {e}"),
-                Err(_) => format!("connect timed out after {} ms", timeout.as_millis()),
-            };
-        tracing::warn!(host = %name, lease, "{error}");
+                Shared::count_fallback(&mut inner);
+                // Dropping `client` closes it: distcc falls back to a local compile.
+                return;
+            }
+            Ok(Err(e)) => format!("connect failed: {e}"),
+            Err(_) => format!("connect timed out after {} ms", t.connect.as_millis()),
+        };
+        tracing::warn!(host = %t.name, lease, "{error}");
         let next = shared.lock().sched.reroute(lease, error, Instant::now());
         if next.is_none() {
             // Nothing forwarded yet and no other host: closing makes distcc

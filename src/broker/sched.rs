@@ -4,10 +4,11 @@
 //! Invariant: for every host, `busy` equals the number of live leases placed
 //! on it, and a job is never placed on a host with no free slot.
 
-use crate::farm::{Farm, HostSpec};
+use super::health::{Failure, Health, HealthConfig, HealthState};
+use crate::farm::{Admin, Farm, HostSpec};
 use crate::protocol::HostState;
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Identifies one lease (one compile) for the broker's lifetime.
 pub type LeaseId = u64;
@@ -34,12 +35,14 @@ pub struct Host {
     pub busy: u32,
     /// Jobs finished.
     pub jobs: u64,
-    /// Connect failures.
+    /// Failures the relay saw (refused, reset, hung).
     pub failures: u64,
-    /// The last error and when it happened.
+    /// Jobs that failed here after being sent, so distcc compiled them locally.
+    pub fallbacks: u64,
+    /// The last error (relay or probe) and when it happened.
     pub last_error: Option<(String, Instant)>,
-    /// Left out of the choice until then, after a failure.
-    pub down_until: Option<Instant>,
+    /// Probe-driven health.
+    pub health: HealthState,
     /// No longer in the farm; dropped once its jobs finish.
     pub removed: bool,
     /// The pool for local-only jobs when the farm does not list `localhost`.
@@ -47,27 +50,29 @@ pub struct Host {
 }
 
 impl Host {
-    fn new(spec: HostSpec, local_only: bool) -> Host {
+    fn new(spec: HostSpec, local_only: bool, now: Instant) -> Host {
         Host {
             spec,
             busy: 0,
             jobs: 0,
             failures: 0,
+            fallbacks: 0,
             last_error: None,
-            down_until: None,
+            health: HealthState::new(now),
             removed: false,
             local_only,
         }
     }
 
-    /// The state `tcpb status` shows at `now`.
-    pub fn state(&self, now: Instant) -> HostState {
-        if self.removed {
-            HostState::Draining
-        } else if self.down_until.is_some_and(|t| t > now) {
-            HostState::Down
-        } else {
-            HostState::Up
+    /// The state `tcpb status` shows: what the user asked for first, then
+    /// the host's health.
+    pub fn state(&self) -> HostState {
+        match (self.removed, self.spec.admin, self.health.health) {
+            (true, _, _) | (false, Admin::Drain, _) => HostState::Draining,
+            (false, Admin::Disabled, _) => HostState::Disabled,
+            (false, Admin::Active, Health::Up) => HostState::Up,
+            (false, Admin::Active, Health::Suspect) => HostState::Suspect,
+            (false, Admin::Active, Health::Down) => HostState::Down,
         }
     }
 
@@ -91,17 +96,17 @@ pub struct Scheduler {
     hosts: Vec<Option<Host>>,
     held: HashMap<LeaseId, HostId>,
     queue: VecDeque<(LeaseId, Need)>,
-    retry_after: Duration,
+    health: HealthConfig,
 }
 
 impl Scheduler {
-    /// A scheduler for `farm`; a failed host is skipped for `retry_after`.
-    pub fn new(farm: &Farm, retry_after: Duration, now: Instant) -> Scheduler {
+    /// A scheduler for `farm` whose hosts' health follows `health`.
+    pub fn new(farm: &Farm, health: HealthConfig, now: Instant) -> Scheduler {
         let mut s = Scheduler {
             hosts: Vec::new(),
             held: HashMap::new(),
             queue: VecDeque::new(),
-            retry_after,
+            health,
         };
         s.set_farm(farm, now);
         s
@@ -111,6 +116,11 @@ impl Scheduler {
     /// a host lives as long as a lease or a farm entry refers to it.
     pub fn host(&self, id: HostId) -> &Host {
         self.hosts[id.0].as_ref().expect("live host id")
+    }
+
+    /// The host `id`, to change its counters.
+    pub fn host_mut(&mut self, id: HostId) -> &mut Host {
+        self.hosts[id.0].as_mut().expect("live host id")
     }
 
     /// Every host with its id, in farm order.
@@ -160,6 +170,7 @@ impl Scheduler {
                     speed: 1.0,
                     lzo: false,
                     cpp: false,
+                    admin: Admin::Active,
                 },
                 true,
             ));
@@ -179,7 +190,7 @@ impl Scheduler {
                     h.removed = false;
                 }
                 None => {
-                    let host = Host::new(spec, local_only);
+                    let host = Host::new(spec, local_only, now);
                     match self.hosts.iter().position(Option::is_none) {
                         Some(i) => self.hosts[i] = Some(host),
                         None => self.hosts.push(host.into()),
@@ -219,14 +230,91 @@ impl Scheduler {
         Vec::new()
     }
 
-    /// Records that `host` failed (`error`) and leaves it out of the choice
-    /// for a while.
-    pub fn record_failure(&mut self, host: HostId, error: String, now: Instant) {
+    /// Changes the probe settings.
+    pub fn set_health_config(&mut self, health: HealthConfig) {
+        self.health = health;
+    }
+
+    /// Records that the relay saw `host` fail (`error`): it leaves the
+    /// choice at once. `fell_back` when a job was lost to it.
+    pub fn record_failure(
+        &mut self,
+        host: HostId,
+        error: String,
+        failure: Failure,
+        fell_back: bool,
+        now: Instant,
+    ) {
         if let Some(h) = self.hosts[host.0].as_mut() {
             h.failures += 1;
+            h.fallbacks += u64::from(fell_back);
             h.last_error = Some((error, now));
-            h.down_until = Some(now + self.retry_after);
+            h.health.passive(failure, &self.health, now);
         }
+    }
+
+    /// Remote hosts whose probe is due, as (name, host, port); each is
+    /// marked as being probed until `probe_done`.
+    pub fn due_probes(&mut self, now: Instant) -> Vec<(String, String, u16)> {
+        let mut due = Vec::new();
+        for h in self.hosts.iter_mut().flatten() {
+            if h.removed || !h.health.probe_due(now) {
+                continue;
+            }
+            if let Some((host, port)) = &h.spec.addr {
+                h.health.probe_started();
+                due.push((h.spec.name.clone(), host.clone(), *port));
+            }
+        }
+        due
+    }
+
+    /// A probe of the host `name` finished; `error` is why it failed.
+    /// Returns the leases placed if the host came back.
+    pub fn probe_done(
+        &mut self,
+        name: &str,
+        error: Option<String>,
+        now: Instant,
+    ) -> Vec<Placement> {
+        let cfg = self.health;
+        let Some(h) = self
+            .hosts
+            .iter_mut()
+            .flatten()
+            .find(|h| h.spec.name == name && !h.local_only)
+        else {
+            return Vec::new();
+        };
+        let ok = error.is_none();
+        if let Some(e) = error {
+            h.last_error = Some((format!("probe: {e}"), now));
+        }
+        let changed = h.health.probe_result(ok, &cfg, now);
+        if changed {
+            tracing::info!(host = %h.spec.name, health = ?h.health.health, "host health changed");
+        }
+        if changed && h.health.usable() {
+            self.dispatch(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Leases placed on `host`.
+    pub fn leases_on(&self, host: HostId) -> Vec<LeaseId> {
+        self.held
+            .iter()
+            .filter(|(_, h)| **h == host)
+            .map(|(l, _)| *l)
+            .collect()
+    }
+
+    /// The host named `name` (not a removed one).
+    pub fn find(&self, name: &str) -> Option<HostId> {
+        self.hosts()
+            .find(|(_, h)| h.spec.name == name && !h.local_only && !h.removed)
+            .map(|(id, _)| id)
     }
 
     /// The relay could not reach the host of `lease`: records the failure
@@ -235,7 +323,7 @@ impl Scheduler {
     /// it was (distcc will compile locally).
     pub fn reroute(&mut self, lease: LeaseId, error: String, now: Instant) -> Option<HostId> {
         let from = *self.held.get(&lease)?;
-        self.record_failure(from, error, now);
+        self.record_failure(from, error, Failure::Refused, false, now);
         let (lzo, cpp) = {
             let s = &self.host(from).spec;
             (s.lzo, s.cpp)
@@ -249,25 +337,21 @@ impl Scheduler {
         Some(to)
     }
 
-    /// Called periodically: hosts whose retry time has come are usable
-    /// again, which may place queued leases.
-    pub fn tick(&mut self, now: Instant) -> Vec<Placement> {
-        let mut recovered = false;
-        for h in self.hosts.iter_mut().flatten() {
-            if h.down_until.is_some_and(|t| t <= now) {
-                h.down_until = None;
-                recovered = true;
-            }
-        }
-        if recovered || !self.queue.is_empty() {
-            self.dispatch(now)
-        } else {
-            Vec::new()
+    /// Takes `lease` out of the queue, if it waits there (a queue timeout).
+    pub fn unqueue(&mut self, lease: LeaseId) -> bool {
+        match self.queue.iter().position(|(l, _)| *l == lease) {
+            Some(p) => self.queue.remove(p).is_some(),
+            None => false,
         }
     }
 
-    fn usable(h: &Host, now: Instant) -> bool {
-        !h.removed && h.down_until.is_none_or(|t| t <= now)
+    /// The queue, first to last.
+    pub fn queue(&self) -> impl Iterator<Item = LeaseId> + '_ {
+        self.queue.iter().map(|(l, _)| *l)
+    }
+
+    fn usable(h: &Host, _now: Instant) -> bool {
+        !h.removed && h.spec.admin == Admin::Active && h.health.usable()
     }
 
     /// The free host that `ok` accepts with the highest speed, then the
@@ -294,7 +378,8 @@ impl Scheduler {
 
     fn choose(&self, need: Need, now: Instant) -> Option<HostId> {
         match need {
-            Need::Local => self.best(now, |h| h.spec.is_local()),
+            // Local-only jobs run here whatever the admin state of localhost.
+            Need::Local => self.best_local(),
             Need::Remote => {
                 let farm_alive = self
                     .hosts()
@@ -305,14 +390,21 @@ impl Scheduler {
         }
     }
 
+    fn best_local(&self) -> Option<HostId> {
+        self.hosts()
+            .filter(|(_, h)| h.spec.is_local() && !h.removed && h.free() > 0)
+            .max_by_key(|(_, h)| h.free())
+            .map(|(id, _)| id)
+    }
+
     fn dispatch(&mut self, now: Instant) -> Vec<Placement> {
         let mut placed = Vec::new();
         let mut i = 0;
         while i < self.queue.len() {
-            if !self
-                .hosts()
-                .any(|(_, h)| h.free() > 0 && Self::usable(h, now))
-            {
+            let any_free = self.hosts().any(|(_, h)| {
+                h.free() > 0 && (Self::usable(h, now) || (h.spec.is_local() && !h.removed))
+            });
+            if !any_free {
                 break;
             }
             let (lease, need) = self.queue[i];

@@ -1,5 +1,17 @@
 use super::*;
 use proptest::prelude::*;
+use std::time::Duration;
+
+fn hc() -> HealthConfig {
+    HealthConfig {
+        interval_ms: 1000,
+        timeout_ms: 100,
+        fall: 2,
+        rise: 2,
+        max_interval_ms: 4000,
+        hang_hold_s: 5,
+    }
+}
 
 fn remote(name: &str, slots: u32, speed: f64) -> HostSpec {
     HostSpec {
@@ -9,6 +21,7 @@ fn remote(name: &str, slots: u32, speed: f64) -> HostSpec {
         speed,
         lzo: false,
         cpp: false,
+        admin: Admin::Active,
     }
 }
 
@@ -20,6 +33,7 @@ fn local(slots: u32) -> HostSpec {
         speed: 1.0,
         lzo: false,
         cpp: false,
+        admin: Admin::Active,
     }
 }
 
@@ -44,7 +58,7 @@ fn fastest_free_host_then_most_free_slots() {
             remote("fast", 2, 3.0),
             remote("mid", 4, 1.0),
         ]),
-        Duration::from_secs(5),
+        hc(),
         t,
     );
     let mut got = Vec::new();
@@ -64,7 +78,7 @@ fn fastest_free_host_then_most_free_slots() {
 #[test]
 fn queue_is_fifo_and_granted_on_release() {
     let t = Instant::now();
-    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), Duration::from_secs(5), t);
+    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), hc(), t);
     assert_eq!(s.request(1, Need::Remote, t).len(), 1);
     assert!(s.request(2, Need::Remote, t).is_empty());
     assert!(s.request(3, Need::Remote, t).is_empty());
@@ -80,7 +94,7 @@ fn queue_is_fifo_and_granted_on_release() {
 #[test]
 fn local_jobs_use_local_pool_and_do_not_block_remote_ones() {
     let t = Instant::now();
-    let mut s = Scheduler::new(&farm(vec![remote("a", 2, 1.0)]), Duration::from_secs(5), t);
+    let mut s = Scheduler::new(&farm(vec![remote("a", 2, 1.0)]), hc(), t);
     // local pool has 2 slots (farm.local_slots)
     assert_eq!(s.request(1, Need::Local, t).len(), 1);
     assert_eq!(s.request(2, Need::Local, t).len(), 1);
@@ -93,11 +107,7 @@ fn local_jobs_use_local_pool_and_do_not_block_remote_ones() {
 #[test]
 fn listed_localhost_serves_both_kinds() {
     let t = Instant::now();
-    let mut s = Scheduler::new(
-        &farm(vec![local(1), remote("a", 1, 0.5)]),
-        Duration::from_secs(5),
-        t,
-    );
+    let mut s = Scheduler::new(&farm(vec![local(1), remote("a", 1, 0.5)]), hc(), t);
     assert_eq!(
         s.hosts().count(),
         2,
@@ -115,7 +125,7 @@ fn reroute_moves_lease_and_marks_host_down() {
     let t = Instant::now();
     let mut s = Scheduler::new(
         &farm(vec![remote("a", 1, 2.0), remote("b", 1, 1.0)]),
-        Duration::from_secs(5),
+        hc(),
         t,
     );
     let p = s.request(1, Need::Remote, t);
@@ -123,26 +133,36 @@ fn reroute_moves_lease_and_marks_host_down() {
     let to = s.reroute(1, "refused".into(), t).unwrap();
     assert_eq!(s.host(to).spec.name, "b");
     let a = s.hosts().find(|(_, h)| h.spec.name == "a").unwrap().1;
-    assert_eq!((a.busy, a.failures, a.state(t)), (0, 1, HostState::Down));
+    assert_eq!((a.busy, a.failures, a.state()), (0, 1, HostState::Suspect));
     // Now b fails too: both are down and nothing is left for lease 1.
     assert_eq!(s.reroute(1, "refused".into(), t), None);
     s.check().unwrap();
     // With the whole farm down, new compiles use the local CPUs.
     let p = s.request(2, Need::Remote, t);
     assert_eq!(name(&s, &p), ["localhost"]);
-    // Both come back after retry_after.
-    let later = t + Duration::from_secs(6);
-    assert!(s.tick(later).is_empty());
-    let p = s.request(3, Need::Remote, later);
+    // Probes decide: two good ones bring a back, and the queue moves.
+    let p = s.request(3, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["localhost"]);
+    assert!(
+        s.request(4, Need::Remote, t).is_empty(),
+        "local pool full, farm out: it waits"
+    );
+    let due: Vec<String> = s.due_probes(t).into_iter().map(|d| d.0).collect();
+    assert_eq!(due, ["a", "b"], "suspect hosts are probed at once");
+    assert!(s.due_probes(t).is_empty(), "no second probe while one runs");
+    assert!(s.probe_done("a", None, t).is_empty());
+    s.due_probes(t + Duration::from_secs(1));
+    let p = s.probe_done("a", None, t + Duration::from_secs(1));
     assert_eq!(name(&s, &p), ["a"]);
+    assert_eq!(p[0].lease, 4);
 }
 
 #[test]
 fn dead_farm_falls_back_to_local_pool() {
     let t = Instant::now();
-    let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), Duration::from_secs(5), t);
+    let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), hc(), t);
     let a = s.hosts().next().unwrap().0;
-    s.record_failure(a, "refused".into(), t);
+    s.record_failure(a, "refused".into(), Failure::Refused, false, t);
     let p = s.request(1, Need::Remote, t);
     assert_eq!(name(&s, &p), ["localhost"]);
 }
@@ -150,13 +170,13 @@ fn dead_farm_falls_back_to_local_pool() {
 #[test]
 fn farm_change_keeps_running_jobs() {
     let t = Instant::now();
-    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), Duration::from_secs(5), t);
+    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), hc(), t);
     s.request(1, Need::Remote, t);
     s.request(2, Need::Remote, t);
     let p = s.set_farm(&farm(vec![remote("b", 1, 1.0)]), t);
     assert_eq!(name(&s, &p), ["b"]);
     let a = s.hosts().find(|(_, h)| h.spec.name == "a").unwrap().1;
-    assert_eq!(a.state(t), HostState::Draining);
+    assert_eq!(a.state(), HostState::Draining);
     s.release(1, t);
     assert!(
         s.hosts().all(|(_, h)| h.spec.name != "a"),
@@ -171,6 +191,8 @@ enum Op {
     Release(usize),
     Reroute(usize),
     Fail(usize),
+    Probe(usize, bool),
+    Admin(usize, u8),
     Tick(u64),
     Farm(Vec<(u8, u32, u8)>),
 }
@@ -182,6 +204,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Reroute),
         1 => any::<usize>().prop_map(Op::Fail),
         1 => (0u64..20).prop_map(Op::Tick),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Op::Probe(i, ok)),
+        1 => (any::<usize>(), 0u8..3).prop_map(|(i, a)| Op::Admin(i, a)),
         1 => proptest::collection::vec((0u8..5, 1u32..4, 1u8..4), 0..4).prop_map(Op::Farm),
     ]
 }
@@ -206,9 +230,11 @@ proptest! {
     fn slots_in_use_equal_live_leases(ops in proptest::collection::vec(op(), 1..200)) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut s = Scheduler::new(&make_farm(&[(1, 2, 1), (2, 1, 2)]), Duration::from_secs(3), now);
+        let mut s = Scheduler::new(&make_farm(&[(1, 2, 1), (2, 1, 2)]), hc(), now);
         let mut live: Vec<LeaseId> = Vec::new();
         let mut next = 0;
+        let mut farm_spec = vec![(1, 2, 1), (2, 1, 2)];
+        let mut admin: HashMap<String, Admin> = HashMap::new();
         for op in ops {
             let before: HashMap<(String, bool), u32> =
                 s.hosts().map(|(_, h)| ((h.spec.name.clone(), h.local_only), h.busy)).collect();
@@ -228,14 +254,38 @@ proptest! {
                 }
                 Op::Fail(i) => {
                     let ids: Vec<HostId> = s.hosts().map(|(id, _)| id).collect();
-                    s.record_failure(ids[i % ids.len()], "x".into(), now);
+                    s.record_failure(ids[i % ids.len()], "x".into(), Failure::Refused, false, now);
                     vec![]
+                }
+                Op::Probe(i, ok) => {
+                    let due = s.due_probes(now);
+                    match due.get(i % due.len().max(1)) {
+                        Some((n, _, _)) => s.probe_done(n, (!ok).then(|| "x".to_string()), now),
+                        None => vec![],
+                    }
+                }
+                Op::Admin(i, a) => {
+                    let names: Vec<String> = s.hosts().filter(|(_, h)| !h.local_only).map(|(_, h)| h.spec.name.clone()).collect();
+                    if names.is_empty() {
+                        vec![]
+                    } else {
+                        admin.insert(names[i % names.len()].clone(), [Admin::Active, Admin::Drain, Admin::Disabled][a as usize]);
+                        let mut f = make_farm(&farm_spec);
+                        for h in &mut f.hosts {
+                            h.admin = admin.get(&h.name).copied().unwrap_or_default();
+                        }
+                        s.set_farm(&f, now)
+                    }
                 }
                 Op::Tick(secs) => {
                     now += Duration::from_secs(secs);
-                    s.tick(now)
+                    vec![]
                 }
-                Op::Farm(spec) => s.set_farm(&make_farm(&spec), now),
+                Op::Farm(spec) => {
+                    farm_spec = spec;
+                    admin.clear();
+                    s.set_farm(&make_farm(&farm_spec), now)
+                }
                 _ => vec![],
             };
             prop_assert!(s.check().is_ok(), "{:?}", s.check());
@@ -246,6 +296,11 @@ proptest! {
             prop_assert_eq!(s.running() + s.queued(), live.len());
             for p in &placed {
                 prop_assert_eq!(s.placed(p.lease), Some(p.host));
+                // New work goes only to hosts that are up and active, or to
+                // the local pool.
+                let h = s.host(p.host);
+                prop_assert!(h.spec.is_local() || h.state() == HostState::Up,
+                    "{} placed on {} in state {:?}", p.lease, h.spec.name, h.state());
             }
             // No host goes over its slots by being given work.
             for (_, h) in s.hosts() {

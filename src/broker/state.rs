@@ -1,73 +1,108 @@
 //! The broker's shared state: the scheduler, the clients waiting for a
-//! grant, and the relay ports. One mutex, never held across an await.
+//! grant, relay ports, the admin overlay and the configuration. One mutex,
+//! never held across an await.
 
+use super::overlay::Overlay;
 use super::relay::{self, RelayPorts};
-use super::sched::{HostId, LeaseId, Placement, Scheduler};
+use super::sched::{HostId, LeaseId, Need, Placement, Scheduler};
+use super::store::{self, HostCounters, Saved};
 use crate::config::Config;
 use crate::farm::{self, Farm};
 use crate::hosts::HostList;
-use crate::protocol::{BrokerInfo, Grant, HostStatus, StatusSnapshot};
-use std::collections::HashMap;
+use crate::paths::Paths;
+use crate::protocol::{BrokerInfo, Grant, HostStatus, QueuedJob, StatusSnapshot};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+use tokio::task::AbortHandle;
+
+/// How often counters are saved while they change.
+const SAVE_EVERY: Duration = Duration::from_secs(30);
 
 /// Everything the broker's tasks share.
 pub struct Shared {
     /// The mutable state.
     inner: Mutex<Inner>,
-    /// The configuration read at start.
-    pub config: Config,
+    /// Where the config and state live.
+    pub paths: Paths,
     /// When the broker started.
     pub started: Instant,
     /// Set to true to stop the broker.
     pub shutdown: watch::Sender<bool>,
 }
 
+/// A lease's facts, for status.
+struct JobInfo {
+    pid: u32,
+    source: Option<String>,
+    since: Instant,
+}
+
 /// The mutable state.
 pub struct Inner {
-    /// Slot accounting and host choice.
+    /// Slot accounting, host choice and health.
     pub sched: Scheduler,
-    /// Clients waiting in the queue, by lease.
+    /// The configuration in force.
+    pub config: Config,
+    /// Runtime farm changes.
+    pub overlay: Overlay,
     waiters: HashMap<LeaseId, oneshot::Sender<Grant>>,
     /// Relay ports and which lease owns each.
     pub relay: RelayPorts,
-    /// The relay port of each remote lease.
     lease_ports: HashMap<LeaseId, u16>,
-    /// The host list the farm was last built from.
+    relays: HashMap<LeaseId, AbortHandle>,
+    jobs: HashMap<LeaseId, JobInfo>,
     farm_list: Option<HostList>,
-    /// The farm in force.
-    pub farm: Farm,
-    /// The next lease id.
+    farm: Farm,
+    counters: BTreeMap<String, HostCounters>,
+    seeded: HashSet<String>,
     next_lease: LeaseId,
-    /// Grants since start.
     granted: u64,
+    queue_timeouts: u64,
+    fell_back: u64,
     /// When the last lease started or ended.
     pub last_active: Instant,
+    last_save: Instant,
+    dirty: bool,
 }
 
 impl Shared {
-    /// A broker state for `config`, starting on the configured farm alone.
-    pub fn new(config: Config, now: Instant) -> Arc<Shared> {
+    /// A broker state for `config`, with `saved` state restored.
+    pub fn new(config: Config, paths: Paths, saved: Saved, now: Instant) -> Arc<Shared> {
         let farm = farm::build(&HostList::default(), &config, farm::local_cpus());
-        let retry = Duration::from_secs(config.broker.retry_after_s);
         let (shutdown, _) = watch::channel(false);
-        Arc::new(Shared {
+        let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
-                sched: Scheduler::new(&farm, retry, now),
+                sched: Scheduler::new(&farm, config.health, now),
+                config,
+                overlay: saved.overlay,
                 waiters: HashMap::new(),
                 relay: RelayPorts::default(),
                 lease_ports: HashMap::new(),
+                relays: HashMap::new(),
+                jobs: HashMap::new(),
                 farm_list: None,
                 farm,
+                counters: saved.counters,
+                seeded: HashSet::new(),
                 next_lease: 1,
                 granted: 0,
+                queue_timeouts: 0,
+                fell_back: 0,
                 last_active: now,
+                last_save: now,
+                dirty: false,
             }),
-            config,
+            paths,
             started: now,
             shutdown,
-        })
+        });
+        {
+            let mut inner = shared.lock();
+            shared.refresh(&mut inner, now);
+        }
+        shared
     }
 
     /// Locks the state. A panic elsewhere while locked must not wedge every
@@ -86,28 +121,76 @@ impl Shared {
         if inner.farm_list.as_ref() == Some(list) {
             return;
         }
-        let farm = farm::build(list, &self.config, farm::local_cpus());
-        tracing::info!(origin = %farm.origin, hosts = farm.hosts.len(), "farm changed");
         for w in &list.warnings {
             tracing::warn!("{w}");
         }
         inner.farm_list = Some(list.clone());
+        self.refresh(inner, now);
+        tracing::info!(origin = %inner.farm.origin, hosts = inner.farm.hosts.len(), "farm changed");
+    }
+
+    /// Rebuilds the farm from the host list, the config and the overlay,
+    /// and applies it: kept hosts keep their jobs; dropped ones drain.
+    pub fn refresh(self: &Arc<Self>, inner: &mut Inner, now: Instant) {
+        let list = inner.farm_list.clone().unwrap_or_default();
+        let mut farm = farm::build(&list, &inner.config, farm::local_cpus());
+        inner.overlay.apply(&mut farm);
         let placed = inner.sched.set_farm(&farm, now);
         inner.farm = farm;
+        let fresh: Vec<(HostId, String)> = inner
+            .sched
+            .hosts()
+            .filter(|(_, h)| !h.local_only && !inner.seeded.contains(&h.spec.name))
+            .map(|(id, h)| (id, h.spec.name.clone()))
+            .collect();
+        for (id, name) in fresh {
+            if let Some(c) = inner.counters.get(&name) {
+                let h = inner.sched.host_mut(id);
+                h.jobs += c.jobs;
+                h.failures += c.failures;
+                h.fallbacks += c.fallbacks;
+            }
+            inner.seeded.insert(name);
+        }
         self.deliver(inner, placed, None);
+    }
+
+    /// Re-reads `config.toml` and applies it. On error the old config stays.
+    pub fn reload(self: &Arc<Self>) -> Result<String, String> {
+        let config = Config::load(&self.paths.config_file).map_err(|e| e.to_string())?;
+        let mut inner = self.lock();
+        inner.sched.set_health_config(config.health);
+        inner.config = config;
+        self.refresh(&mut inner, Instant::now());
+        let msg = format!(
+            "reloaded {}: {} hosts",
+            self.paths.config_file.display(),
+            inner.farm.hosts.len()
+        );
+        tracing::info!("{msg}");
+        Ok(msg)
     }
 
     /// Starts a lease; returns its id and its grant if it runs at once.
     pub fn request(
         self: &Arc<Self>,
         inner: &mut Inner,
-        need: super::sched::Need,
+        need: Need,
+        job: (u32, Option<String>),
         waiter: oneshot::Sender<Grant>,
         now: Instant,
     ) -> (LeaseId, Option<Grant>) {
         let id = inner.next_lease;
         inner.next_lease += 1;
         inner.last_active = now;
+        inner.jobs.insert(
+            id,
+            JobInfo {
+                pid: job.0,
+                source: job.1,
+                since: now,
+            },
+        );
         inner.waiters.insert(id, waiter);
         let placed = inner.sched.request(id, need, now);
         let own = self.deliver(inner, placed, Some(id));
@@ -117,15 +200,30 @@ impl Shared {
         (id, own)
     }
 
+    /// A queued lease waited too long: it leaves the queue and runs locally.
+    /// False when it was granted meanwhile.
+    pub fn queue_timeout(&self, id: LeaseId) -> bool {
+        let mut inner = self.lock();
+        if !inner.sched.unqueue(id) {
+            return false;
+        }
+        inner.waiters.remove(&id);
+        inner.queue_timeouts += 1;
+        true
+    }
+
     /// Ends a lease, queued or running, and hands its slot on.
     pub fn release(self: &Arc<Self>, id: LeaseId) {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.waiters.remove(&id);
+        inner.jobs.remove(&id);
+        inner.relays.remove(&id);
         if let Some(port) = inner.lease_ports.remove(&id) {
             inner.relay.give_back(port);
         }
         inner.last_active = now;
+        inner.dirty = true;
         let placed = inner.sched.release(id, now);
         self.deliver(&mut inner, placed, None);
     }
@@ -184,17 +282,73 @@ impl Shared {
         }
     }
 
-    /// Periodic work: retry hosts whose time has come; stop when idle.
+    /// Remembers the relay task of `lease`, so `host remove --force` can end it.
+    pub fn register_relay(&self, lease: LeaseId, handle: AbortHandle) {
+        self.lock().relays.insert(lease, handle);
+    }
+
+    /// Ends the relays of every job on `host`; returns how many.
+    pub fn end_jobs_on(inner: &mut Inner, host: HostId) -> usize {
+        let leases = inner.sched.leases_on(host);
+        for l in &leases {
+            if let Some(h) = inner.relays.remove(l) {
+                h.abort();
+            }
+        }
+        leases.len()
+    }
+
+    /// Counts a job a host lost (distcc then compiles it locally).
+    pub fn count_fallback(inner: &mut Inner) {
+        inner.fell_back += 1;
+    }
+
+    /// A probe of `name` finished.
+    pub fn probe_done(self: &Arc<Self>, name: &str, error: Option<String>) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let placed = inner.sched.probe_done(name, error, now);
+        self.deliver(&mut inner, placed, None);
+    }
+
+    /// Periodic work: queued leases, saving counters, stopping when idle.
     pub fn tick(self: &Arc<Self>, now: Instant) {
         let mut inner = self.lock();
-        let placed = inner.sched.tick(now);
-        self.deliver(&mut inner, placed, None);
+        if inner.dirty && now.duration_since(inner.last_save) >= SAVE_EVERY {
+            self.save(&mut inner);
+        }
         let idle = inner.sched.running() == 0 && inner.sched.queued() == 0;
-        let limit = Duration::from_secs(self.config.broker.idle_exit_s);
+        let limit = Duration::from_secs(inner.config.broker.idle_exit_s);
         if idle && now.duration_since(inner.last_active) >= limit {
             tracing::info!("idle for {}s, stopping", limit.as_secs());
             drop(inner);
             self.stop();
+        }
+    }
+
+    /// Writes the overlay and counters to the state file.
+    pub fn save(&self, inner: &mut Inner) {
+        for (_, h) in inner.sched.hosts() {
+            if !h.local_only {
+                let c = HostCounters {
+                    jobs: h.jobs,
+                    failures: h.failures,
+                    fallbacks: h.fallbacks,
+                };
+                inner.counters.insert(h.spec.name.clone(), c);
+            }
+        }
+        let saved = Saved {
+            overlay: inner.overlay.clone(),
+            counters: inner.counters.clone(),
+        };
+        let file = store::path(&self.paths.state_dir);
+        match store::save(&file, &saved) {
+            Ok(()) => {
+                inner.dirty = false;
+                inner.last_save = Instant::now();
+            }
+            Err(e) => tracing::error!("cannot save state to {}: {e}", file.display()),
         }
     }
 
@@ -213,18 +367,34 @@ impl Shared {
             .hosts()
             .map(|(_, h)| HostStatus {
                 name: h.spec.name.clone(),
-                state: h.state(now),
+                state: h.state(),
                 slots: h.spec.slots,
                 busy: h.busy,
                 speed: h.spec.speed,
                 jobs: h.jobs,
                 failures: h.failures,
+                fallbacks: h.fallbacks,
                 last_error: h.last_error.as_ref().map(|(e, _)| e.clone()),
                 last_error_age_s: h
                     .last_error
                     .as_ref()
                     .map(|(_, t)| now.duration_since(*t).as_secs()),
                 local_only: h.local_only,
+            })
+            .collect();
+        let queue = inner
+            .sched
+            .queue()
+            .take(100)
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let j = inner.jobs.get(&l)?;
+                Some(QueuedJob {
+                    position: i as u32 + 1,
+                    pid: j.pid,
+                    source: j.source.clone(),
+                    waited_s: now.duration_since(j.since).as_secs_f64(),
+                })
             })
             .collect();
         StatusSnapshot {
@@ -237,6 +407,9 @@ impl Shared {
             queued: inner.sched.queued() as u32,
             running: inner.sched.running() as u32,
             granted: inner.granted,
+            queue_timeouts: inner.queue_timeouts,
+            fell_back: inner.fell_back,
+            queue,
             hosts,
         }
     }

@@ -1,0 +1,120 @@
+//! The broker's persisted state: the admin overlay and per-host counters,
+//! in one JSON file in the state directory, written atomically (temp file,
+//! fsync, rename) so a crash mid-write loses nothing.
+
+use super::overlay::Overlay;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A host's counters, kept across restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostCounters {
+    /// Jobs finished.
+    pub jobs: u64,
+    /// Failures the relay saw.
+    pub failures: u64,
+    /// Jobs lost to a failure and compiled locally.
+    pub fallbacks: u64,
+}
+
+/// Everything persisted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Saved {
+    /// Runtime farm changes.
+    pub overlay: Overlay,
+    /// Counters by host name.
+    pub counters: BTreeMap<String, HostCounters>,
+}
+
+/// The state file in `state_dir`.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("state.json")
+}
+
+/// Reads the state. A missing file is an empty state; an unreadable one is
+/// renamed aside (never silently discarded) and reported in the warning.
+pub fn load(file: &Path) -> (Saved, Option<String>) {
+    let text = match std::fs::read(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Saved::default(), None),
+        Err(e) => {
+            return (
+                Saved::default(),
+                Some(format!("cannot read {}: {e}", file.display())),
+            );
+        }
+    };
+    match serde_json::from_slice(&text) {
+        Ok(saved) => (saved, None),
+        Err(e) => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = file.with_extension(format!("json.bad-{stamp}"));
+            let kept = match std::fs::rename(file, &aside) {
+                Ok(()) => format!("kept aside as {}", aside.display()),
+                Err(re) => format!("could not set it aside: {re}"),
+            };
+            (
+                Saved::default(),
+                Some(format!(
+                    "state file {} is unreadable ({e}); {kept}; starting from an empty state",
+                    file.display()
+                )),
+            )
+        }
+    }
+}
+
+/// Writes the state atomically.
+pub fn save(file: &Path, saved: &Saved) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension(format!("json.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    serde_json::to_writer_pretty(&mut f, saved)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_bad_file_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path());
+        assert_eq!(load(&file), (Saved::default(), None));
+        let mut s = Saved::default();
+        s.overlay.remove("b1:3632");
+        s.counters.insert(
+            "b1:3632".into(),
+            HostCounters {
+                jobs: 5,
+                failures: 1,
+                fallbacks: 0,
+            },
+        );
+        save(&file, &s).unwrap();
+        assert_eq!(load(&file).0, s);
+        std::fs::write(&file, "{ not json").unwrap();
+        let (got, warning) = load(&file);
+        assert_eq!(got, Saved::default());
+        let w = warning.unwrap();
+        assert!(w.contains("unreadable") && w.contains("kept aside"), "{w}");
+        let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert!(
+            aside
+                .iter()
+                .any(|e| e.file_name().to_string_lossy().contains("bad-"))
+        );
+    }
+}
