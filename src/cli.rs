@@ -74,7 +74,7 @@ pub enum HostCommand {
         /// The host spec, in distcc's grammar.
         spec: String,
         /// Relative speed (default 1.0).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         speed: Option<f64>,
     },
     /// Remove a host: no new jobs; running ones finish.
@@ -108,7 +108,7 @@ pub enum HostCommand {
         #[arg(long)]
         slots: Option<u32>,
         /// Relative speed.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         speed: Option<f64>,
     },
     /// Drop every runtime change: back to the configured farm.

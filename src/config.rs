@@ -109,7 +109,7 @@ impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            message: one_line(text, &e),
         })?;
         let hc = &config.health;
         if hc.fall == 0 || hc.rise == 0 || hc.interval_ms == 0 || hc.timeout_ms == 0 {
@@ -135,6 +135,20 @@ impl Config {
             crate::hosts::parse(&h.name, path).map_err(|e| bad(&e.reason))?;
         }
         Ok(config)
+    }
+}
+
+/// toml's error as one line: `line L, column C: message`.
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 
@@ -165,6 +179,7 @@ mod tests {
         assert!(e.starts_with("/x/c.toml:"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("idle_exitt"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]

@@ -191,3 +191,109 @@ fn broker_of_another_protocol_version_is_restarted() {
         "a broker of this version took over"
     );
 }
+
+#[test]
+fn a_thousand_vanishing_clients_and_a_silent_one() {
+    let env = TestEnv::new();
+    env.write_config("[broker]\nidle_exit_s = 120\nclient_timeout_s = 1\n");
+    compile_ok(&env, "v1");
+    let sock = env.runtime_dir().join("broker.sock");
+    let mut silent = UnixStream::connect(&sock).unwrap();
+    for i in 0..1000 {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        if i % 2 == 0 {
+            // Half of them start a frame and vanish in the middle of it.
+            let _ = s.write_all(&[0, 0, 0, 40, b'{']);
+        }
+    }
+    // A wrong protocol version is answered with an error, not served.
+    let mut old = UnixStream::connect(&sock).unwrap();
+    let body = br#"{"v":999,"req":"Status"}"#;
+    old.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    old.write_all(body).unwrap();
+    let mut reply = Vec::new();
+    old.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    old.read_to_end(&mut reply).unwrap();
+    assert!(String::from_utf8_lossy(&reply).contains("protocol mismatch"));
+    // The silent client is dropped after client_timeout_s.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    assert_eq!(silent.read(&mut buf).unwrap(), 0, "the broker closed it");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    compile_ok(&env, "v2");
+    let s = env.wait_status("", Duration::from_secs(5), |s| s["running"] == 0);
+    assert_eq!(s["hosts"][0]["busy"], 0, "no slot leaked");
+    assert_eq!(env.brokers_started(), 1, "the broker kept serving");
+}
+
+#[test]
+fn relay_port_without_a_live_lease_is_refused() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    // Probes connect too: one at start, then none during the test.
+    env.write_config("[broker]\nidle_exit_s = 120\n[health]\ninterval_ms = 600000\n");
+    let d = Distccd::start(&env, 2);
+    std::fs::write(env.path("work/g.c"), "int g;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "g.c"])
+        .env("DISTCC_HOSTS", d.host(2))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(d.compiles_ok(1), 1);
+    // distcc's lock file names the relay port the compile used.
+    let port: u16 = std::fs::read_dir(env.runtime_dir().join("distcc/lock"))
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("cpu_tcp_127.0.0.1_")?
+                .split('_')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("a relay port");
+    let connections = |d: &Distccd| d.log().matches("connection from").count();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = connections(&d);
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"DIST00000001garbage garbage garbage");
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without an answer");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        connections(&d),
+        before,
+        "no connection reached the farm host"
+    );
+    let s = env.status(&d.host(2));
+    assert_eq!(s["running"], 0);
+    assert_eq!(host_of(&s, &d.name()).unwrap()["busy"], 0);
+}
+
+#[test]
+fn unreadable_state_file_is_kept_aside() {
+    let env = TestEnv::new();
+    std::fs::write(env.path("state/state.json"), "{ this is not json").unwrap();
+    compile_ok(&env, "u1");
+    let aside: Vec<String> = std::fs::read_dir(env.path("state"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state.json.bad-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(env.log().contains("unreadable"), "{}", env.log());
+    let kept = std::fs::read_to_string(env.path("state").join(&aside[0])).unwrap();
+    assert_eq!(kept, "{ this is not json");
+}

@@ -215,7 +215,10 @@ fn refusing_host_is_skipped_for_the_next_best() {
         .unwrap()
         .clone();
     assert_eq!(d["failures"], 1, "{s:#}");
-    assert!(d["state"] == "suspect" || d["state"] == "down", "out of the choice: {d}");
+    assert!(
+        d["state"] == "suspect" || d["state"] == "down",
+        "out of the choice: {d}"
+    );
     assert!(d["last_error"].as_str().unwrap().contains("refused"), "{d}");
 }
 

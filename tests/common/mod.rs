@@ -238,6 +238,13 @@ impl Distccd {
         None
     }
 
+    /// Kills the daemon and its running jobs at once, like a host dying.
+    pub fn kill(&mut self) {
+        // SAFETY: signalling the process group we created.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
     /// `127.0.0.1:PORT/SLOTS`.
     pub fn host(&self, slots: u32) -> String {
         format!("127.0.0.1:{}/{slots}", self.port)
@@ -349,4 +356,93 @@ pub fn read_all(r: &mut impl Read) -> String {
     let mut s = String::new();
     let _ = r.read_to_string(&mut s);
     s
+}
+
+/// Writes `n` C files that take gcc -O2 a few hundred ms each, and a
+/// Makefile that compiles them all. Returns the object names.
+pub fn heavy_project(dir: &Path, n: usize) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut objs = Vec::new();
+    for f in 0..n {
+        let mut src = String::from("#include <stdint.h>\n");
+        for g in 0..4 {
+            src.push_str(&format!("uint64_t f{f}_{g}(uint64_t x) {{\n"));
+            for i in 0..100u64 {
+                let k = (i * 2654435761 + f as u64) % 1000003 + 3;
+                src.push_str(&format!(
+                    "  x = (x * {k}u) ^ (x >> {}); if (x % {}) x += {i};\n",
+                    i % 31 + 1,
+                    i + 7
+                ));
+            }
+            src.push_str("  return x;\n}\n");
+        }
+        std::fs::write(dir.join(format!("h{f}.c")), src).unwrap();
+        objs.push(format!("h{f}.o"));
+    }
+    let mk = format!(
+        "OBJS := {}\nall: $(OBJS)\n%.o: %.c\n\t$(CC) -O2 -c $< -o $@\n",
+        objs.join(" ")
+    );
+    std::fs::write(dir.join("Makefile"), mk).unwrap();
+    objs
+}
+
+/// Runs `cmd` to the end, killing it after `limit` (then panicking).
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: killing the process group we created.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            panic!("command did not finish within {limit:?}");
+        }
+    }
+}
+
+/// Builds `objs` in `reference` with plain gcc (same Makefile).
+pub fn reference_objects(project: &Path, reference: &Path) {
+    std::fs::create_dir_all(reference).unwrap();
+    for e in std::fs::read_dir(project).unwrap().flatten() {
+        std::fs::copy(e.path(), reference.join(e.file_name())).unwrap();
+    }
+    let out = Command::new("make")
+        .args(["-s", "-j2", "CC=gcc"])
+        .current_dir(reference)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reference build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts each of `objs` is identical in both directories.
+pub fn assert_objects_match(objs: &[String], want: &Path, got: &Path) {
+    for o in objs {
+        let a = std::fs::read(want.join(o)).unwrap();
+        let b = std::fs::read(got.join(o)).unwrap_or_else(|e| panic!("{o}: {e}"));
+        assert!(a == b, "{o} differs from the local build");
+    }
+}
+
+/// One host's entry in a status JSON.
+pub fn host_of(status: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    status["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["name"] == name)
+        .cloned()
 }

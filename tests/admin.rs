@@ -1,0 +1,288 @@
+//! `tcpb host …`, `tcpb reload` and the queue limit: changes apply at once
+//! without disturbing compiles in flight and survive a broker restart.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn host_cmd(env: &TestEnv, hosts: &str, args: &[&str]) -> std::process::Output {
+    env.tcpb()
+        .arg("host")
+        .args(args)
+        .env("DISTCC_HOSTS", hosts)
+        .output()
+        .unwrap()
+}
+
+fn ok_line(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", output_text(out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn make_cmd(env: &TestEnv, dir: &std::path::Path, hosts: &str) -> std::process::Command {
+    let mut cmd = env.cmd("make");
+    cmd.args(["-j8", &format!("CC={TCPB} gcc")])
+        .current_dir(dir)
+        .env("DISTCC_HOSTS", hosts);
+    cmd
+}
+
+fn wait_for(limit: Duration, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn drained_host_gets_no_new_jobs_and_stays_listed() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (a, b) = (Distccd::start(&env, 2), Distccd::start(&env, 2));
+    let hosts = format!("{} {}", a.host(2), b.host(2));
+    let objs = heavy_project(&env.path("p"), 20);
+    reference_objects(&env.path("p"), &env.path("ref"));
+    let build = std::thread::spawn({
+        let cmd = make_cmd(&env, &env.path("p"), &hosts);
+        move || output_within(cmd, Duration::from_secs(240))
+    });
+    wait_for(Duration::from_secs(60), "A busy", || {
+        host_of(&env.status(&hosts), &a.name()).unwrap()["busy"]
+            .as_u64()
+            .unwrap()
+            > 0
+    });
+    let msg = ok_line(&host_cmd(&env, &hosts, &["drain", &a.name()]));
+    assert!(msg.contains("draining") && msg.contains(&a.name()), "{msg}");
+    let at = host_of(&env.status(&hosts), &a.name()).unwrap();
+    let placed_on_a = at["jobs"].as_u64().unwrap() + at["busy"].as_u64().unwrap();
+    assert_eq!(at["state"], "draining");
+    let out = build.join().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_objects_match(&objs, &env.path("ref"), &env.path("p"));
+    let after = host_of(&env.status(&hosts), &a.name()).expect("a drained host stays listed");
+    assert_eq!(
+        after["jobs"].as_u64().unwrap(),
+        placed_on_a,
+        "no job was placed on A after the drain"
+    );
+    assert_eq!(after["state"], "draining");
+    let msg = ok_line(&host_cmd(&env, &hosts, &["enable", &a.name()]));
+    assert!(msg.contains("enabled"), "{msg}");
+    assert_eq!(
+        host_of(&env.status(&hosts), &a.name()).unwrap()["state"],
+        "up"
+    );
+}
+
+#[test]
+fn remove_and_add_during_a_build() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (a, b) = (Distccd::start(&env, 2), Distccd::start(&env, 2));
+    let hosts = a.host(2);
+    let objs = heavy_project(&env.path("p"), 20);
+    reference_objects(&env.path("p"), &env.path("ref"));
+    let build = std::thread::spawn({
+        let cmd = make_cmd(&env, &env.path("p"), &hosts);
+        move || output_within(cmd, Duration::from_secs(240))
+    });
+    wait_for(Duration::from_secs(60), "A busy", || {
+        host_of(&env.status(&hosts), &a.name()).is_some_and(|h| h["busy"].as_u64().unwrap() > 0)
+    });
+    let msg = ok_line(&host_cmd(
+        &env,
+        &hosts,
+        &["add", &b.host(2), "--speed", "2"],
+    ));
+    assert!(msg.contains("added") && msg.contains(&b.name()), "{msg}");
+    let msg = ok_line(&host_cmd(&env, &hosts, &["remove", &a.name()]));
+    assert!(msg.contains("removed"), "{msg}");
+    let out = build.join().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_objects_match(&objs, &env.path("ref"), &env.path("p"));
+    assert!(b.compiles_ok(1) >= 1, "the added host got work");
+    let s = env.wait_status(&hosts, Duration::from_secs(10), |s| {
+        host_of(s, &a.name()).is_none()
+    });
+    assert_eq!(host_of(&s, &b.name()).unwrap()["speed"], 2.0);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("failed to distribute")
+            .count()
+            == 0,
+        "removal disturbed no compile in flight"
+    );
+}
+
+#[test]
+fn overlay_survives_a_broker_restart_until_reset() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (a, b) = (Distccd::start(&env, 2), Distccd::start(&env, 2));
+    let hosts = format!("{} {}", a.host(2), b.host(2));
+    std::fs::write(env.path("work/o.c"), "int o;\n").unwrap();
+    let compile = || {
+        let out = env
+            .tcpb()
+            .args(["gcc", "-c", "o.c"])
+            .env("DISTCC_HOSTS", &hosts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    };
+    compile();
+    ok_line(&host_cmd(&env, &hosts, &["remove", &a.name()]));
+    ok_line(&host_cmd(
+        &env,
+        &hosts,
+        &["set", &b.name(), "--slots", "7", "--speed", "3"],
+    ));
+    ok_line(&env.tcpb().arg("stop").output().unwrap());
+    // A configured-farm view without a broker already shows the overlay.
+    let s = env.status(&hosts);
+    assert!(s["broker"].is_null());
+    assert!(host_of(&s, &a.name()).is_none(), "{s:#}");
+    compile();
+    let s = env.status(&hosts);
+    assert!(!s["broker"].is_null());
+    assert!(
+        host_of(&s, &a.name()).is_none(),
+        "removed stays removed though DISTCC_HOSTS lists it: {s:#}"
+    );
+    let bh = host_of(&s, &b.name()).unwrap();
+    assert_eq!(
+        (bh["slots"].as_u64(), bh["speed"].as_f64()),
+        (Some(7), Some(3.0))
+    );
+    assert_eq!(env.brokers_started(), 2);
+    let msg = ok_line(&host_cmd(&env, &hosts, &["reset"]));
+    assert!(msg.contains("dropped 2 runtime changes"), "{msg}");
+    let s = env.status(&hosts);
+    assert!(host_of(&s, &a.name()).is_some());
+    assert_eq!(host_of(&s, &b.name()).unwrap()["slots"], 2);
+}
+
+#[test]
+fn reload_and_sighup_apply_the_config() {
+    let env = TestEnv::new();
+    let hosts = "build1/2";
+    std::fs::write(env.path("work/c.c"), "int c;\n").unwrap();
+    // A host that does not exist: the compile falls back, the broker runs.
+    let _ = env
+        .tcpb()
+        .args(["gcc", "-c", "c.c"])
+        .env("DISTCC_HOSTS", hosts)
+        .env("TCPB_DISTCC", "/nonexistent")
+        .output()
+        .unwrap();
+    env.write_config("[broker]\nidle_exit_s = 120\n[[host]]\nname = \"build1\"\nspeed = 3.0\n");
+    let msg = ok_line(&env.tcpb().arg("reload").output().unwrap());
+    assert!(msg.contains("reloaded"), "{msg}");
+    assert_eq!(
+        host_of(&env.status(hosts), "build1:3632").unwrap()["speed"],
+        3.0
+    );
+    env.write_config("[broker]\nidle_exit_s = 120\n[[host]]\nname = \"build1\"\nspeed = 5.0\n");
+    let pid = env.status(hosts)["broker"]["pid"].as_i64().unwrap() as i32;
+    // SAFETY: signalling the test's own broker.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    env.wait_status(hosts, Duration::from_secs(10), |s| {
+        host_of(s, "build1:3632").unwrap()["speed"] == 5.0
+    });
+    // A bad config is refused with its line; the old one stays.
+    env.write_config("[broker]\nnope = 1\n");
+    let out = env.tcpb().arg("reload").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("nope"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(
+        host_of(&env.status(hosts), "build1:3632").unwrap()["speed"],
+        5.0
+    );
+}
+
+#[test]
+fn admin_errors_are_one_clear_line() {
+    let env = TestEnv::new();
+    let hosts = "build1/2";
+    for (args, needle) in [
+        (vec!["add", "build9:notaport"], "\"build9:notaport\""),
+        (vec!["drain", "nosuchhost"], "no host nosuchhost:3632"),
+        (
+            vec!["set", "build1", "--slots", "0"],
+            "slots must be at least 1",
+        ),
+        (vec!["set", "build1"], "nothing to set"),
+        (
+            vec!["add", "b2", "--speed", "-1"],
+            "speed -1 is not a positive number",
+        ),
+    ] {
+        let out = host_cmd(&env, hosts, &args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn queued_compile_runs_locally_after_queue_timeout() {
+    let env = TestEnv::new();
+    env.write_config("[broker]\nidle_exit_s = 120\nqueue_timeout_s = 1\n");
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let cc = bin.join("slowcc");
+    std::fs::write(&cc, "#!/bin/sh\nsleep 20\n").unwrap();
+    std::fs::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let farm = "localhost/1";
+    std::fs::write(env.path("work/q.c"), "int q(void) { return 4; }\n").unwrap();
+    let mut holder = env
+        .tcpb()
+        .arg(&cc)
+        .args(["-c", "x.c"])
+        .env("DISTCC_HOSTS", farm)
+        .spawn()
+        .unwrap();
+    env.wait_status(farm, Duration::from_secs(10), |s| s["running"] == 1);
+    let started = Instant::now();
+    let waiter = env
+        .tcpb()
+        .args(["gcc", "-c", "q.c"])
+        .env("DISTCC_HOSTS", farm)
+        .spawn()
+        .unwrap();
+    let s = env.wait_status(farm, Duration::from_secs(10), |s| s["queued"] == 1);
+    assert_eq!(s["queue"][0]["position"], 1, "the queue is visible: {s:#}");
+    assert_eq!(s["queue"][0]["source"], "q.c");
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let waited = started.elapsed();
+    assert!(env.path("work/q.o").exists());
+    assert!(
+        waited < Duration::from_secs(15),
+        "ran locally instead of waiting for the 20 s holder"
+    );
+    let s = env.status(farm);
+    assert_eq!(s["queue_timeouts"], 1);
+    assert_eq!(s["running"], 1, "the holder still runs");
+    eprintln!(
+        "RESULT queue timeout 1 s: compile finished after {} ms",
+        waited.as_millis()
+    );
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &cc.to_string_lossy()])
+        .status();
+}
