@@ -286,3 +286,83 @@ fn queued_compile_runs_locally_after_queue_timeout() {
         .args(["-f", &cc.to_string_lossy()])
         .status();
 }
+
+#[test]
+fn unreachable_broker_is_one_line_naming_the_path() {
+    let env = TestEnv::new();
+    let not_a_dir = env.path("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let out = env
+        .tcpb()
+        .args(["host", "add", "b1"])
+        .env("TCPB_RUNTIME_DIR", &not_a_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&*not_a_dir.to_string_lossy()), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn force_remove_ends_running_jobs_and_disable_stops_new_ones() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    // A host that accepts and never answers holds the job until --force.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_name = format!("127.0.0.1:{}", hole.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hole.incoming().take(50) {
+            held.push(c);
+        }
+    });
+    let live = Distccd::start(&env, 2);
+    let hosts = format!("{hole_name}/1 {}", live.host(1));
+    env.write_config(&format!(
+        "[broker]\nidle_exit_s = 120\n[[host]]\nname = \"{hole_name}\"\nspeed = 9.0\n"
+    ));
+    std::fs::write(env.path("work/f.c"), "int f(void) { return 2; }\n").unwrap();
+    let started = Instant::now();
+    let job = env
+        .tcpb()
+        .args(["gcc", "-c", "f.c"])
+        .env("DISTCC_HOSTS", &hosts)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the job on the hung host", || {
+        host_of(&env.status(&hosts), &hole_name).unwrap()["busy"] == 1
+    });
+    let msg = ok_line(&host_cmd(&env, &hosts, &["remove", "--force", &hole_name]));
+    assert!(msg.contains("ended its 1 running jobs"), "{msg}");
+    let out = job.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "distcc compiled it locally: {}",
+        output_text(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(env.path("work/f.o").exists());
+
+    let msg = ok_line(&host_cmd(&env, &hosts, &["disable", &live.name()]));
+    assert!(msg.contains("disabled"), "{msg}");
+    assert_eq!(
+        host_of(&env.status(&hosts), &live.name()).unwrap()["state"],
+        "disabled"
+    );
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "f.c", "-o", "f2.o"])
+        .env("DISTCC_HOSTS", &hosts)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        live.compiles_ok(0),
+        0,
+        "a disabled host gets no job (it ran on local CPUs)"
+    );
+}

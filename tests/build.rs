@@ -206,4 +206,10 @@ fn compile_errors_pass_through_unchanged() {
         d.log().contains("COMPILE_ERROR") || d.log().contains("bad.c"),
         "it ran on the farm"
     );
+    let h = host_of(&env.status(&d.host(2)), &d.name()).unwrap();
+    assert_eq!(
+        h["failures"], 0,
+        "a compiler error is not a host failure: {h}"
+    );
+    assert_eq!(h["state"], "up");
 }

@@ -16,10 +16,15 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 /// A log over this size is set aside when a broker starts.
 const LOG_LIMIT: u64 = 4 << 20;
 
-/// Connects to a running broker.
+/// Connects to a running broker. Errors name the socket and keep their kind.
 pub fn connect(paths: &Paths) -> io::Result<Stream> {
-    let name = paths.socket().to_fs_name::<GenericFilePath>()?;
-    Stream::connect(name)
+    let socket = paths.socket();
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", socket.display()));
+    let name = socket
+        .as_path()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(named)?;
+    Stream::connect(name).map_err(named)
 }
 
 fn absent(e: &io::Error) -> bool {
@@ -34,12 +39,17 @@ pub fn connect_or_start(paths: &Paths, started: &mut bool) -> io::Result<Stream>
         Err(e) if absent(&e) => {}
         Err(e) => return Err(e),
     }
-    ensure_private_dir(&paths.runtime_dir)?;
+    let at = |p: &std::path::Path| {
+        let p = p.display().to_string();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{p}: {e}"))
+    };
+    ensure_private_dir(&paths.runtime_dir).map_err(at(&paths.runtime_dir))?;
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(paths.start_lock())?;
+        .open(paths.start_lock())
+        .map_err(at(&paths.start_lock()))?;
     lock_with_deadline(&lock, Instant::now() + START_DEADLINE)?;
     // Someone else may have started it while we waited for the lock.
     match connect(paths) {
