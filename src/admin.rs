@@ -2,35 +2,16 @@
 //! the broker (starting it if needed) and print what changed.
 
 use crate::client::connect;
-use crate::frame;
 use crate::paths::Paths;
-use crate::protocol::{BrokerMsg, ClientMsg, HostCmd, PROTOCOL_VERSION, Request, Response};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::protocol::{HostCmd, Request, Response};
+use anyhow::{Result, bail};
 
 fn send(paths: &Paths, req: Request, start: bool) -> Result<Option<String>> {
-    let conn = if start {
-        let mut started = false;
-        Some(connect::connect_or_start(paths, &mut started).context("cannot reach the broker")?)
-    } else {
-        connect::connect(paths).ok()
-    };
-    let Some(mut conn) = conn else {
-        return Ok(None);
-    };
-    frame::write_sync(
-        &mut conn,
-        &ClientMsg {
-            v: PROTOCOL_VERSION,
-            req,
-        },
-    )?;
-    let payload =
-        frame::read_sync(&mut conn)?.ok_or_else(|| anyhow!("the broker closed the connection"))?;
-    let msg: BrokerMsg = frame::decode(&payload).context("cannot read the broker's answer")?;
-    match msg.resp {
-        Response::Done { message } => Ok(Some(message)),
-        Response::Error { message } => bail!("{message}"),
-        other => bail!("unexpected answer from the broker: {other:?}"),
+    match connect::call(paths, req, start)? {
+        None => Ok(None),
+        Some(Response::Done { message }) => Ok(Some(message)),
+        Some(Response::Error { message }) => bail!("{message}"),
+        Some(other) => bail!("unexpected answer from the broker: {other:?}"),
     }
 }
 

@@ -46,14 +46,7 @@ impl HostSpec {
 
     /// The options distcc must see for this host (`,lzo`, `,cpp`).
     pub fn distcc_options(&self) -> String {
-        let mut s = String::new();
-        if self.lzo {
-            s.push_str(",lzo");
-        }
-        if self.cpp {
-            s.push_str(",cpp");
-        }
-        s
+        crate::hosts::options_suffix(self.lzo, self.cpp).to_string()
     }
 
     /// The spec of a host-list entry, at speed 1.0.

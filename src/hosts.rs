@@ -57,6 +57,16 @@ pub fn host_port_name(host: &str, port: u16) -> String {
     }
 }
 
+/// distcc's option suffix for a host: `,lzo`, `,cpp`, both or none.
+pub fn options_suffix(lzo: bool, cpp: bool) -> &'static str {
+    match (lzo, cpp) {
+        (false, false) => "",
+        (true, false) => ",lzo",
+        (false, true) => ",cpp",
+        (true, true) => ",lzo,cpp",
+    }
+}
+
 /// A parsed host list.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostList {
@@ -265,14 +275,8 @@ impl fmt::Display for HostEntry {
                 lzo,
                 cpp,
             } => {
-                write!(f, "{}/{slots}", host_port_name(host, *port))?;
-                if *lzo {
-                    f.write_str(",lzo")?;
-                }
-                if *cpp {
-                    f.write_str(",cpp")?;
-                }
-                Ok(())
+                let opts = options_suffix(*lzo, *cpp);
+                write!(f, "{}/{slots}{opts}", host_port_name(host, *port))
             }
         }
     }

@@ -4,31 +4,10 @@
 use crate::client::connect;
 use crate::config::Config;
 use crate::farm;
-use crate::frame;
 use crate::paths::Paths;
-use crate::protocol::{
-    BrokerMsg, ClientMsg, HostState, HostStatus, PROTOCOL_VERSION, Request, Response,
-    StatusSnapshot,
-};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::protocol::{HostState, HostStatus, Request, Response, StatusSnapshot};
+use anyhow::{Result, bail};
 use std::io::Write;
-
-pub(crate) fn ask(paths: &Paths, req: Request) -> Result<Option<Response>> {
-    let Ok(mut conn) = connect::connect(paths) else {
-        return Ok(None);
-    };
-    frame::write_sync(
-        &mut conn,
-        &ClientMsg {
-            v: PROTOCOL_VERSION,
-            req,
-        },
-    )?;
-    let payload =
-        frame::read_sync(&mut conn)?.ok_or_else(|| anyhow!("the broker closed the connection"))?;
-    let msg: BrokerMsg = frame::decode(&payload).context("cannot read the broker's answer")?;
-    Ok(Some(msg.resp))
-}
 
 /// The farm this user's compiles would use, without a broker.
 fn configured(paths: &Paths) -> Result<StatusSnapshot> {
@@ -73,7 +52,7 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
 
 /// `tcpb status [--json]`.
 pub fn status(paths: &Paths, json: bool) -> Result<()> {
-    let snap = match ask(paths, Request::Status)? {
+    let snap = match connect::call(paths, Request::Status, false)? {
         Some(Response::Status(s)) => *s,
         Some(Response::Error { message }) => bail!("broker: {message}"),
         Some(other) => bail!("unexpected answer from the broker: {other:?}"),
@@ -171,7 +150,7 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
 
 /// `tcpb stop`.
 pub fn stop(paths: &Paths) -> Result<()> {
-    match ask(paths, Request::Stop)? {
+    match connect::call(paths, Request::Stop, false)? {
         None => {
             println!("tcpb: no broker running");
             return Ok(());

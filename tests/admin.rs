@@ -19,22 +19,6 @@ fn ok_line(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn make_cmd(env: &TestEnv, dir: &std::path::Path, hosts: &str) -> std::process::Command {
-    let mut cmd = env.cmd("make");
-    cmd.args(["-j8", &format!("CC={TCPB} gcc")])
-        .current_dir(dir)
-        .env("DISTCC_HOSTS", hosts);
-    cmd
-}
-
-fn wait_for(limit: Duration, what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn drained_host_gets_no_new_jobs_and_stays_listed() {
     if !have_distccd() {
@@ -45,10 +29,7 @@ fn drained_host_gets_no_new_jobs_and_stays_listed() {
     let hosts = format!("{} {}", a.host(2), b.host(2));
     let objs = heavy_project(&env.path("p"), 20);
     reference_objects(&env.path("p"), &env.path("ref"));
-    let build = std::thread::spawn({
-        let cmd = make_cmd(&env, &env.path("p"), &hosts);
-        move || output_within(cmd, Duration::from_secs(240))
-    });
+    let build = spawn_build(&env, &env.path("p"), &hosts);
     wait_for(Duration::from_secs(60), "A busy", || {
         host_of(&env.status(&hosts), &a.name()).unwrap()["busy"]
             .as_u64()
@@ -88,10 +69,7 @@ fn remove_and_add_during_a_build() {
     let hosts = a.host(2);
     let objs = heavy_project(&env.path("p"), 20);
     reference_objects(&env.path("p"), &env.path("ref"));
-    let build = std::thread::spawn({
-        let cmd = make_cmd(&env, &env.path("p"), &hosts);
-        move || output_within(cmd, Duration::from_secs(240))
-    });
+    let build = spawn_build(&env, &env.path("p"), &hosts);
     wait_for(Duration::from_secs(60), "A busy", || {
         host_of(&env.status(&hosts), &a.name()).is_some_and(|h| h["busy"].as_u64().unwrap() > 0)
     });

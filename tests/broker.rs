@@ -38,14 +38,6 @@ fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
-fn wait_until(limit: Duration, what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn stop_ends_the_broker_and_removes_its_socket() {
     let env = TestEnv::new();
@@ -54,7 +46,7 @@ fn stop_ends_the_broker_and_removes_its_socket() {
     let out = env.tcpb().arg("stop").output().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(!env.runtime_dir().join("broker.sock").exists());
-    wait_until(Duration::from_secs(10), "the broker to exit", || {
+    wait_for(Duration::from_secs(10), "the broker to exit", || {
         !alive(pid)
     });
     let out = env.tcpb().arg("stop").output().unwrap();
@@ -67,7 +59,7 @@ fn idle_broker_exits_by_itself() {
     env.write_config("[broker]\nidle_exit_s = 1\n");
     compile_ok(&env, "i1");
     let pid = broker_pid(&env);
-    wait_until(Duration::from_secs(10), "the idle broker to exit", || {
+    wait_for(Duration::from_secs(10), "the idle broker to exit", || {
         !alive(pid)
     });
     assert!(!env.runtime_dir().join("broker.sock").exists());
@@ -86,7 +78,7 @@ fn sigterm_stops_the_broker_cleanly() {
     let pid = broker_pid(&env);
     // SAFETY: signalling the test's own broker.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    wait_until(Duration::from_secs(10), "the broker to exit", || {
+    wait_for(Duration::from_secs(10), "the broker to exit", || {
         !alive(pid)
     });
     assert!(!env.runtime_dir().join("broker.sock").exists());

@@ -9,23 +9,6 @@ use std::time::{Duration, Instant};
 
 const FAST_HEALTH: &str = "[broker]\nidle_exit_s = 120\n[health]\ninterval_ms = 200\ntimeout_ms = 200\nfall = 3\nrise = 2\nmax_interval_ms = 400\n";
 
-fn make_cmd(env: &TestEnv, dir: &std::path::Path, hosts: &str) -> std::process::Command {
-    let mut cmd = env.cmd("make");
-    cmd.args(["-j8", &format!("CC={TCPB} gcc")])
-        .current_dir(dir)
-        .env("DISTCC_HOSTS", hosts);
-    cmd
-}
-
-fn wait_for(limit: Duration, what: &str, f: impl Fn() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    start.elapsed()
-}
-
 #[test]
 fn host_killed_mid_build() {
     if !have_distccd() {
@@ -37,10 +20,7 @@ fn host_killed_mid_build() {
     let hosts = format!("{} {}", a.host(2), b.host(2));
     let objs = heavy_project(&env.path("p"), 24);
     reference_objects(&env.path("p"), &env.path("ref"));
-    let build = std::thread::spawn({
-        let cmd = make_cmd(&env, &env.path("p"), &hosts);
-        move || output_within(cmd, Duration::from_secs(240))
-    });
+    let build = spawn_build(&env, &env.path("p"), &hosts);
     wait_for(Duration::from_secs(60), "A to finish a compile", || {
         a.compiles_ok(0) >= 1
     });
@@ -94,7 +74,7 @@ fn blackhole_host_does_not_hold_the_build() {
     copy_fixture(&env.path("b"));
     let started = Instant::now();
     let out = output_within(
-        make_cmd(&env, &env.path("b"), &hosts),
+        make_through_tcpb(&env, &env.path("b"), &hosts),
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "{}", output_text(&out));
@@ -167,10 +147,7 @@ fn broker_killed_mid_build() {
     let hosts = format!("{} {}", a.host(2), b.host(2));
     let objs = heavy_project(&env.path("p"), 24);
     reference_objects(&env.path("p"), &env.path("ref"));
-    let build = std::thread::spawn({
-        let cmd = make_cmd(&env, &env.path("p"), &hosts);
-        move || output_within(cmd, Duration::from_secs(240))
-    });
+    let build = spawn_build(&env, &env.path("p"), &hosts);
     wait_for(Duration::from_secs(60), "some compiles done", || {
         farm_compiles(&[&a, &b], 0) >= 3
     });

@@ -1,7 +1,9 @@
 //! Finding the broker, and starting it when nothing answers: under a start
 //! lock, so many compiles starting at once start exactly one broker.
 
+use crate::frame;
 use crate::paths::{Paths, ensure_private_dir};
+use crate::protocol::{BrokerMsg, ClientMsg, PROTOCOL_VERSION, Request, Response, VersionProbe};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
 use std::fs::File;
@@ -25,6 +27,41 @@ pub fn connect(paths: &Paths) -> io::Result<Stream> {
         .to_fs_name::<GenericFilePath>()
         .map_err(named)?;
     Stream::connect(name).map_err(named)
+}
+
+/// Sends one request and reads one answer, for the commands that talk to
+/// the broker (`status`, `stop`, `host`, `reload`). With `start` false and no
+/// broker running, `Ok(None)`.
+pub fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Response>> {
+    use anyhow::Context;
+    let mut conn = if start {
+        let mut started = false;
+        connect_or_start(paths, &mut started).context("cannot reach the broker")?
+    } else {
+        match connect(paths) {
+            Ok(c) => c,
+            Err(_) => return Ok(None),
+        }
+    };
+    frame::write_sync(
+        &mut conn,
+        &ClientMsg {
+            v: PROTOCOL_VERSION,
+            req,
+        },
+    )?;
+    let payload = frame::read_sync(&mut conn)?
+        .ok_or_else(|| anyhow::anyhow!("the broker closed the connection"))?;
+    let probe: VersionProbe = frame::decode(&payload).context("cannot read the broker's answer")?;
+    if probe.v != PROTOCOL_VERSION {
+        anyhow::bail!(
+            "the broker (pid {}) speaks protocol {}, this tcpb {PROTOCOL_VERSION}: run `tcpb stop`",
+            probe.pid.unwrap_or(0),
+            probe.v
+        );
+    }
+    let msg: BrokerMsg = frame::decode(&payload).context("cannot read the broker's answer")?;
+    Ok(Some(msg.resp))
 }
 
 fn absent(e: &io::Error) -> bool {

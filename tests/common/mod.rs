@@ -318,28 +318,21 @@ pub fn fixture_sources() -> Vec<String> {
 
 /// Builds the fixture in `dir` with plain gcc: the reference objects.
 pub fn reference_build(dir: &Path) {
-    copy_fixture(dir);
-    let out = Command::new("make")
-        .args(["-s", "-j2", "CC=gcc"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "reference build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    copy_fixture(&dir.join("src"));
+    reference_objects(&dir.join("src"), dir);
 }
 
-/// Asserts every object in `got` is byte-identical to the one in `want`.
+/// The fixture's object names.
+pub fn fixture_objects() -> Vec<String> {
+    fixture_sources()
+        .iter()
+        .map(|s| s.replace(".c", ".o"))
+        .collect()
+}
+
+/// Asserts every fixture object in `got` is byte-identical to the one in `want`.
 pub fn assert_same_objects(want: &Path, got: &Path) {
-    for src in fixture_sources() {
-        let obj = src.replace(".c", ".o");
-        let a = std::fs::read(want.join(&obj)).unwrap();
-        let b = std::fs::read(got.join(&obj))
-            .unwrap_or_else(|e| panic!("{obj} in {}: {e}", got.display()));
-        assert!(a == b, "{obj} differs from the local build");
-    }
+    assert_objects_match(&fixture_objects(), want, got);
 }
 
 pub fn output_text(out: &Output) -> String {
@@ -445,4 +438,29 @@ pub fn host_of(status: &serde_json::Value, name: &str) -> Option<serde_json::Val
         .iter()
         .find(|h| h["name"] == name)
         .cloned()
+}
+
+/// `make -j8 CC="tcpb gcc"` in `dir` with `hosts` as the farm.
+pub fn make_through_tcpb(env: &TestEnv, dir: &Path, hosts: &str) -> Command {
+    let mut cmd = env.cmd("make");
+    cmd.args(["-j8", &format!("CC={TCPB} gcc")])
+        .current_dir(dir)
+        .env("DISTCC_HOSTS", hosts);
+    cmd
+}
+
+/// Runs that make in the background (bounded to 240 s).
+pub fn spawn_build(env: &TestEnv, dir: &Path, hosts: &str) -> std::thread::JoinHandle<Output> {
+    let cmd = make_through_tcpb(env, dir, hosts);
+    std::thread::spawn(move || output_within(cmd, Duration::from_secs(240)))
+}
+
+/// Polls `f` every 10 ms until it holds; panics after `limit`. Returns the wait.
+pub fn wait_for(limit: Duration, what: &str, f: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
 }
