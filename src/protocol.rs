@@ -182,6 +182,10 @@ pub struct StatusSnapshot {
     /// Jobs a failing host lost, which distcc compiled locally.
     #[serde(default)]
     pub fell_back: u64,
+    /// Relayed streams that did not parse as distcc's protocol (relayed
+    /// untouched all the same).
+    #[serde(default)]
+    pub unparsed_streams: u64,
     /// The first compiles in the queue.
     #[serde(default)]
     pub queue: Vec<QueuedJob>,
@@ -240,8 +244,14 @@ pub struct HostStatus {
     pub slots: u32,
     /// Slots in use.
     pub busy: u32,
-    /// Relative speed.
+    /// Configured relative speed.
     pub speed: f64,
+    /// Speed learned from its recent jobs, in the same units.
+    #[serde(default)]
+    pub learned_speed: Option<f64>,
+    /// Jobs the learned speed is based on.
+    #[serde(default)]
+    pub samples: u32,
     /// Jobs finished on it.
     pub jobs: u64,
     /// Failures the relay saw.

@@ -29,6 +29,8 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
             slots: h.slots,
             busy: 0,
             speed: h.speed,
+            learned_speed: None,
+            samples: 0,
             jobs: 0,
             failures: 0,
             fallbacks: 0,
@@ -45,6 +47,7 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
         granted: 0,
         queue_timeouts: 0,
         fell_back: 0,
+        unparsed_streams: 0,
         queue: Vec::new(),
         hosts,
     })
@@ -111,8 +114,8 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
     let w = names.iter().map(String::len).max().unwrap_or(4).max(4);
     writeln!(
         out,
-        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>6}  {:>5}  {:>5}  LAST ERROR",
-        "HOST", "STATE", "SLOTS", "SPEED", "JOBS", "FAILS", "LOCAL"
+        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>7}  {:>6}  {:>5}  {:>5}  LAST ERROR",
+        "HOST", "STATE", "SLOTS", "SPEED", "LEARNED", "JOBS", "FAILS", "LOCAL"
     )?;
     for (h, name) in s.hosts.iter().zip(&names) {
         let state = format!("{:?}", h.state).to_lowercase();
@@ -123,9 +126,11 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
         };
         writeln!(
             out,
-            "{name:<w$}  {state:<9}  {:>7}  {:>5.1}  {:>6}  {:>5}  {:>5}  {err}",
+            "{name:<w$}  {state:<9}  {:>7}  {:>5.1}  {:>7}  {:>6}  {:>5}  {:>5}  {err}",
             format!("{}/{}", h.busy, h.slots),
             h.speed,
+            h.learned_speed
+                .map_or("-".to_string(), |s| format!("{s:.2}")),
             h.jobs,
             h.failures,
             h.fallbacks

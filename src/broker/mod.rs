@@ -4,6 +4,8 @@
 mod admin;
 mod control;
 pub mod health;
+pub mod learn;
+pub mod observe;
 pub mod overlay;
 pub mod relay;
 pub mod sched;

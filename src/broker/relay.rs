@@ -7,6 +7,7 @@
 //! reads EOF). What ends the copy tells whether the host failed.
 
 use super::health::Failure;
+use super::observe::{RequestWatch, ResponseWatch};
 use super::sched::LeaseId;
 use super::state::Shared;
 use std::collections::HashMap;
@@ -160,11 +161,34 @@ fn keepalive(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
 }
 
-/// Copies both ways until both sides close, or nothing moves for `idle`.
+/// What the relay learned of one job from its bytes.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// The client's side.
+    pub request: RequestWatch,
+    /// The server's side.
+    pub response: ResponseWatch,
+    /// When the request was complete.
+    pub request_end: Option<Instant>,
+    /// When the server said `DONE`.
+    pub done_at: Option<Instant>,
+}
+
+impl Watch {
+    /// Seconds the server took, from the end of the request to `DONE`.
+    pub fn server_secs(&self) -> Option<f64> {
+        let secs = self.done_at?.checked_duration_since(self.request_end?)?;
+        (!self.request.broken && !self.response.broken).then_some(secs.as_secs_f64())
+    }
+}
+
+/// Copies both ways until both sides close, or nothing moves for `idle`,
+/// watching the token stream as it passes.
 pub async fn pump(
     client: &mut TcpStream,
     server: &mut TcpStream,
     idle: Duration,
+    watch: &mut Watch,
 ) -> (End, u64, u64) {
     let (mut cr, mut cw) = client.split();
     let (mut sr, mut sw) = server.split();
@@ -179,6 +203,9 @@ pub async fn pump(
                 // with it. Not the host's fault.
                 Ok(0) | Err(_) => return (End::Done, up, down),
                 Ok(n) => {
+                    if watch.request.feed(&cbuf[..n]) {
+                        watch.request_end = Some(Instant::now());
+                    }
                     if tokio::time::timeout(idle, sw.write_all(&cbuf[..n])).await.map_or(true, |r| r.is_err()) {
                         return (End::HostLost("could not send to the host".into()), up, down);
                     }
@@ -195,6 +222,9 @@ pub async fn pump(
                     let _ = cw.shutdown().await;
                 }
                 Ok(n) => {
+                    if watch.response.feed(&sbuf[..n]) {
+                        watch.done_at = Some(Instant::now());
+                    }
                     if tokio::time::timeout(idle, cw.write_all(&sbuf[..n])).await.map_or(true, |r| r.is_err()) {
                         return (End::Done, up, down); // the client went away
                     }
@@ -223,11 +253,14 @@ async fn relay(shared: Arc<Shared>, lease: LeaseId, mut client: TcpStream) {
                 keepalive(&server);
                 keepalive(&client);
                 let started = Instant::now();
-                let (end, up, down) = pump(&mut client, &mut server, t.idle).await;
+                let mut watch = Watch::default();
+                let (end, up, down) = pump(&mut client, &mut server, t.idle, &mut watch).await;
                 let ms = started.elapsed().as_millis() as u64;
                 let failure = match end {
                     End::Done => {
-                        tracing::debug!(host = %t.name, lease, up, down, ms, "relay done");
+                        let server_s = watch.server_secs();
+                        tracing::debug!(host = %t.name, lease, up, down, ms, ?server_s, "relay done");
+                        shared.observed(lease, &watch);
                         return;
                     }
                     End::HostLost(why) => (why, Failure::Refused),

@@ -5,6 +5,7 @@
 //! on it, and a job is never placed on a host with no free slot.
 
 use super::health::{Failure, Health, HealthConfig, HealthState};
+use super::learn::{Learned, MIN_SAMPLES, median};
 use crate::farm::{Admin, Farm, HostSpec};
 use crate::protocol::HostState;
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +44,10 @@ pub struct Host {
     pub last_error: Option<(String, Instant)>,
     /// Probe-driven health.
     pub health: HealthState,
+    /// Speed learned from the jobs the relay watched.
+    pub learned: Learned,
+    /// When it was last given a job to learn its speed.
+    explored: Option<Instant>,
     /// No longer in the farm; dropped once its jobs finish.
     pub removed: bool,
     /// The pool for local-only jobs when the farm does not list `localhost`.
@@ -59,6 +64,8 @@ impl Host {
             fallbacks: 0,
             last_error: None,
             health: HealthState::new(now),
+            learned: Learned::default(),
+            explored: None,
             removed: false,
             local_only,
         }
@@ -97,7 +104,13 @@ pub struct Scheduler {
     held: HashMap<LeaseId, HostId>,
     queue: VecDeque<(LeaseId, Need)>,
     health: HealthConfig,
+    /// Bytes per second that a host of configured speed 1.0 compiles,
+    /// from the hosts with learned rates; scales learned rates to speeds.
+    calibration: Option<f64>,
 }
+
+/// How often a host still without enough samples is given a job anyway.
+const EXPLORE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Scheduler {
     /// A scheduler for `farm` whose hosts' health follows `health`.
@@ -107,6 +120,7 @@ impl Scheduler {
             held: HashMap::new(),
             queue: VecDeque::new(),
             health,
+            calibration: None,
         };
         s.set_farm(farm, now);
         s
@@ -301,6 +315,34 @@ impl Scheduler {
         }
     }
 
+    /// The relay watched a job on `host`: `bytes` of source compiled in
+    /// `secs` of server time.
+    pub fn observe(&mut self, host: HostId, bytes: u64, secs: f64) {
+        let Some(h) = self.hosts[host.0].as_mut() else {
+            return;
+        };
+        h.learned.add(bytes, secs);
+        let per_unit: Vec<f64> = self
+            .hosts()
+            .filter_map(|(_, h)| Some(h.learned.rate()? / h.spec.speed))
+            .collect();
+        self.calibration = median(per_unit);
+    }
+
+    /// The speed used for choice: learned once the host has enough jobs,
+    /// else the configured one. Both are in the units of `speed` in config.
+    pub fn speed(&self, h: &Host) -> f64 {
+        match (h.learned.rate(), self.calibration) {
+            (Some(r), Some(k)) if k > 0.0 => r / k,
+            _ => h.spec.speed,
+        }
+    }
+
+    /// The learned speed of `h`, if it has one.
+    pub fn learned_speed(&self, h: &Host) -> Option<f64> {
+        Some(h.learned.rate()? / self.calibration.filter(|k| *k > 0.0)?)
+    }
+
     /// Leases placed on `host`.
     pub fn leases_on(&self, host: HostId) -> Vec<LeaseId> {
         self.held
@@ -365,8 +407,8 @@ impl Scheduler {
             let better = match best {
                 None => true,
                 Some((_, b)) => {
-                    h.spec.speed > b.spec.speed
-                        || (h.spec.speed == b.spec.speed && h.free() > b.free())
+                    let (hs, bs) = (self.speed(h), self.speed(b));
+                    hs > bs || (hs == bs && h.free() > b.free())
                 }
             };
             if better {
@@ -376,7 +418,31 @@ impl Scheduler {
         best.map(|(id, _)| id)
     }
 
-    fn choose(&self, need: Need, now: Instant) -> Option<HostId> {
+    /// A free farm host that has too few jobs to know its speed, if one
+    /// has not been tried for a while: it gets this job so it is not judged
+    /// on nothing.
+    fn explore(&self, now: Instant) -> Option<HostId> {
+        self.hosts()
+            .find(|(_, h)| {
+                !h.spec.is_local()
+                    && h.free() > 0
+                    && Self::usable(h, now)
+                    && h.learned.samples() < MIN_SAMPLES
+                    && h.explored
+                        .is_none_or(|t| now.duration_since(t) >= EXPLORE_EVERY)
+            })
+            .map(|(id, _)| id)
+    }
+
+    fn choose(&mut self, need: Need, now: Instant) -> Option<HostId> {
+        let calibrated = self.calibration.is_some();
+        if need == Need::Remote
+            && calibrated
+            && let Some(id) = self.explore(now)
+        {
+            self.hosts[id.0].as_mut().expect("explored host").explored = Some(now);
+            return Some(id);
+        }
         match need {
             // Local-only jobs run here whatever the admin state of localhost.
             Need::Local => self.best_local(),

@@ -311,3 +311,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn learned_speed_overrides_configured_speed() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("a", 2, 2.0), remote("b", 2, 1.0)]),
+        hc(),
+        t,
+    );
+    let (a, b) = (HostId(0), HostId(1));
+    assert_eq!(s.host(a).spec.name, "a");
+    // a is configured faster but compiles 1 kB/s; b compiles 4 kB/s.
+    for _ in 0..3 {
+        s.observe(a, 1000, 1.0);
+        s.observe(b, 4000, 1.0);
+    }
+    let (la, lb) = (
+        s.learned_speed(s.host(a)).unwrap(),
+        s.learned_speed(s.host(b)).unwrap(),
+    );
+    assert!(lb > la * 3.9 && lb < la * 4.1, "{la} {lb}");
+    let p = s.request(1, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["b"]);
+}
+
+#[test]
+fn a_host_without_samples_is_tried_now_and_then() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("a", 4, 1.0), remote("b", 4, 0.1)]),
+        hc(),
+        t,
+    );
+    for _ in 0..3 {
+        s.observe(HostId(0), 4000, 1.0);
+    }
+    // b's prior is poor, but it has no samples: it gets one job...
+    let p = s.request(1, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["b"]);
+    // ...and then not again until EXPLORE_EVERY has passed.
+    let p = s.request(2, Need::Remote, t);
+    assert_eq!(name(&s, &p), ["a"]);
+    let later = t + EXPLORE_EVERY;
+    let p = s.request(3, Need::Remote, later);
+    assert_eq!(name(&s, &p), ["b"]);
+}

@@ -61,6 +61,7 @@ pub struct Inner {
     granted: u64,
     queue_timeouts: u64,
     fell_back: u64,
+    unparsed: u64,
     /// When the last lease started or ended.
     pub last_active: Instant,
     last_save: Instant,
@@ -90,6 +91,7 @@ impl Shared {
                 granted: 0,
                 queue_timeouts: 0,
                 fell_back: 0,
+                unparsed: 0,
                 last_active: now,
                 last_save: now,
                 dirty: false,
@@ -303,6 +305,19 @@ impl Shared {
         inner.fell_back += 1;
     }
 
+    /// The relay finished watching a job of `lease`.
+    pub fn observed(&self, lease: LeaseId, watch: &relay::Watch) {
+        let mut inner = self.lock();
+        if watch.request.broken || watch.response.broken {
+            inner.unparsed += 1;
+            return;
+        }
+        let (Some(host), Some(secs)) = (inner.sched.placed(lease), watch.server_secs()) else {
+            return;
+        };
+        inner.sched.observe(host, watch.request.source_bytes, secs);
+    }
+
     /// A probe of `name` finished.
     pub fn probe_done(self: &Arc<Self>, name: &str, error: Option<String>) {
         let now = Instant::now();
@@ -371,6 +386,8 @@ impl Shared {
                 slots: h.spec.slots,
                 busy: h.busy,
                 speed: h.spec.speed,
+                learned_speed: inner.sched.learned_speed(h),
+                samples: h.learned.samples() as u32,
                 jobs: h.jobs,
                 failures: h.failures,
                 fallbacks: h.fallbacks,
@@ -409,6 +426,7 @@ impl Shared {
             granted: inner.granted,
             queue_timeouts: inner.queue_timeouts,
             fell_back: inner.fell_back,
+            unparsed_streams: inner.unparsed,
             queue,
             hosts,
         }

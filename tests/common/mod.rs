@@ -194,6 +194,8 @@ pub struct Distccd {
     pub port: u16,
     child: Child,
     log: PathBuf,
+    /// A wrapper directory to remove with the daemon.
+    extra_dir: Option<PathBuf>,
 }
 
 impl Distccd {
@@ -208,9 +210,55 @@ impl Distccd {
 
     /// Starts distccd on `port`; `None` if it could not listen there.
     pub fn start_on(env: &TestEnv, port: u16, jobs: u32) -> Option<Distccd> {
+        Distccd::spawn(env, port, jobs, None)
+    }
+
+    /// A distccd whose compiles each take `delay_s` longer: a slower host.
+    pub fn start_slow(env: &TestEnv, jobs: u32, delay_s: f64) -> Distccd {
+        // distccd drops to its own user: the wrapper must be readable by it.
+        let dir = tempfile::Builder::new()
+            .prefix("tcpb-slow")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+        };
+        mode(&dir, 0o755);
+        let real = which::which("x86_64-linux-gnu-gcc").expect("gcc");
+        for name in ["x86_64-linux-gnu-gcc", "gcc", "cc"] {
+            let w = dir.join(name);
+            std::fs::write(
+                &w,
+                format!(
+                    "#!/bin/sh\nsleep {delay_s}\nexec {} \"$@\"\n",
+                    real.display()
+                ),
+            )
+            .unwrap();
+            mode(&w, 0o755);
+        }
+        for _ in 0..10 {
+            if let Some(mut d) = Distccd::spawn(env, free_port(), jobs, Some(&dir)) {
+                d.extra_dir = Some(dir);
+                return d;
+            }
+        }
+        panic!("could not start a slow distccd");
+    }
+
+    fn spawn(env: &TestEnv, port: u16, jobs: u32, path_prefix: Option<&Path>) -> Option<Distccd> {
         let log = env.path(&format!("distccd-{port}.log"));
         let err = std::fs::File::create(&log).unwrap();
-        let child = Command::new("distccd")
+        let mut cmd = Command::new("distccd");
+        if let Some(dir) = path_prefix {
+            let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ))
+            .unwrap();
+            cmd.env("PATH", path);
+        }
+        let child = cmd
             .args(["--daemon", "--no-detach", "--listen", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args(["--allow", "127.0.0.1", "--jobs"])
@@ -222,7 +270,12 @@ impl Distccd {
             .process_group(0)
             .spawn()
             .expect("spawn distccd");
-        let mut d = Distccd { port, child, log };
+        let mut d = Distccd {
+            port,
+            child,
+            log,
+            extra_dir: None,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let text = std::fs::read_to_string(&d.log).unwrap_or_default();
@@ -277,6 +330,9 @@ impl Drop for Distccd {
         // SAFETY: signalling the process group we created.
         unsafe { libc::kill(-(self.child.id() as i32), libc::SIGTERM) };
         let _ = self.child.wait();
+        if let Some(dir) = &self.extra_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -1,0 +1,263 @@
+//! Reads distcc's token stream as the relay copies it, without altering or
+//! holding back a byte. A token is 12 bytes: a 4-letter tag and 8 hex
+//! digits; for some tags the digits are the length of a payload that
+//! follows. Payloads are counted and skipped, so memory stays constant.
+//!
+//! Request: `DIST ARGC ARGV… DOTI` (protocols 1, 2), or `DIST CDIR ARGC
+//! ARGV… NFIL (NAME FILE|LINK)…` (protocol 3). Response: `DONE STAT SERR SOUT
+//! DOTO [DOTD]`. A stream that does not parse is marked broken and ignored.
+
+/// Tags followed by a payload of the announced length.
+const PAYLOAD: &[&[u8; 4]] = &[
+    b"ARGV", b"DOTI", b"CDIR", b"NAME", b"FILE", b"LINK", b"SERR", b"SOUT", b"DOTO", b"DOTD",
+];
+/// Tags whose digits are a value.
+const VALUE: &[&[u8; 4]] = &[b"DIST", b"ARGC", b"NFIL", b"DONE", b"STAT"];
+
+/// What the tokenizer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// A token header.
+    Token([u8; 4], u32),
+    /// The last byte of a payload (right after its header when empty).
+    PayloadEnd([u8; 4]),
+}
+
+/// Splits a byte stream into token events, across chunk boundaries.
+#[derive(Debug, Default)]
+struct Tokens {
+    header: [u8; 12],
+    have: usize,
+    skipping: Option<([u8; 4], u64)>,
+    broken: bool,
+}
+
+impl Tokens {
+    fn feed(&mut self, mut data: &[u8], out: &mut Vec<Event>) {
+        while !data.is_empty() && !self.broken {
+            if let Some((tag, left)) = self.skipping {
+                let n = (left as usize).min(data.len());
+                data = &data[n..];
+                let left = left - n as u64;
+                if left == 0 {
+                    self.skipping = None;
+                    out.push(Event::PayloadEnd(tag));
+                } else {
+                    self.skipping = Some((tag, left));
+                }
+                continue;
+            }
+            let n = (12 - self.have).min(data.len());
+            self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have < 12 {
+                break;
+            }
+            self.have = 0;
+            let tag: [u8; 4] = self.header[..4].try_into().expect("4 bytes");
+            let Some(value) = std::str::from_utf8(&self.header[4..])
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+            else {
+                self.broken = true;
+                break;
+            };
+            out.push(Event::Token(tag, value));
+            if PAYLOAD.contains(&&tag) {
+                if value == 0 {
+                    out.push(Event::PayloadEnd(tag));
+                } else {
+                    self.skipping = Some((tag, u64::from(value)));
+                }
+            } else if !VALUE.contains(&&tag) {
+                self.broken = true;
+            }
+        }
+    }
+}
+
+/// Watches the client's side: a job's request.
+#[derive(Debug, Default)]
+pub struct RequestWatch {
+    tokens: Tokens,
+    events: Vec<Event>,
+    /// The protocol version from `DIST`.
+    pub version: u32,
+    /// Bytes of preprocessed source (`DOTI`) or shipped files (`FILE`).
+    pub source_bytes: u64,
+    /// All bytes the client sent.
+    pub bytes: u64,
+    files_left: Option<u32>,
+    /// The request is complete.
+    pub complete: bool,
+    /// The stream did not parse.
+    pub broken: bool,
+}
+
+impl RequestWatch {
+    /// Feeds bytes sent by the client; true when they complete the request.
+    pub fn feed(&mut self, data: &[u8]) -> bool {
+        self.bytes += data.len() as u64;
+        if self.complete || self.broken {
+            return false;
+        }
+        self.events.clear();
+        self.tokens.feed(data, &mut self.events);
+        self.broken |= self.tokens.broken;
+        for i in 0..self.events.len() {
+            match self.events[i] {
+                Event::Token(t, v) if &t == b"DIST" => self.version = v,
+                Event::Token(t, v) if &t == b"DOTI" || &t == b"FILE" => {
+                    self.source_bytes += u64::from(v)
+                }
+                Event::Token(t, v) if &t == b"NFIL" => {
+                    self.files_left = Some(v);
+                    if v == 0 {
+                        self.complete = true;
+                    }
+                }
+                Event::PayloadEnd(t) if &t == b"DOTI" && self.version < 3 => self.complete = true,
+                Event::PayloadEnd(t) if &t == b"FILE" || &t == b"LINK" => {
+                    if let Some(n) = self.files_left.as_mut() {
+                        *n = n.saturating_sub(1);
+                        self.complete |= *n == 0;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.complete
+    }
+}
+
+/// Watches the server's side: the job's answer.
+#[derive(Debug, Default)]
+pub struct ResponseWatch {
+    tokens: Tokens,
+    events: Vec<Event>,
+    /// `DONE` was seen: the server finished compiling.
+    pub done: bool,
+    /// The compiler's wait status from `STAT` (0: success).
+    pub stat: Option<u32>,
+    /// Bytes of the object file (`DOTO`).
+    pub object_bytes: u64,
+    /// All bytes the server sent.
+    pub bytes: u64,
+    /// The stream did not parse.
+    pub broken: bool,
+}
+
+impl ResponseWatch {
+    /// Feeds bytes sent by the server; true when they hold `DONE`.
+    pub fn feed(&mut self, data: &[u8]) -> bool {
+        self.bytes += data.len() as u64;
+        if self.broken {
+            return false;
+        }
+        self.events.clear();
+        self.tokens.feed(data, &mut self.events);
+        self.broken |= self.tokens.broken;
+        let mut done_now = false;
+        for e in &self.events {
+            match *e {
+                Event::Token(t, _) if &t == b"DONE" => {
+                    done_now = !self.done;
+                    self.done = true;
+                }
+                Event::Token(t, v) if &t == b"STAT" => self.stat = Some(v),
+                Event::Token(t, v) if &t == b"DOTO" => self.object_bytes = u64::from(v),
+                _ => {}
+            }
+        }
+        done_now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(tag: &str, v: usize) -> Vec<u8> {
+        format!("{tag}{v:08x}").into_bytes()
+    }
+
+    fn request(version: u32, doti: &[u8]) -> Vec<u8> {
+        let mut b = tok("DIST", version as usize);
+        b.extend(tok("ARGC", 2));
+        for a in ["gcc", "-c"] {
+            b.extend(tok("ARGV", a.len()));
+            b.extend(a.as_bytes());
+        }
+        b.extend(tok("DOTI", doti.len()));
+        b.extend(doti);
+        b
+    }
+
+    #[test]
+    fn request_completes_after_doti_in_any_chunking() {
+        let bytes = request(1, &[7u8; 300]);
+        for chunk in [1, 5, 12, 13, 64, 4096] {
+            let mut w = RequestWatch::default();
+            let mut completed_at = None;
+            for (i, c) in bytes.chunks(chunk).enumerate() {
+                if w.feed(c) {
+                    completed_at = Some(i);
+                }
+            }
+            assert!(w.complete && !w.broken, "chunk {chunk}");
+            assert_eq!(
+                completed_at,
+                Some(bytes.len().div_ceil(chunk) - 1),
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                (w.version, w.source_bytes, w.bytes),
+                (1, 300, bytes.len() as u64)
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_3_counts_files() {
+        let mut b = tok("DIST", 3);
+        b.extend(tok("CDIR", 4));
+        b.extend(b"/src");
+        b.extend(tok("ARGC", 0));
+        b.extend(tok("NFIL", 2));
+        b.extend(tok("NAME", 3));
+        b.extend(b"a.c");
+        b.extend(tok("FILE", 5));
+        b.extend(b"int;\n");
+        b.extend(tok("NAME", 3));
+        b.extend(b"b.h");
+        let mut w = RequestWatch::default();
+        assert!(!w.feed(&b));
+        let mut last = tok("LINK", 2);
+        last.extend(b"xx");
+        assert!(w.feed(&last));
+        assert_eq!(w.source_bytes, 5);
+    }
+
+    #[test]
+    fn response_and_garbage() {
+        let mut b = tok("DONE", 1);
+        b.extend(tok("STAT", 0x100));
+        b.extend(tok("SERR", 3));
+        b.extend(b"err");
+        b.extend(tok("SOUT", 0));
+        b.extend(tok("DOTO", 4));
+        b.extend(b"\x7fELF");
+        let mut w = ResponseWatch::default();
+        assert!(w.feed(&b[..14]), "DONE seen in the first chunk");
+        assert!(!w.feed(&b[14..]));
+        assert_eq!((w.stat, w.object_bytes, w.broken), (Some(0x100), 4, false));
+
+        let mut g = RequestWatch::default();
+        g.feed(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(g.broken && !g.complete);
+        let mut g = RequestWatch::default();
+        g.feed(b"DISTzzzzzzzz");
+        assert!(g.broken);
+    }
+}
