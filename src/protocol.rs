@@ -115,6 +115,13 @@ pub struct LeaseRequest {
     pub source: Option<String>,
     /// The source file's size in bytes (0 when unknown).
     pub source_size: u64,
+    /// The source file's canonical path, the key of its cost memory.
+    #[serde(default)]
+    pub source_path: Option<String>,
+    /// The build it belongs to (the client's process group): builds share
+    /// the queue fairly.
+    #[serde(default)]
+    pub build: u32,
     /// True when the job must run on this machine.
     pub local_only: bool,
     /// The client's distcc host list; the broker adopts it when it changed.

@@ -304,19 +304,15 @@ fn force_remove_ends_running_jobs_and_disable_stops_new_ones() {
     ));
     std::fs::write(env.path("work/f.c"), "int f(void) { return 2; }\n").unwrap();
     let started = Instant::now();
-    let job = env
-        .tcpb()
-        .args(["gcc", "-c", "f.c"])
-        .env("DISTCC_HOSTS", &hosts)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = env.tcpb();
+    cmd.args(["gcc", "-c", "f.c"]).env("DISTCC_HOSTS", &hosts);
+    let job = std::thread::spawn(move || output_within(cmd, Duration::from_secs(60)));
     wait_for(Duration::from_secs(10), "the job on the hung host", || {
         host_of(&env.status(&hosts), &hole_name).unwrap()["busy"] == 1
     });
     let msg = ok_line(&host_cmd(&env, &hosts, &["remove", "--force", &hole_name]));
     assert!(msg.contains("ended its 1 running jobs"), "{msg}");
-    let out = job.wait_with_output().unwrap();
+    let out = job.join().unwrap();
     assert!(
         out.status.success(),
         "distcc compiled it locally: {}",

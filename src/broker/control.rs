@@ -116,8 +116,13 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
     let (id, now_grant, queue_timeout) = {
         let mut inner = shared.lock();
         shared.adopt_farm(&mut inner, &req.farm, started);
-        let job = (req.pid, req.source.clone());
-        let (id, g) = shared.request(&mut inner, need, job, tx, started);
+        let facts = super::state::JobFacts {
+            pid: req.pid,
+            source: req.source.clone(),
+            key: req.source_path.clone(),
+            build: req.build,
+        };
+        let (id, g) = shared.request(&mut inner, need, facts, tx, started);
         (id, g, inner.config.broker.queue_timeout_s)
     };
     let give_up = (queue_timeout > 0)

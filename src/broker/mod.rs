@@ -3,10 +3,13 @@
 
 mod admin;
 mod control;
+pub mod costs;
+pub mod eft;
 pub mod health;
 pub mod learn;
 pub mod observe;
 pub mod overlay;
+pub mod queue;
 pub mod relay;
 pub mod sched;
 mod state;

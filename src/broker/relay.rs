@@ -129,6 +129,9 @@ struct Target {
 
 fn target(shared: &Shared, lease: LeaseId) -> Option<Target> {
     let inner = shared.lock();
+    if Shared::is_ended(&inner, lease) {
+        return None;
+    }
     let host = inner.sched.host(inner.sched.placed(lease)?);
     let (addr, port) = host.spec.addr.clone()?;
     Some(Target {

@@ -4,11 +4,14 @@
 //! Invariant: for every host, `busy` equals the number of live leases placed
 //! on it, and a job is never placed on a host with no free slot.
 
+use super::eft::{self, Entry, Slots};
 use super::health::{Failure, Health, HealthConfig, HealthState};
 use super::learn::{Learned, MIN_SAMPLES, median};
+use super::queue::Queue;
+pub use super::queue::{Job, Need};
 use crate::farm::{Admin, Farm, HostSpec};
 use crate::protocol::HostState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Identifies one lease (one compile) for the broker's lifetime.
@@ -17,15 +20,6 @@ pub type LeaseId = u64;
 /// Index of a host in the scheduler; stable while the host exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HostId(pub usize);
-
-/// What a compile needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// A distributable compile: any farm host (or `localhost` if listed).
-    Remote,
-    /// A job that must run on this machine.
-    Local,
-}
 
 /// A host and its counters.
 #[derive(Debug, Clone)]
@@ -97,12 +91,20 @@ pub struct Placement {
     pub host: HostId,
 }
 
+/// A placed lease.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    host: HostId,
+    start: Instant,
+    cost: f64,
+}
+
 /// The scheduler: hosts, live leases and the queue.
 #[derive(Debug)]
 pub struct Scheduler {
     hosts: Vec<Option<Host>>,
-    held: HashMap<LeaseId, HostId>,
-    queue: VecDeque<(LeaseId, Need)>,
+    held: HashMap<LeaseId, Running>,
+    queue: Queue,
     health: HealthConfig,
     /// Bytes per second that a host of configured speed 1.0 compiles,
     /// from the hosts with learned rates; scales learned rates to speeds.
@@ -118,7 +120,7 @@ impl Scheduler {
         let mut s = Scheduler {
             hosts: Vec::new(),
             held: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: Queue::default(),
             health,
             calibration: None,
         };
@@ -157,15 +159,12 @@ impl Scheduler {
 
     /// 1-based queue position of `lease`, if it waits.
     pub fn position(&self, lease: LeaseId) -> Option<usize> {
-        self.queue
-            .iter()
-            .position(|(l, _)| *l == lease)
-            .map(|p| p + 1)
+        self.queue.position(lease)
     }
 
     /// Where `lease` runs, if placed.
     pub fn placed(&self, lease: LeaseId) -> Option<HostId> {
-        self.held.get(&lease).copied()
+        self.held.get(&lease).map(|r| r.host)
     }
 
     /// Replaces the farm. Hosts are matched by name: a kept host keeps its
@@ -220,16 +219,16 @@ impl Scheduler {
         self.dispatch(now)
     }
 
-    /// Queues `lease` and places whatever can run now, in queue order.
+    /// Queues `lease` and places whatever can run now, in serving order.
     /// The caller finds `lease` among the placements, or it waits.
-    pub fn request(&mut self, lease: LeaseId, need: Need, now: Instant) -> Vec<Placement> {
-        self.queue.push_back((lease, need));
+    pub fn request(&mut self, lease: LeaseId, job: Job, now: Instant) -> Vec<Placement> {
+        self.queue.push(lease, job);
         self.dispatch(now)
     }
 
     /// Ends `lease`, queued or placed, and places what its slot allows.
     pub fn release(&mut self, lease: LeaseId, now: Instant) -> Vec<Placement> {
-        if let Some(id) = self.held.remove(&lease) {
+        if let Some(Running { host: id, .. }) = self.held.remove(&lease) {
             let h = self.hosts[id.0].as_mut().expect("held lease's host");
             h.busy -= 1;
             h.jobs += 1;
@@ -238,9 +237,7 @@ impl Scheduler {
             }
             return self.dispatch(now);
         }
-        if let Some(p) = self.queue.iter().position(|(l, _)| *l == lease) {
-            self.queue.remove(p);
-        }
+        self.queue.remove(lease);
         Vec::new()
     }
 
@@ -347,7 +344,7 @@ impl Scheduler {
     pub fn leases_on(&self, host: HostId) -> Vec<LeaseId> {
         self.held
             .iter()
-            .filter(|(_, h)| **h == host)
+            .filter(|(_, r)| r.host == host)
             .map(|(l, _)| *l)
             .collect()
     }
@@ -364,7 +361,7 @@ impl Scheduler {
     /// distcc options. `None` when there is none; the lease then stays where
     /// it was (distcc will compile locally).
     pub fn reroute(&mut self, lease: LeaseId, error: String, now: Instant) -> Option<HostId> {
-        let from = *self.held.get(&lease)?;
+        let from = self.held.get(&lease)?.host;
         self.record_failure(from, error, Failure::Refused, false, now);
         let (lzo, cpp) = {
             let s = &self.host(from).spec;
@@ -375,21 +372,20 @@ impl Scheduler {
         })?;
         self.hosts[from.0].as_mut().expect("from host").busy -= 1;
         self.hosts[to.0].as_mut().expect("to host").busy += 1;
-        self.held.insert(lease, to);
+        if let Some(r) = self.held.get_mut(&lease) {
+            r.host = to;
+        }
         Some(to)
     }
 
     /// Takes `lease` out of the queue, if it waits there (a queue timeout).
     pub fn unqueue(&mut self, lease: LeaseId) -> bool {
-        match self.queue.iter().position(|(l, _)| *l == lease) {
-            Some(p) => self.queue.remove(p).is_some(),
-            None => false,
-        }
+        self.queue.remove(lease)
     }
 
-    /// The queue, first to last.
-    pub fn queue(&self) -> impl Iterator<Item = LeaseId> + '_ {
-        self.queue.iter().map(|(l, _)| *l)
+    /// The queue in serving order.
+    pub fn queue(&self) -> Vec<LeaseId> {
+        self.queue.order().into_iter().map(|(l, _)| l).collect()
     }
 
     fn usable(h: &Host, _now: Instant) -> bool {
@@ -434,63 +430,108 @@ impl Scheduler {
             .map(|(id, _)| id)
     }
 
-    fn choose(&mut self, need: Need, now: Instant) -> Option<HostId> {
-        let calibrated = self.calibration.is_some();
-        if need == Need::Remote
-            && calibrated
-            && let Some(id) = self.explore(now)
-        {
-            self.hosts[id.0].as_mut().expect("explored host").explored = Some(now);
-            return Some(id);
+    /// Every host's slots as the finish-time simulation sees them.
+    fn slots(&self, now: Instant) -> Slots {
+        let farm_alive = self
+            .hosts()
+            .any(|(_, h)| !h.local_only && Self::usable(h, now));
+        let mut left: HashMap<HostId, Vec<f64>> = HashMap::new();
+        for r in self.held.values() {
+            let speed = self.hosts[r.host.0].as_ref().map_or(1.0, |h| self.speed(h));
+            let elapsed = now.saturating_duration_since(r.start).as_secs_f64();
+            let expected = r.cost / speed.max(1e-6) - elapsed;
+            left.entry(r.host)
+                .or_default()
+                .push(eft::left(expected, elapsed));
         }
-        match need {
+        let mut slots = Slots::default();
+        for (id, h) in self.hosts() {
+            // With every farm host gone or down, run on local CPUs.
+            let remote = Self::usable(h, now) && (!h.local_only || !farm_alive);
             // Local-only jobs run here whatever the admin state of localhost.
-            Need::Local => self.best_local(),
-            Need::Remote => {
-                let farm_alive = self
-                    .hosts()
-                    .any(|(_, h)| !h.local_only && Self::usable(h, now));
-                // With every farm host gone or down, run on local CPUs.
-                self.best(now, |h| !h.local_only || !farm_alive)
+            let local = h.spec.is_local() && !h.removed;
+            if !(remote || local) {
+                continue;
             }
+            let mut busy = left.remove(&id).unwrap_or_default();
+            busy.sort_by(f64::total_cmp);
+            // A host whose slots shrank below its jobs frees a slot only
+            // once enough of them end.
+            let keep = busy.len().min(h.spec.slots as usize);
+            let busy = busy.split_off(busy.len() - keep);
+            slots
+                .entries
+                .push(Entry::new(id, self.speed(h), remote, local, h.free(), busy));
         }
+        slots
     }
 
-    fn best_local(&self) -> Option<HostId> {
-        self.hosts()
-            .filter(|(_, h)| h.spec.is_local() && !h.removed && h.free() > 0)
-            .max_by_key(|(_, h)| h.free())
-            .map(|(id, _)| id)
+    fn place(&mut self, lease: LeaseId, host: HostId, job: Job, now: Instant) -> Placement {
+        self.hosts[host.0].as_mut().expect("chosen host").busy += 1;
+        let run = Running {
+            host,
+            start: now,
+            cost: job.cost,
+        };
+        self.held.insert(lease, run);
+        Placement { lease, host }
     }
 
+    /// Serves the queue: each waiting compile, in serving order, goes where
+    /// it would finish first. If that is a slot free now, it is placed; if
+    /// it is a busy host that frees soon, the slot is booked and the compile
+    /// keeps waiting for it.
     fn dispatch(&mut self, now: Instant) -> Vec<Placement> {
+        if self.queue.is_empty() {
+            return Vec::new();
+        }
+        let mut slots = self.slots(now);
+        let total: usize = self.hosts().map(|(_, h)| h.spec.slots as usize).sum();
+        let calibrated = self.calibration.is_some();
         let mut placed = Vec::new();
-        let mut i = 0;
-        while i < self.queue.len() {
-            let any_free = self.hosts().any(|(_, h)| {
-                h.free() > 0 && (Self::usable(h, now) || (h.spec.is_local() && !h.removed))
-            });
-            if !any_free {
+        for (k, (lease, job)) in self.queue.order().into_iter().enumerate() {
+            // Beyond this, bookings reach past every slot: nothing more can start now.
+            if k > 2 * total + 8 || !slots.any_free() {
                 break;
             }
-            let (lease, need) = self.queue[i];
-            match self.choose(need, now) {
-                Some(host) => {
-                    self.queue.remove(i);
-                    self.hosts[host.0].as_mut().expect("chosen host").busy += 1;
-                    self.held.insert(lease, host);
-                    placed.push(Placement { lease, host });
-                }
-                None => i += 1,
+            if job.need == Need::Remote
+                && calibrated
+                && let Some(id) = self.explore(now)
+                && let Some(e) = slots.entries.iter().position(|e| e.id == id)
+            {
+                self.hosts[id.0].as_mut().expect("explored host").explored = Some(now);
+                slots.take(eft::Pick {
+                    entry: e,
+                    start: 0.0,
+                    finish: job.cost / slots.entries[e].speed,
+                });
+                placed.push(self.place(lease, id, job, now));
+                self.queue.served(job.build);
+                continue;
+            }
+            let ok = |e: &Entry| match job.need {
+                Need::Remote => e.remote,
+                Need::Local => e.local,
+            };
+            let Some(pick) = slots.pick(job.cost, ok) else {
+                continue;
+            };
+            let host = slots.entries[pick.entry].id;
+            slots.take(pick);
+            if pick.start == 0.0 {
+                placed.push(self.place(lease, host, job, now));
+                self.queue.served(job.build);
             }
         }
+        let leases: Vec<LeaseId> = placed.iter().map(|p| p.lease).collect();
+        self.queue.remove_all(&leases);
         placed
     }
 
     /// Checks the invariant; used by tests.
     pub fn check(&self) -> Result<(), String> {
         for (id, h) in self.hosts() {
-            let held = self.held.values().filter(|&&x| x == id).count() as u32;
+            let held = self.held.values().filter(|r| r.host == id).count() as u32;
             if held != h.busy {
                 return Err(format!(
                     "{}: busy {} but {held} leases",
@@ -498,8 +539,8 @@ impl Scheduler {
                 ));
             }
         }
-        for (lease, id) in &self.held {
-            if self.hosts.get(id.0).is_none_or(Option::is_none) {
+        for (lease, r) in &self.held {
+            if self.hosts.get(r.host.0).is_none_or(Option::is_none) {
                 return Err(format!("lease {lease} on a missing host"));
             }
         }

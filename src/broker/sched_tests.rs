@@ -50,7 +50,7 @@ fn name(s: &Scheduler, p: &[Placement]) -> Vec<String> {
 }
 
 #[test]
-fn fastest_free_host_then_most_free_slots() {
+fn earliest_finish_waits_briefly_for_a_fast_host() {
     let t = Instant::now();
     let mut s = Scheduler::new(
         &farm(vec![
@@ -63,25 +63,122 @@ fn fastest_free_host_then_most_free_slots() {
     );
     let mut got = Vec::new();
     for l in 0..6 {
-        let p = s.request(l, Need::Remote, t);
+        let p = s.request(l, Job::of(Need::Remote), t);
+        got.extend(
+            p.iter()
+                .map(|p| (p.lease, s.host(p.host).spec.name.clone())),
+        );
+    }
+    let got: Vec<(u64, &str)> = got.iter().map(|(l, n)| (*l, n.as_str())).collect();
+    // 0, 1: the fast host. 2, 3: finishing on the fast host at 2/3 s beats
+    // 1 s on a slow one, so they wait for it. 4, 5: a slow host's 1 s ties
+    // the fast host's third round, and a slot free now wins the tie.
+    assert_eq!(got, [(0, "fast"), (1, "fast"), (4, "slow"), (5, "slow")]);
+    assert_eq!((s.position(2), s.position(3)), (Some(1), Some(2)));
+    // When a fast slot frees, the first waiting job takes it.
+    let p = s.release(0, t);
+    assert_eq!(
+        p.iter()
+            .map(|p| (p.lease, s.host(p.host).spec.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "fast")]
+    );
+    s.check().unwrap();
+}
+
+#[test]
+fn equal_speeds_prefer_most_free_slots_then_farm_order() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![
+            remote("a", 2, 1.0),
+            remote("b", 4, 1.0),
+            remote("c", 4, 1.0),
+        ]),
+        hc(),
+        t,
+    );
+    let mut got = Vec::new();
+    for l in 0..4 {
+        let p = s.request(l, Job::of(Need::Remote), t);
         got.extend(name(&s, &p));
     }
-    assert_eq!(got, ["fast", "fast", "slow", "slow", "slow", "slow"]);
-    // slow now has 4 free, mid 4: tie on speed and free slots -> farm order.
-    let p = s.request(6, Need::Remote, t);
+    assert_eq!(got, ["b", "c", "b", "c"]);
+}
+
+#[test]
+fn heavy_jobs_go_to_fast_hosts_light_ones_fill_slow_hosts() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("fast", 1, 4.0), remote("slow", 1, 1.0)]),
+        hc(),
+        t,
+    );
+    let heavy = Job {
+        need: Need::Remote,
+        cost: 8.0,
+        build: 0,
+    };
+    let light = Job {
+        need: Need::Remote,
+        cost: 0.2,
+        build: 0,
+    };
+    let p = s.request(1, heavy, t);
+    assert_eq!(name(&s, &p), ["fast"]);
+    // The fast host is busy for 2 s: a second heavy job waits for it (2 + 2
+    // s) rather than take the slow host (8 s)...
+    assert!(s.request(2, heavy, t).is_empty());
+    // ...while a light job takes the slow host now (0.2 s).
+    let p = s.request(3, light, t);
     assert_eq!(name(&s, &p), ["slow"]);
-    let p = s.request(7, Need::Remote, t);
-    assert_eq!(name(&s, &p), ["mid"]);
-    s.check().unwrap();
+}
+
+#[test]
+fn two_builds_share_the_queue() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), hc(), t);
+    let a = |l| {
+        (
+            l,
+            Job {
+                need: Need::Remote,
+                cost: 1.0,
+                build: 100,
+            },
+        )
+    };
+    for l in 0..20 {
+        let (l, j) = a(l);
+        s.request(l, j, t);
+    }
+    s.request(
+        50,
+        Job {
+            need: Need::Remote,
+            cost: 1.0,
+            build: 200,
+        },
+        t,
+    );
+    // Build 100 was just served (lease 0 runs): build 200 is next.
+    assert_eq!(s.position(50), Some(1));
+    let p = s.release(0, t);
+    assert_eq!(
+        p[0].lease, 50,
+        "build 200 is served before build 100's 19 others"
+    );
+    let p = s.release(50, t);
+    assert_eq!(p[0].lease, 1, "and then it is build 100's turn again");
 }
 
 #[test]
 fn queue_is_fifo_and_granted_on_release() {
     let t = Instant::now();
     let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), hc(), t);
-    assert_eq!(s.request(1, Need::Remote, t).len(), 1);
-    assert!(s.request(2, Need::Remote, t).is_empty());
-    assert!(s.request(3, Need::Remote, t).is_empty());
+    assert_eq!(s.request(1, Job::of(Need::Remote), t).len(), 1);
+    assert!(s.request(2, Job::of(Need::Remote), t).is_empty());
+    assert!(s.request(3, Job::of(Need::Remote), t).is_empty());
     assert_eq!(s.position(3), Some(2));
     let p = s.release(1, t);
     assert_eq!(p.iter().map(|p| p.lease).collect::<Vec<_>>(), [2]);
@@ -96,10 +193,10 @@ fn local_jobs_use_local_pool_and_do_not_block_remote_ones() {
     let t = Instant::now();
     let mut s = Scheduler::new(&farm(vec![remote("a", 2, 1.0)]), hc(), t);
     // local pool has 2 slots (farm.local_slots)
-    assert_eq!(s.request(1, Need::Local, t).len(), 1);
-    assert_eq!(s.request(2, Need::Local, t).len(), 1);
-    assert!(s.request(3, Need::Local, t).is_empty());
-    let p = s.request(4, Need::Remote, t);
+    assert_eq!(s.request(1, Job::of(Need::Local), t).len(), 1);
+    assert_eq!(s.request(2, Job::of(Need::Local), t).len(), 1);
+    assert!(s.request(3, Job::of(Need::Local), t).is_empty());
+    let p = s.request(4, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["a"]);
     s.check().unwrap();
 }
@@ -113,11 +210,11 @@ fn listed_localhost_serves_both_kinds() {
         2,
         "no extra local pool when localhost is listed"
     );
-    let p = s.request(1, Need::Remote, t);
+    let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["localhost"]);
-    let p = s.request(2, Need::Remote, t);
+    let p = s.request(2, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["a"]);
-    assert!(s.request(3, Need::Local, t).is_empty());
+    assert!(s.request(3, Job::of(Need::Local), t).is_empty());
 }
 
 #[test]
@@ -128,7 +225,7 @@ fn reroute_moves_lease_and_marks_host_down() {
         hc(),
         t,
     );
-    let p = s.request(1, Need::Remote, t);
+    let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["a"]);
     let to = s.reroute(1, "refused".into(), t).unwrap();
     assert_eq!(s.host(to).spec.name, "b");
@@ -138,13 +235,13 @@ fn reroute_moves_lease_and_marks_host_down() {
     assert_eq!(s.reroute(1, "refused".into(), t), None);
     s.check().unwrap();
     // With the whole farm down, new compiles use the local CPUs.
-    let p = s.request(2, Need::Remote, t);
+    let p = s.request(2, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["localhost"]);
     // Probes decide: two good ones bring a back, and the queue moves.
-    let p = s.request(3, Need::Remote, t);
+    let p = s.request(3, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["localhost"]);
     assert!(
-        s.request(4, Need::Remote, t).is_empty(),
+        s.request(4, Job::of(Need::Remote), t).is_empty(),
         "local pool full, farm out: it waits"
     );
     let due: Vec<String> = s.due_probes(t).into_iter().map(|d| d.0).collect();
@@ -163,7 +260,7 @@ fn dead_farm_falls_back_to_local_pool() {
     let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), hc(), t);
     let a = s.hosts().next().unwrap().0;
     s.record_failure(a, "refused".into(), Failure::Refused, false, t);
-    let p = s.request(1, Need::Remote, t);
+    let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["localhost"]);
 }
 
@@ -171,8 +268,8 @@ fn dead_farm_falls_back_to_local_pool() {
 fn farm_change_keeps_running_jobs() {
     let t = Instant::now();
     let mut s = Scheduler::new(&farm(vec![remote("a", 1, 1.0)]), hc(), t);
-    s.request(1, Need::Remote, t);
-    s.request(2, Need::Remote, t);
+    s.request(1, Job::of(Need::Remote), t);
+    s.request(2, Job::of(Need::Remote), t);
     let p = s.set_farm(&farm(vec![remote("b", 1, 1.0)]), t);
     assert_eq!(name(&s, &p), ["b"]);
     let a = s.hosts().find(|(_, h)| h.spec.name == "a").unwrap().1;
@@ -242,7 +339,7 @@ proptest! {
                 Op::Request(local_only) => {
                     next += 1;
                     live.push(next);
-                    s.request(next, if local_only { Need::Local } else { Need::Remote }, now)
+                    s.request(next, Job::of(if local_only { Need::Local } else { Need::Remote }), now)
                 }
                 Op::Release(i) if !live.is_empty() => {
                     let l = live.remove(i % live.len());
@@ -332,7 +429,7 @@ fn learned_speed_overrides_configured_speed() {
         s.learned_speed(s.host(b)).unwrap(),
     );
     assert!(lb > la * 3.9 && lb < la * 4.1, "{la} {lb}");
-    let p = s.request(1, Need::Remote, t);
+    let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["b"]);
 }
 
@@ -348,12 +445,12 @@ fn a_host_without_samples_is_tried_now_and_then() {
         s.observe(HostId(0), 4000, 1.0);
     }
     // b's prior is poor, but it has no samples: it gets one job...
-    let p = s.request(1, Need::Remote, t);
+    let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["b"]);
     // ...and then not again until EXPLORE_EVERY has passed.
-    let p = s.request(2, Need::Remote, t);
+    let p = s.request(2, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["a"]);
     let later = t + EXPLORE_EVERY;
-    let p = s.request(3, Need::Remote, later);
+    let p = s.request(3, Job::of(Need::Remote), later);
     assert_eq!(name(&s, &p), ["b"]);
 }

@@ -2,9 +2,10 @@
 //! grant, relay ports, the admin overlay and the configuration. One mutex,
 //! never held across an await.
 
+use super::costs::{self, Costs};
 use super::overlay::Overlay;
 use super::relay::{self, RelayPorts};
-use super::sched::{HostId, LeaseId, Need, Placement, Scheduler};
+use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
 use super::store::{self, HostCounters, Saved};
 use crate::config::Config;
 use crate::farm::{self, Farm};
@@ -32,11 +33,24 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
 }
 
-/// A lease's facts, for status.
+/// A lease's facts, for status and the cost memory.
 struct JobInfo {
     pid: u32,
     source: Option<String>,
+    key: Option<String>,
     since: Instant,
+}
+
+/// What the broker is told of a compile when it asks for a slot.
+pub struct JobFacts {
+    /// The client's pid.
+    pub pid: u32,
+    /// The source as written.
+    pub source: Option<String>,
+    /// Its canonical path.
+    pub key: Option<String>,
+    /// Its build.
+    pub build: u32,
 }
 
 /// The mutable state.
@@ -52,10 +66,14 @@ pub struct Inner {
     pub relay: RelayPorts,
     lease_ports: HashMap<LeaseId, u16>,
     relays: HashMap<LeaseId, AbortHandle>,
+    /// Leases whose jobs were ended (`host remove --force`): a relay
+    /// connection that arrives for one later is closed at once.
+    ended: HashSet<LeaseId>,
     jobs: HashMap<LeaseId, JobInfo>,
     farm_list: Option<HostList>,
     farm: Farm,
     counters: BTreeMap<String, HostCounters>,
+    costs: Costs,
     seeded: HashSet<String>,
     next_lease: LeaseId,
     granted: u64,
@@ -72,6 +90,10 @@ impl Shared {
     /// A broker state for `config`, with `saved` state restored.
     pub fn new(config: Config, paths: Paths, saved: Saved, now: Instant) -> Arc<Shared> {
         let farm = farm::build(&HostList::default(), &config, farm::local_cpus());
+        let (costs, warning) = Costs::load(&costs::path(&paths.state_dir));
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -82,10 +104,12 @@ impl Shared {
                 relay: RelayPorts::default(),
                 lease_ports: HashMap::new(),
                 relays: HashMap::new(),
+                ended: HashSet::new(),
                 jobs: HashMap::new(),
                 farm_list: None,
                 farm,
                 counters: saved.counters,
+                costs,
                 seeded: HashSet::new(),
                 next_lease: 1,
                 granted: 0,
@@ -178,23 +202,30 @@ impl Shared {
         self: &Arc<Self>,
         inner: &mut Inner,
         need: Need,
-        job: (u32, Option<String>),
+        facts: JobFacts,
         waiter: oneshot::Sender<Grant>,
         now: Instant,
     ) -> (LeaseId, Option<Grant>) {
         let id = inner.next_lease;
         inner.next_lease += 1;
         inner.last_active = now;
+        let cost = inner.costs.expected(facts.key.as_deref());
+        let job = Job {
+            need,
+            cost,
+            build: facts.build,
+        };
         inner.jobs.insert(
             id,
             JobInfo {
-                pid: job.0,
-                source: job.1,
+                pid: facts.pid,
+                source: facts.source,
+                key: facts.key,
                 since: now,
             },
         );
         inner.waiters.insert(id, waiter);
-        let placed = inner.sched.request(id, need, now);
+        let placed = inner.sched.request(id, job, now);
         let own = self.deliver(inner, placed, Some(id));
         if own.is_some() {
             inner.waiters.remove(&id);
@@ -221,6 +252,7 @@ impl Shared {
         inner.waiters.remove(&id);
         inner.jobs.remove(&id);
         inner.relays.remove(&id);
+        inner.ended.remove(&id);
         if let Some(port) = inner.lease_ports.remove(&id) {
             inner.relay.give_back(port);
         }
@@ -296,8 +328,14 @@ impl Shared {
             if let Some(h) = inner.relays.remove(l) {
                 h.abort();
             }
+            inner.ended.insert(*l);
         }
         leases.len()
+    }
+
+    /// True when the job of `lease` was ended and must not be relayed.
+    pub fn is_ended(inner: &Inner, lease: LeaseId) -> bool {
+        inner.ended.contains(&lease)
     }
 
     /// Counts a job a host lost (distcc then compiles it locally).
@@ -316,6 +354,11 @@ impl Shared {
             return;
         };
         inner.sched.observe(host, watch.request.source_bytes, secs);
+        // The job's work in seconds on a host of speed 1.0.
+        let cost = secs * inner.sched.speed(inner.sched.host(host));
+        let key = inner.jobs.get(&lease).and_then(|j| j.key.clone());
+        inner.costs.record(key.as_deref(), cost);
+        inner.dirty = true;
     }
 
     /// A probe of `name` finished.
@@ -357,6 +400,9 @@ impl Shared {
             overlay: inner.overlay.clone(),
             counters: inner.counters.clone(),
         };
+        if let Err(e) = inner.costs.save(&costs::path(&self.paths.state_dir)) {
+            tracing::error!("cannot save the cost memory: {e}");
+        }
         let file = store::path(&self.paths.state_dir);
         match store::save(&file, &saved) {
             Ok(()) => {
@@ -402,6 +448,7 @@ impl Shared {
         let queue = inner
             .sched
             .queue()
+            .into_iter()
             .take(100)
             .enumerate()
             .filter_map(|(i, l)| {

@@ -3,6 +3,7 @@
 //! fsync, rename) so a crash mid-write loses nothing.
 
 use super::overlay::Overlay;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,46 +39,59 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// Reads the state. A missing file is an empty state; an unreadable one is
 /// renamed aside (never silently discarded) and reported in the warning.
 pub fn load(file: &Path) -> (Saved, Option<String>) {
+    load_json(file)
+}
+
+/// Writes the state atomically.
+pub fn save(file: &Path, saved: &Saved) -> std::io::Result<()> {
+    save_json(file, saved)
+}
+
+/// Reads a JSON file. Missing: the default. Unreadable: the default, with
+/// the file renamed `NAME.bad-TIME` and a warning that says so.
+pub fn load_json<T: DeserializeOwned + Default>(file: &Path) -> (T, Option<String>) {
     let text = match std::fs::read(file) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Saved::default(), None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (T::default(), None),
         Err(e) => {
             return (
-                Saved::default(),
+                T::default(),
                 Some(format!("cannot read {}: {e}", file.display())),
             );
         }
     };
     match serde_json::from_slice(&text) {
-        Ok(saved) => (saved, None),
+        Ok(v) => (v, None),
         Err(e) => {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let aside = file.with_extension(format!("json.bad-{stamp}"));
+            let mut aside = file.as_os_str().to_os_string();
+            aside.push(format!(".bad-{stamp}"));
+            let aside = PathBuf::from(aside);
             let kept = match std::fs::rename(file, &aside) {
                 Ok(()) => format!("kept aside as {}", aside.display()),
                 Err(re) => format!("could not set it aside: {re}"),
             };
-            (
-                Saved::default(),
-                Some(format!(
-                    "state file {} is unreadable ({e}); {kept}; starting from an empty state",
-                    file.display()
-                )),
-            )
+            let w = format!(
+                "state file {} is unreadable ({e}); {kept}; starting from an empty state",
+                file.display()
+            );
+            (T::default(), Some(w))
         }
     }
 }
 
-/// Writes the state atomically.
-pub fn save(file: &Path, saved: &Saved) -> std::io::Result<()> {
+/// Writes `value` as JSON atomically: a temporary file, synced, renamed.
+pub fn save_json<T: Serialize>(file: &Path, value: &T) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = file.with_extension(format!("json.tmp-{}", std::process::id()));
+    let mut tmp = file.as_os_str().to_os_string();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp)?;
-    serde_json::to_writer_pretty(&mut f, saved)?;
+    serde_json::to_writer(&mut f, value)?;
     f.write_all(b"\n")?;
     f.sync_all()?;
     drop(f);

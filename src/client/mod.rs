@@ -108,9 +108,12 @@ fn lease_request(job: &Job, cwd: &Path, compiler: &OsStr, farm: HostList) -> Lea
         Job::Distribute { source } => Some(source.clone()),
         Job::Local { .. } => None,
     };
-    let source_size = source
+    let source_path = source
         .as_ref()
-        .and_then(|s| std::fs::metadata(cwd.join(s)).ok())
+        .and_then(|s| std::fs::canonicalize(cwd.join(s)).ok());
+    let source_size = source_path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len());
     LeaseRequest {
         pid: std::process::id(),
@@ -119,6 +122,9 @@ fn lease_request(job: &Job, cwd: &Path, compiler: &OsStr, farm: HostList) -> Lea
         local_only: source.is_none(),
         source,
         source_size,
+        source_path: source_path.map(|p| p.to_string_lossy().into_owned()),
+        // SAFETY: getpgrp has no preconditions and cannot fail.
+        build: unsafe { libc::getpgrp() } as u32,
         farm,
     }
 }

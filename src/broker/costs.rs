@@ -1,0 +1,149 @@
+//! Per-file cost memory: how much work each source file took, in seconds on
+//! a host of speed 1.0, keyed by its canonical path and kept in the state
+//! directory. A later build uses it as the job's expected size; files never
+//! seen are expected to cost the running average.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Files remembered at most; the least recently used go first.
+const MAX_FILES: usize = 50_000;
+/// The cost of a file before anything is known at all.
+const UNKNOWN: f64 = 1.0;
+
+/// What is saved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Saved {
+    files: HashMap<String, f64>,
+    mean: Option<f64>,
+}
+
+/// The memory.
+#[derive(Debug, Default)]
+pub struct Costs {
+    files: HashMap<String, (f64, u64)>,
+    clock: u64,
+    mean: Option<f64>,
+    dirty: bool,
+}
+
+/// The costs file in `state_dir`.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("costs.json")
+}
+
+impl Costs {
+    /// Reads the memory; an unreadable file is set aside with a warning.
+    pub fn load(file: &Path) -> (Costs, Option<String>) {
+        let (saved, warning): (Saved, _) = super::store::load_json(file);
+        let files = saved.files.into_iter().map(|(k, c)| (k, (c, 0))).collect();
+        let costs = Costs {
+            files,
+            clock: 1,
+            mean: saved.mean,
+            dirty: false,
+        };
+        (costs, warning)
+    }
+
+    /// Writes the memory if it changed.
+    pub fn save(&mut self, file: &Path) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let saved = Saved {
+            files: self
+                .files
+                .iter()
+                .map(|(k, (c, _))| (k.clone(), *c))
+                .collect(),
+            mean: self.mean,
+        };
+        super::store::save_json(file, &saved)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The expected cost of the file `key` (or of an unnamed job).
+    pub fn expected(&mut self, key: Option<&str>) -> f64 {
+        self.clock += 1;
+        if let Some(e) = key.and_then(|k| self.files.get_mut(k)) {
+            e.1 = self.clock;
+            return e.0;
+        }
+        self.mean.unwrap_or(UNKNOWN)
+    }
+
+    /// True when `key` has a remembered cost.
+    pub fn knows(&self, key: &str) -> bool {
+        self.files.contains_key(key)
+    }
+
+    /// Records that `key` cost `cost`; recent builds weigh more.
+    pub fn record(&mut self, key: Option<&str>, cost: f64) {
+        if !(cost.is_finite() && cost > 0.0) {
+            return;
+        }
+        self.clock += 1;
+        self.mean = Some(self.mean.map_or(cost, |m| 0.9 * m + 0.1 * cost));
+        self.dirty = true;
+        let Some(key) = key else {
+            return;
+        };
+        let e = self.files.entry(key.to_string()).or_insert((cost, 0));
+        e.0 = 0.5 * e.0 + 0.5 * cost;
+        e.1 = self.clock;
+        if self.files.len() > MAX_FILES {
+            let mut ages: Vec<u64> = self.files.values().map(|(_, t)| *t).collect();
+            ages.sort_unstable();
+            let cut = ages[MAX_FILES / 10];
+            self.files.retain(|_, (_, t)| *t > cut);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_saves_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path());
+        let (mut c, w) = Costs::load(&file);
+        assert!(w.is_none());
+        assert_eq!(c.expected(Some("/src/a.c")), UNKNOWN);
+        c.record(Some("/src/a.c"), 4.0);
+        c.record(Some("/src/b.c"), 0.5);
+        assert_eq!(c.expected(Some("/src/a.c")), 4.0);
+        assert!(
+            c.expected(Some("/src/new.c")) > 0.5,
+            "unknown files cost the average"
+        );
+        c.record(Some("/src/a.c"), 2.0);
+        assert_eq!(
+            c.expected(Some("/src/a.c")),
+            3.0,
+            "recent builds weigh half"
+        );
+        c.save(&file).unwrap();
+        let (mut again, _) = Costs::load(&file);
+        assert_eq!(again.expected(Some("/src/a.c")), 3.0);
+        assert!(again.knows("/src/b.c"));
+    }
+
+    #[test]
+    fn bounded() {
+        let mut c = Costs::default();
+        for i in 0..(MAX_FILES + 10) {
+            c.record(Some(&format!("/f{i}.c")), 1.0);
+        }
+        assert!(c.files.len() <= MAX_FILES);
+        assert!(
+            c.knows(&format!("/f{}.c", MAX_FILES + 9)),
+            "recent files stay"
+        );
+    }
+}
