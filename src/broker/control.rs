@@ -120,6 +120,7 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
             pid: req.pid,
             source: req.source.clone(),
             key: req.source_path.clone(),
+            size: req.source_size,
             build: req.build,
         };
         let (id, g) = shared.request(&mut inner, need, facts, tx, started);

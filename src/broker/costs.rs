@@ -1,7 +1,8 @@
 //! Per-file cost memory: how much work each source file took, in seconds on
 //! a host of speed 1.0, keyed by its canonical path and kept in the state
-//! directory. A later build uses it as the job's expected size; files never
-//! seen are expected to cost the running average.
+//! directory. A later build uses it as the job's expected size. A file never
+//! seen is expected to cost its source size at the running cost per byte
+//! (bigger sources tend to take longer), or the running average.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ const UNKNOWN: f64 = 1.0;
 struct Saved {
     files: HashMap<String, f64>,
     mean: Option<f64>,
+    per_byte: Option<f64>,
 }
 
 /// The memory.
@@ -26,6 +28,7 @@ pub struct Costs {
     files: HashMap<String, (f64, u64)>,
     clock: u64,
     mean: Option<f64>,
+    per_byte: Option<f64>,
     dirty: bool,
 }
 
@@ -43,6 +46,7 @@ impl Costs {
             files,
             clock: 1,
             mean: saved.mean,
+            per_byte: saved.per_byte,
             dirty: false,
         };
         (costs, warning)
@@ -60,19 +64,29 @@ impl Costs {
                 .map(|(k, (c, _))| (k.clone(), *c))
                 .collect(),
             mean: self.mean,
+            per_byte: self.per_byte,
         };
         super::store::save_json(file, &saved)?;
         self.dirty = false;
         Ok(())
     }
 
-    /// The expected cost of the file `key` (or of an unnamed job).
-    pub fn expected(&mut self, key: Option<&str>) -> f64 {
+    /// The expected cost of the file `key` of `size` source bytes (0 when
+    /// unknown).
+    pub fn expected(&mut self, key: Option<&str>, size: u64) -> f64 {
         self.clock += 1;
         if let Some(e) = key.and_then(|k| self.files.get_mut(k)) {
             e.1 = self.clock;
             return e.0;
         }
+        match self.per_byte {
+            Some(pb) if size > 0 => pb * size as f64,
+            _ => self.mean.unwrap_or(UNKNOWN),
+        }
+    }
+
+    /// The running average cost.
+    pub fn mean(&self) -> f64 {
         self.mean.unwrap_or(UNKNOWN)
     }
 
@@ -81,13 +95,18 @@ impl Costs {
         self.files.contains_key(key)
     }
 
-    /// Records that `key` cost `cost`; recent builds weigh more.
-    pub fn record(&mut self, key: Option<&str>, cost: f64) {
+    /// Records that `key`, of `size` source bytes, cost `cost`; recent
+    /// builds weigh more.
+    pub fn record(&mut self, key: Option<&str>, size: u64, cost: f64) {
         if !(cost.is_finite() && cost > 0.0) {
             return;
         }
         self.clock += 1;
         self.mean = Some(self.mean.map_or(cost, |m| 0.9 * m + 0.1 * cost));
+        if size > 0 {
+            let pb = cost / size as f64;
+            self.per_byte = Some(self.per_byte.map_or(pb, |m| 0.9 * m + 0.1 * pb));
+        }
         self.dirty = true;
         let Some(key) = key else {
             return;
@@ -114,23 +133,28 @@ mod tests {
         let file = path(dir.path());
         let (mut c, w) = Costs::load(&file);
         assert!(w.is_none());
-        assert_eq!(c.expected(Some("/src/a.c")), UNKNOWN);
-        c.record(Some("/src/a.c"), 4.0);
-        c.record(Some("/src/b.c"), 0.5);
-        assert_eq!(c.expected(Some("/src/a.c")), 4.0);
+        assert_eq!(c.expected(Some("/src/a.c"), 0), UNKNOWN);
+        c.record(Some("/src/a.c"), 4000, 4.0);
+        c.record(Some("/src/b.c"), 0, 0.5);
+        assert_eq!(c.expected(Some("/src/a.c"), 4000), 4.0);
         assert!(
-            c.expected(Some("/src/new.c")) > 0.5,
+            c.expected(Some("/src/new.c"), 0) > 0.5,
             "unknown files cost the average"
         );
-        c.record(Some("/src/a.c"), 2.0);
         assert_eq!(
-            c.expected(Some("/src/a.c")),
+            c.expected(Some("/src/big.c"), 8000),
+            8.0,
+            "or their size at the cost per byte"
+        );
+        c.record(Some("/src/a.c"), 4000, 2.0);
+        assert_eq!(
+            c.expected(Some("/src/a.c"), 4000),
             3.0,
             "recent builds weigh half"
         );
         c.save(&file).unwrap();
         let (mut again, _) = Costs::load(&file);
-        assert_eq!(again.expected(Some("/src/a.c")), 3.0);
+        assert_eq!(again.expected(Some("/src/a.c"), 0), 3.0);
         assert!(again.knows("/src/b.c"));
     }
 
@@ -138,7 +162,7 @@ mod tests {
     fn bounded() {
         let mut c = Costs::default();
         for i in 0..(MAX_FILES + 10) {
-            c.record(Some(&format!("/f{i}.c")), 1.0);
+            c.record(Some(&format!("/f{i}.c")), 10, 1.0);
         }
         assert!(c.files.len() <= MAX_FILES);
         assert!(

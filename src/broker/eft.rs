@@ -83,10 +83,25 @@ impl Slots {
         self.entries.iter().any(|e| e.times.first() == Some(&0.0))
     }
 
+    /// Where a job of `cost` should go among the entries `ok` accepts: the
+    /// earliest finish, except that a slot free now is kept unless waiting
+    /// for a busy host finishes in under `margin` x its time (with a cost
+    /// that is only a guess, waiting on a heavy-tailed job is a gamble).
+    pub fn pick(&self, cost: f64, margin: f64, ok: impl Fn(&Entry) -> bool) -> Option<Pick> {
+        let best = self.earliest(cost, &ok)?;
+        if best.start == 0.0 {
+            return Some(best);
+        }
+        match self.earliest(cost, |e| ok(e) && e.times.first() == Some(&0.0)) {
+            Some(now) if best.finish >= margin * now.finish => Some(now),
+            _ => Some(best),
+        }
+    }
+
     /// The entry where a job of `cost` finishes first among those `ok`
     /// accepts. Ties go to a slot free now, then the faster host, then the
     /// one with more free slots, then the earlier one.
-    pub fn pick(&self, cost: f64, ok: impl Fn(&Entry) -> bool) -> Option<Pick> {
+    fn earliest(&self, cost: f64, ok: impl Fn(&Entry) -> bool) -> Option<Pick> {
         let mut best: Option<(Pick, &Entry)> = None;
         for (i, e) in self.entries.iter().enumerate() {
             let Some(&start) = e.times.first() else {
@@ -146,9 +161,9 @@ mod tests {
     fn light_job_takes_the_free_slow_host_heavy_job_waits_for_the_fast_one() {
         // fast: speed 4, busy for 1 more second; slow: speed 1, free.
         let s = slots(&[(4.0, 0, &[1.0]), (1.0, 1, &[])]);
-        let light = s.pick(0.2, |_| true).unwrap();
+        let light = s.pick(0.2, 1.0, |_| true).unwrap();
         assert_eq!((light.entry, light.start), (1, 0.0));
-        let heavy = s.pick(8.0, |_| true).unwrap();
+        let heavy = s.pick(8.0, 1.0, |_| true).unwrap();
         assert_eq!(heavy.entry, 0, "8 s on slow vs 1 + 2 s on fast");
         assert_eq!(heavy.finish, 3.0);
     }
@@ -158,7 +173,7 @@ mod tests {
         let mut s = slots(&[(4.0, 1, &[]), (1.0, 2, &[])]);
         let mut got = Vec::new();
         for _ in 0..4 {
-            let p = s.pick(1.0, |_| true).unwrap();
+            let p = s.pick(1.0, 1.0, |_| true).unwrap();
             got.push((p.entry, p.start));
             s.take(p);
         }
@@ -169,9 +184,28 @@ mod tests {
     }
 
     #[test]
+    fn a_guessed_cost_waits_only_for_a_clear_gain() {
+        // fast: speed 4, frees in 0.5 s; slow: speed 1, free.
+        let s = slots(&[(4.0, 0, &[0.5]), (1.0, 1, &[])]);
+        // 1 s of work: 0.75 s on fast (after waiting) vs 1 s on slow.
+        assert_eq!(
+            s.pick(1.0, 1.0, |_| true).unwrap().entry,
+            0,
+            "known cost: wait"
+        );
+        assert_eq!(
+            s.pick(1.0, 0.6, |_| true).unwrap().entry,
+            1,
+            "guess: not worth the gamble"
+        );
+        // 8 s of work: 2.5 s vs 8 s is worth waiting for even on a guess.
+        assert_eq!(s.pick(8.0, 0.6, |_| true).unwrap().entry, 0);
+    }
+
+    #[test]
     fn equal_speeds_use_free_slots_first() {
         let s = slots(&[(1.0, 0, &[0.1]), (1.0, 2, &[]), (1.0, 3, &[])]);
-        let p = s.pick(1.0, |_| true).unwrap();
+        let p = s.pick(1.0, 1.0, |_| true).unwrap();
         assert_eq!(
             (p.entry, p.start),
             (2, 0.0),

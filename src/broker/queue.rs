@@ -22,16 +22,23 @@ pub struct Job {
     pub need: Need,
     /// Expected work, in seconds on a host of speed 1.0.
     pub cost: f64,
+    /// True when `cost` was measured on this file before, not guessed.
+    pub known: bool,
+    /// Known to be light (well under the average): cheap to send to a host
+    /// whose speed is still unknown.
+    pub light: bool,
     /// The build it belongs to.
     pub build: u32,
 }
 
 impl Job {
-    /// A job of `need` with unit cost, in build 0.
+    /// A job of `need` with a known unit cost, in build 0.
     pub fn of(need: Need) -> Job {
         Job {
             need,
             cost: 1.0,
+            known: true,
+            light: false,
             build: 0,
         }
     }
@@ -138,6 +145,8 @@ mod tests {
         Job {
             need: Need::Remote,
             cost: 1.0,
+            known: true,
+            light: false,
             build,
         }
     }

@@ -111,6 +111,12 @@ pub struct Scheduler {
     calibration: Option<f64>,
 }
 
+/// Waiting for a busy host must beat a free slot by this factor when the
+/// job's cost is known from an earlier build...
+const KNOWN_MARGIN: f64 = 0.9;
+/// ...and by this one when it is only the average guess.
+const GUESS_MARGIN: f64 = 0.6;
+
 /// How often a host still without enough samples is given a job anyway.
 const EXPLORE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -495,6 +501,7 @@ impl Scheduler {
                 break;
             }
             if job.need == Need::Remote
+                && job.light
                 && calibrated
                 && let Some(id) = self.explore(now)
                 && let Some(e) = slots.entries.iter().position(|e| e.id == id)
@@ -513,7 +520,12 @@ impl Scheduler {
                 Need::Remote => e.remote,
                 Need::Local => e.local,
             };
-            let Some(pick) = slots.pick(job.cost, ok) else {
+            let margin = if job.known {
+                KNOWN_MARGIN
+            } else {
+                GUESS_MARGIN
+            };
+            let Some(pick) = slots.pick(job.cost, margin, ok) else {
                 continue;
             };
             let host = slots.entries[pick.entry].id;

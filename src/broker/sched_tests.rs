@@ -117,11 +117,15 @@ fn heavy_jobs_go_to_fast_hosts_light_ones_fill_slow_hosts() {
     let heavy = Job {
         need: Need::Remote,
         cost: 8.0,
+        known: true,
+        light: false,
         build: 0,
     };
     let light = Job {
         need: Need::Remote,
         cost: 0.2,
+        known: true,
+        light: false,
         build: 0,
     };
     let p = s.request(1, heavy, t);
@@ -144,6 +148,8 @@ fn two_builds_share_the_queue() {
             Job {
                 need: Need::Remote,
                 cost: 1.0,
+                known: true,
+                light: false,
                 build: 100,
             },
         )
@@ -157,6 +163,8 @@ fn two_builds_share_the_queue() {
         Job {
             need: Need::Remote,
             cost: 1.0,
+            known: true,
+            light: false,
             build: 200,
         },
         t,
@@ -444,13 +452,20 @@ fn a_host_without_samples_is_tried_now_and_then() {
     for _ in 0..3 {
         s.observe(HostId(0), 4000, 1.0);
     }
-    // b's prior is poor, but it has no samples: it gets one job...
+    let light = Job {
+        light: true,
+        ..Job::of(Need::Remote)
+    };
+    // A job not known to be light is not risked on the unknown host...
     let p = s.request(1, Job::of(Need::Remote), t);
+    assert_eq!(name(&s, &p), ["a"]);
+    // ...a light one is: b's prior is poor, but it has no samples.
+    let p = s.request(2, light, t);
     assert_eq!(name(&s, &p), ["b"]);
-    // ...and then not again until EXPLORE_EVERY has passed.
-    let p = s.request(2, Job::of(Need::Remote), t);
+    // And then not again until EXPLORE_EVERY has passed.
+    let p = s.request(3, light, t);
     assert_eq!(name(&s, &p), ["a"]);
     let later = t + EXPLORE_EVERY;
-    let p = s.request(3, Job::of(Need::Remote), later);
+    let p = s.request(4, light, later);
     assert_eq!(name(&s, &p), ["b"]);
 }

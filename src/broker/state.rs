@@ -38,6 +38,7 @@ struct JobInfo {
     pid: u32,
     source: Option<String>,
     key: Option<String>,
+    size: u64,
     since: Instant,
 }
 
@@ -49,6 +50,8 @@ pub struct JobFacts {
     pub source: Option<String>,
     /// Its canonical path.
     pub key: Option<String>,
+    /// Its size in bytes.
+    pub size: u64,
     /// Its build.
     pub build: u32,
 }
@@ -209,10 +212,13 @@ impl Shared {
         let id = inner.next_lease;
         inner.next_lease += 1;
         inner.last_active = now;
-        let cost = inner.costs.expected(facts.key.as_deref());
+        let known = facts.key.as_deref().is_some_and(|k| inner.costs.knows(k));
+        let cost = inner.costs.expected(facts.key.as_deref(), facts.size);
         let job = Job {
             need,
             cost,
+            known,
+            light: known && cost < 0.5 * inner.costs.mean(),
             build: facts.build,
         };
         inner.jobs.insert(
@@ -221,6 +227,7 @@ impl Shared {
                 pid: facts.pid,
                 source: facts.source,
                 key: facts.key,
+                size: facts.size,
                 since: now,
             },
         );
@@ -356,8 +363,11 @@ impl Shared {
         inner.sched.observe(host, watch.request.source_bytes, secs);
         // The job's work in seconds on a host of speed 1.0.
         let cost = secs * inner.sched.speed(inner.sched.host(host));
-        let key = inner.jobs.get(&lease).and_then(|j| j.key.clone());
-        inner.costs.record(key.as_deref(), cost);
+        let (key, size) = inner
+            .jobs
+            .get(&lease)
+            .map_or((None, 0), |j| (j.key.clone(), j.size));
+        inner.costs.record(key.as_deref(), size, cost);
         inner.dirty = true;
     }
 

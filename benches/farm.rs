@@ -1,0 +1,416 @@
+//! Farm benchmark: the same build through tcpb, plain distcc and HAProxy
+//! `leastconn`, on a simulated farm of real distccd instances.
+//!
+//! Each simulated host is a distccd on 127.0.0.1 whose compiler is a small
+//! wrapper: it reads the job's declared work (`tcpb_work_ms` in the
+//! preprocessed source), sleeps work ÷ the host's speed, then really
+//! compiles. Job work follows a heavy-tailed (Pareto) distribution.
+//!
+//! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,
+//! `--quick`, `--only heterogeneous|uniform`). Needs distcc, distccd, haproxy and make; says loudly what it
+//! skips.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
+
+/// One simulated farm host.
+struct Host {
+    speed: f64,
+    slots: u32,
+    port: u16,
+    daemon: Child,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SAFETY: the process group we created.
+        unsafe { libc::kill(-(self.daemon.id() as i32), libc::SIGKILL) };
+        let _ = self.daemon.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// Starts a distccd whose compiles take declared work ÷ `speed`.
+fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
+    let bin = root.join(format!("host{idx}-bin"));
+    std::fs::create_dir_all(&bin).unwrap();
+    chmod(&bin, 0o755);
+    let real = which::which("x86_64-linux-gnu-gcc").expect("gcc");
+    let script = format!(
+        "#!/bin/sh\nf=\nfor a in \"$@\"; do case \"$a\" in *.i) f=\"$a\";; esac; done\n\
+         if [ -n \"$f\" ]; then\n  w=$(sed -n 's/.*tcpb_work_ms = \\([0-9]*\\).*/\\1/p' \"$f\" | head -n 1)\n  \
+         [ -n \"$w\" ] && sleep $(awk \"BEGIN {{ print $w / 1000 / {speed} }}\")\nfi\nexec {} \"$@\"\n",
+        real.display()
+    );
+    for name in ["x86_64-linux-gnu-gcc", "gcc", "cc"] {
+        std::fs::write(bin.join(name), &script).unwrap();
+        chmod(&bin.join(name), 0o755);
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for _ in 0..10 {
+        let port = free_port();
+        let log = std::fs::File::create(root.join(format!("host{idx}.log"))).unwrap();
+        let daemon = Command::new("distccd")
+            .args([
+                "--daemon",
+                "--no-detach",
+                "--listen",
+                "127.0.0.1",
+                "--allow",
+                "127.0.0.1",
+                "--log-stderr",
+            ])
+            .args(["--port", &port.to_string(), "--jobs", &slots.to_string()])
+            .env("PATH", &path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("distccd");
+        let host = Host {
+            speed,
+            slots,
+            port,
+            daemon,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return host;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("distccd did not start");
+}
+
+/// A deterministic heavy-tailed job set: Pareto(alpha 1.6) work with the
+/// given mean, capped at 8 x the mean, each file's size following its work.
+/// Returns the work of each job in ms.
+fn job_set(dir: &Path, n: usize, mean_ms: f64) -> Vec<u64> {
+    std::fs::create_dir_all(dir).unwrap();
+    let (alpha, mut x) = (1.6f64, 0x9e3779b97f4a7c15u64);
+    let xm = mean_ms * (alpha - 1.0) / alpha;
+    let mut works = Vec::new();
+    let mut objs = Vec::new();
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let u = ((x >> 11) as f64 / (1u64 << 53) as f64).max(1e-9);
+        let w = (xm / u.powf(1.0 / alpha)).min(8.0 * mean_ms) as u64;
+        works.push(w);
+        // Real compile time grows with preprocessed size: pad each file to
+        // about 20 bytes per ms of work, give or take 30%.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let noise = 0.7 + 0.6 * ((x >> 11) as f64 / (1u64 << 53) as f64);
+        let pad = "x".repeat((w as f64 * 20.0 * noise) as usize);
+        let src = format!(
+            "static const int tcpb_work_ms = {w};\nconst char job{i}_pad[] = \"{pad}\";\n\
+             int job{i}(int v) {{ return v * {i} + tcpb_work_ms; }}\n"
+        );
+        std::fs::write(dir.join(format!("j{i}.c")), src).unwrap();
+        objs.push(format!("j{i}.o"));
+    }
+    let mk = format!(
+        "OBJS := {}\nall: $(OBJS)\n%.o: %.c\n\t$(CC) -c $< -o $@\nclean:\n\trm -f $(OBJS)\n",
+        objs.join(" ")
+    );
+    std::fs::write(dir.join("Makefile"), mk).unwrap();
+    works
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Tool {
+    Tcpb,
+    Distcc,
+    Haproxy,
+}
+
+struct World {
+    root: PathBuf,
+    project: PathBuf,
+    hosts: Vec<Host>,
+    haproxy: Option<(Child, u16)>,
+}
+
+impl World {
+    fn hosts_line(&self) -> String {
+        // Fastest first: the best order a distcc user can give.
+        let mut hs: Vec<&Host> = self.hosts.iter().collect();
+        hs.sort_by(|a, b| b.speed.total_cmp(&a.speed));
+        hs.iter()
+            .map(|h| format!("127.0.0.1:{}/{}", h.port, h.slots))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn tcpb_env(&self, cmd: &mut Command, state: &Path) {
+        cmd.env("TCPB_RUNTIME_DIR", self.root.join("tcpb-run"))
+            .env("TCPB_STATE_DIR", state)
+            .env("TCPB_CONFIG", self.root.join("tcpb.toml"));
+    }
+
+    fn build(&self, tool: Tool, j: u32, tcpb_state: &Path) -> Duration {
+        let clean = Command::new("make")
+            .args(["-s", "clean"])
+            .current_dir(&self.project)
+            .status()
+            .unwrap();
+        assert!(clean.success());
+        let mut cmd = Command::new("make");
+        cmd.args(["-s", &format!("-j{j}")])
+            .current_dir(&self.project);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DISTCC_") || k.starts_with("TCPB_") {
+                cmd.env_remove(k);
+            }
+        }
+        let dd = self.root.join(format!("distcc-dir-{}", free_port()));
+        std::fs::create_dir_all(&dd).unwrap();
+        cmd.env("DISTCC_DIR", &dd);
+        match tool {
+            Tool::Tcpb => {
+                cmd.arg(format!("CC={TCPB} gcc"))
+                    .env("DISTCC_HOSTS", self.hosts_line());
+                self.tcpb_env(&mut cmd, tcpb_state);
+            }
+            Tool::Distcc => {
+                cmd.arg("CC=distcc gcc")
+                    .env("DISTCC_HOSTS", self.hosts_line());
+            }
+            Tool::Haproxy => {
+                let port = self.haproxy.as_ref().expect("haproxy").1;
+                cmd.arg("CC=distcc gcc")
+                    .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/{j}"));
+            }
+        }
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        let took = started.elapsed();
+        let _ = std::fs::remove_dir_all(&dd);
+        assert!(
+            out.status.success(),
+            "{tool:?} -j{j} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fallbacks = String::from_utf8_lossy(&out.stderr)
+            .matches("failed to distribute")
+            .count();
+        if fallbacks > 0 {
+            eprintln!("  note: {tool:?} -j{j}: {fallbacks} compiles fell back to local");
+        }
+        took
+    }
+
+    fn stop_tcpb(&self, state: &Path) {
+        let mut cmd = Command::new(TCPB);
+        cmd.arg("stop").stdout(Stdio::null());
+        self.tcpb_env(&mut cmd, state);
+        let _ = cmd.status();
+    }
+}
+
+fn start_haproxy(root: &Path, hosts: &[Host]) -> (Child, u16) {
+    let port = free_port();
+    let mut cfg = format!(
+        "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10m\n  \
+         timeout server 10m\n  timeout queue 10m\nfrontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\
+         backend b\n  balance leastconn\n"
+    );
+    for (i, h) in hosts.iter().enumerate() {
+        let w = (h.speed * 10.0).round() as u32;
+        cfg.push_str(&format!(
+            "  server h{i} 127.0.0.1:{} weight {w} maxconn {}\n",
+            h.port, h.slots
+        ));
+    }
+    let file = root.join("haproxy.cfg");
+    std::fs::write(&file, cfg).unwrap();
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs every tool at every -j on one farm; prints the table.
+fn run_farm(
+    root: &Path,
+    name: &str,
+    farm: &[(f64, u32)],
+    jobs: usize,
+    mean_ms: f64,
+    reps: usize,
+    tools: &[Tool],
+) {
+    let project = root.join(format!("proj-{name}"));
+    let works = job_set(&project, jobs, mean_ms);
+    let hosts: Vec<Host> = farm
+        .iter()
+        .enumerate()
+        .map(|(i, (s, n))| start_host(root, i, *s, *n))
+        .collect();
+    let haproxy = tools
+        .contains(&Tool::Haproxy)
+        .then(|| start_haproxy(root, &hosts));
+    let mut cfg = String::from("[broker]\nidle_exit_s = 600\n");
+    for h in &hosts {
+        cfg.push_str(&format!(
+            "[[host]]\nname = \"127.0.0.1:{}\"\nspeed = {:.1}\n",
+            h.port, h.speed
+        ));
+    }
+    std::fs::write(root.join("tcpb.toml"), cfg).unwrap();
+    let world = World {
+        root: root.to_path_buf(),
+        project,
+        hosts,
+        haproxy,
+    };
+
+    let total: f64 = works.iter().map(|w| *w as f64 / 1000.0).sum();
+    let capacity: f64 = farm.iter().map(|(s, n)| s * *n as f64).sum();
+    let fastest = farm.iter().map(|(s, _)| *s).fold(0.0, f64::max);
+    let longest = works.iter().copied().max().unwrap_or(0) as f64 / 1000.0;
+    let bound = (total / capacity).max(longest / fastest);
+    let slots: u32 = farm.iter().map(|(_, n)| n).sum();
+    let spec: Vec<String> = farm.iter().map(|(s, n)| format!("{s}x{n}")).collect();
+    println!(
+        "\nfarm {name}: speed x slots = {}; {jobs} jobs, total work {total:.1} s, longest {longest:.2} s",
+        spec.join(", ")
+    );
+    println!(
+        "lower bound {bound:.2} s (total work / capacity, or longest job on the fastest host)"
+    );
+    println!(
+        "{:>4}  {:<8}  {:>9}  {:>6}  {:>6}",
+        "-j", "tool", "makespan", "xLB", "util"
+    );
+    for j in [slots / 2, slots, slots * 2] {
+        let mut times: Vec<(Tool, Vec<f64>)> = tools.iter().map(|t| (*t, Vec::new())).collect();
+        for rep in 0..reps {
+            for k in 0..tools.len() {
+                // Interleaved, and the order turns each round.
+                let idx = (k + rep) % tools.len();
+                let state = root.join(format!("tcpb-state-{name}-{j}-{rep}"));
+                let t = world.build(tools[idx], j, &state).as_secs_f64();
+                times[idx].1.push(t);
+                if tools[idx] == Tool::Tcpb {
+                    world.stop_tcpb(&state);
+                }
+            }
+        }
+        for (tool, ts) in &times {
+            let m = median(ts.clone());
+            let name = format!("{tool:?}").to_lowercase();
+            println!(
+                "{j:>4}  {name:<8}  {m:>8.2}s  {:>6.2}  {:>5.0}%",
+                m / bound,
+                100.0 * total / capacity / m
+            );
+        }
+    }
+    // The same tree twice through one broker: the second build knows each file's cost.
+    let state = root.join(format!("tcpb-state-{name}-memory"));
+    let first = world.build(Tool::Tcpb, slots * 2, &state).as_secs_f64();
+    let second = world.build(Tool::Tcpb, slots * 2, &state).as_secs_f64();
+    world.stop_tcpb(&state);
+    println!(
+        "tcpb -j{}: first build {first:.2} s, second build (per-file memory) {second:.2} s",
+        slots * 2
+    );
+    if let Some((mut h, _)) = world.haproxy {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(default)
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = opt("--reps", if quick { 1 } else { 3 });
+    let jobs = opt("--jobs", if quick { 40 } else { 80 });
+    let mut tools = vec![Tool::Tcpb, Tool::Distcc];
+    for (bin, what) in [
+        ("distccd", "distcc"),
+        ("distcc", "distcc"),
+        ("make", "make"),
+    ] {
+        if which::which(bin).is_err() {
+            eprintln!("\n!!!!! SKIPPED: {bin} is missing (apt-get install {what}) !!!!!\n");
+            std::process::exit(2);
+        }
+    }
+    if which::which("haproxy").is_ok() {
+        tools.push(Tool::Haproxy);
+    } else {
+        eprintln!(
+            "\n!!!!! HAProxy is missing (apt-get install haproxy): its column is SKIPPED !!!!!\n"
+        );
+    }
+    let root = tempfile::Builder::new()
+        .prefix("tcpb-farm")
+        .tempdir()
+        .unwrap();
+    chmod(root.path(), 0o755);
+    println!(
+        "tcpb farm benchmark: {jobs} jobs, mean work 1 s (Pareto alpha 1.6), {reps} rep(s), median shown"
+    );
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    type Farm<'a> = (&'a str, &'a [(f64, u32)], f64);
+    let farms: [Farm; 2] = [
+        ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
+        ("uniform", &[(1.0, 3), (1.0, 3), (1.0, 2)], 500.0),
+    ];
+    for (name, farm, mean_ms) in farms {
+        if only.as_deref().is_none_or(|o| o == name) {
+            run_farm(root.path(), name, farm, jobs, mean_ms, reps, &tools);
+        }
+    }
+}
