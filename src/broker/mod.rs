@@ -6,6 +6,7 @@ mod control;
 pub mod costs;
 pub mod eft;
 pub mod health;
+pub mod host;
 pub mod learn;
 pub mod observe;
 pub mod overlay;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::HostState;
 use proptest::prelude::*;
 use std::time::Duration;
 
