@@ -7,7 +7,7 @@
 //! compiles. Job work follows a heavy-tailed (Pareto) distribution.
 //!
 //! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,
-//! `--quick`, `--only heterogeneous|uniform`). Needs distcc, distccd, haproxy and make; says loudly what it
+//! `--quick`, `--only heterogeneous|uniform`, `--j N`). Needs distcc, distccd, haproxy and make; says loudly what it
 //! skips.
 
 use std::os::unix::process::CommandExt;
@@ -270,15 +270,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs every tool at every -j on one farm; prints the table.
-fn run_farm(
-    root: &Path,
-    name: &str,
-    farm: &[(f64, u32)],
+/// What to run.
+struct Opts {
     jobs: usize,
-    mean_ms: f64,
     reps: usize,
-    tools: &[Tool],
-) {
+    only_j: Option<u32>,
+    tools: Vec<Tool>,
+}
+
+fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &Opts) {
+    let Opts {
+        jobs,
+        reps,
+        only_j,
+        ref tools,
+    } = *opts;
     let project = root.join(format!("proj-{name}"));
     let works = job_set(&project, jobs, mean_ms);
     let hosts: Vec<Host> = farm
@@ -322,7 +328,11 @@ fn run_farm(
         "{:>4}  {:<8}  {:>9}  {:>6}  {:>6}",
         "-j", "tool", "makespan", "xLB", "util"
     );
-    for j in [slots / 2, slots, slots * 2] {
+    let levels: Vec<u32> = match only_j {
+        Some(j) => vec![j],
+        None => vec![slots / 2, slots, slots * 2],
+    };
+    for j in levels {
         let mut times: Vec<(Tool, Vec<f64>)> = tools.iter().map(|t| (*t, Vec::new())).collect();
         for rep in 0..reps {
             for k in 0..tools.len() {
@@ -398,6 +408,16 @@ fn main() {
     println!(
         "tcpb farm benchmark: {jobs} jobs, mean work 1 s (Pareto alpha 1.6), {reps} rep(s), median shown"
     );
+    let only_j = args
+        .iter()
+        .position(|a| a == "--j")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
+    let opts = Opts {
+        jobs,
+        reps,
+        only_j,
+        tools,
+    };
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -410,7 +430,7 @@ fn main() {
     ];
     for (name, farm, mean_ms) in farms {
         if only.as_deref().is_none_or(|o| o == name) {
-            run_farm(root.path(), name, farm, jobs, mean_ms, reps, &tools);
+            run_farm(root.path(), name, farm, mean_ms, &opts);
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The wait queue, fair between builds: each build (the compiles of one
-//! `make`, told apart by their process group) keeps its own order, and
-//! builds take turns, so no build starves behind another's hundreds of
-//! queued compiles.
+//! The wait queue, fair between builds: builds (the compiles of one `make`,
+//! told apart by their process group) take turns, so no build starves
+//! behind another's hundreds of queued compiles. Within a build the
+//! heaviest expected compile goes first (longest processing time first),
+//! so a long compile does not start last and hold up the end of the build.
 
 use super::sched::LeaseId;
 use std::collections::{HashMap, VecDeque};
@@ -89,7 +90,8 @@ impl Queue {
     }
 
     /// The order in which waiting compiles are served: builds take turns,
-    /// each in its own arrival order, starting after the build served last.
+    /// starting after the build served last; within a build, heaviest
+    /// expected first, then arrival order.
     pub fn order(&self) -> Vec<(LeaseId, Job)> {
         let mut groups: Vec<VecDeque<(LeaseId, Job)>> = Vec::new();
         let mut index: HashMap<u32, usize> = HashMap::new();
@@ -99,6 +101,10 @@ impl Queue {
                 groups.len() - 1
             });
             groups[g].push_back((l, j));
+        }
+        for g in &mut groups {
+            g.make_contiguous()
+                .sort_by(|a, b| b.1.cost.total_cmp(&a.1.cost));
         }
         // Builds by their first waiting compile; the turn passes on from
         // the build served last.
@@ -118,18 +124,6 @@ impl Queue {
 
     /// 1-based place of `lease` in the serving order.
     pub fn position(&self, lease: LeaseId) -> Option<usize> {
-        if self
-            .entries
-            .iter()
-            .all(|(_, j)| j.build == self.entries[0].1.build)
-        {
-            // One build: arrival order, without building the interleaving.
-            return self
-                .entries
-                .iter()
-                .position(|(l, _)| *l == lease)
-                .map(|p| p + 1);
-        }
         self.order()
             .iter()
             .position(|(l, _)| *l == lease)
@@ -149,6 +143,16 @@ mod tests {
             light: false,
             build,
         }
+    }
+
+    #[test]
+    fn heaviest_first_within_a_build() {
+        let mut q = Queue::default();
+        for (l, cost) in [(1, 0.5), (2, 4.0), (3, 1.0), (4, 4.0)] {
+            q.push(l, Job { cost, ..job(1) });
+        }
+        let order: Vec<LeaseId> = q.order().iter().map(|e| e.0).collect();
+        assert_eq!(order, [2, 4, 3, 1], "equal costs keep arrival order");
     }
 
     #[test]
