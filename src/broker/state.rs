@@ -433,7 +433,7 @@ impl Shared {
     pub fn snapshot(&self) -> StatusSnapshot {
         let now = Instant::now();
         let inner = self.lock();
-        let hosts = inner
+        let mut hosts: Vec<HostStatus> = inner
             .sched
             .hosts()
             .map(|(_, h)| HostStatus {
@@ -455,6 +455,16 @@ impl Shared {
                 local_only: h.local_only,
             })
             .collect();
+        // Farm order; hosts on their way out and the local-jobs pool last.
+        let rank = |h: &HostStatus| {
+            let pos = inner
+                .farm
+                .hosts
+                .iter()
+                .position(|f| f.name == h.name && !h.local_only);
+            (h.local_only, pos.unwrap_or(usize::MAX))
+        };
+        hosts.sort_by_key(rank);
         let queue = inner
             .sched
             .queue()
