@@ -332,6 +332,14 @@ fn make_farm(spec: &[(u8, u32, u8)]) -> Farm {
 }
 
 proptest! {
+    // Failing seeds are kept beside this file (sched_tests.proptest-regressions).
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn slots_in_use_equal_live_leases(ops in proptest::collection::vec(op(), 1..200)) {
         let t0 = Instant::now();
