@@ -126,7 +126,7 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
         let (id, g) = shared.request(&mut inner, need, facts, tx, started);
         (id, g, inner.config.broker.queue_timeout_s)
     };
-    let give_up = (queue_timeout > 0)
+    let mut give_up = (queue_timeout > 0)
         .then(|| tokio::time::Instant::from_std(started) + Duration::from_secs(queue_timeout));
     let guard = LeaseGuard { shared, id };
     tracing::debug!(lease = id, pid = req.pid, source = ?req.source, "lease requested");
@@ -149,6 +149,8 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
                 _ = reader.read(&mut probe) => return Ok(()),
                 _ = tokio::time::sleep(QUEUE_UPDATE) => {}
                 _ = sleep_until_opt(give_up) => {
+                    // Once only: if the grant came first, it is waiting in `rx`.
+                    give_up = None;
                     if shared.queue_timeout(id) {
                         tracing::info!(lease = id, "waited {queue_timeout}s in the queue; runs locally");
                         break Grant::Local;
