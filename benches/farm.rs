@@ -104,7 +104,8 @@ fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
 }
 
 /// A deterministic heavy-tailed job set: Pareto(alpha 1.6) work with the
-/// given mean, capped at 8 x the mean, each file's size following its work.
+/// given mean, capped at 8 x the mean, each file's size loosely following
+/// its work.
 /// Returns the work of each job in ms.
 fn job_set(dir: &Path, n: usize, mean_ms: f64) -> Vec<u64> {
     std::fs::create_dir_all(dir).unwrap();
@@ -119,12 +120,13 @@ fn job_set(dir: &Path, n: usize, mean_ms: f64) -> Vec<u64> {
         let u = ((x >> 11) as f64 / (1u64 << 53) as f64).max(1e-9);
         let w = (xm / u.powf(1.0 / alpha)).min(8.0 * mean_ms) as u64;
         works.push(w);
-        // Real compile time grows with preprocessed size: pad each file to
-        // about 20 bytes per ms of work, give or take 30%.
+        // Compile time grows with source size, but loosely: headers and
+        // templates the file pulls in matter as much. Pad each file to 20
+        // bytes per ms of work, times a factor from 1/3 to 3 (log-uniform).
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let noise = 0.7 + 0.6 * ((x >> 11) as f64 / (1u64 << 53) as f64);
+        let noise = 3f64.powf(2.0 * ((x >> 11) as f64 / (1u64 << 53) as f64) - 1.0);
         let pad = "x".repeat((w as f64 * 20.0 * noise) as usize);
         let src = format!(
             "static const int tcpb_work_ms = {w};\nconst char job{i}_pad[] = \"{pad}\";\n\
