@@ -254,8 +254,13 @@ impl Shared {
 
     /// Ends a lease, queued or running, and hands its slot on.
     pub fn release(self: &Arc<Self>, id: LeaseId) {
-        let now = Instant::now();
         let mut inner = self.lock();
+        self.end_lease(&mut inner, id, Instant::now());
+    }
+
+    /// Forgets everything about lease `id`, frees its slot and relay port,
+    /// and hands the slot on.
+    fn end_lease(self: &Arc<Self>, inner: &mut Inner, id: LeaseId, now: Instant) {
         inner.waiters.remove(&id);
         inner.jobs.remove(&id);
         inner.relays.remove(&id);
@@ -266,7 +271,7 @@ impl Shared {
         inner.last_active = now;
         inner.dirty = true;
         let placed = inner.sched.release(id, now);
-        self.deliver(&mut inner, placed, None);
+        self.deliver(inner, placed, None);
     }
 
     /// Turns placements into grants and hands them to their waiting
@@ -293,11 +298,7 @@ impl Shared {
         let now = Instant::now();
         for lease in orphans {
             // The client went away between being placed and hearing of it.
-            if let Some(port) = inner.lease_ports.remove(&lease) {
-                inner.relay.give_back(port);
-            }
-            let more = inner.sched.release(lease, now);
-            self.deliver(inner, more, None);
+            self.end_lease(inner, lease, now);
         }
         own_grant
     }

@@ -52,16 +52,35 @@ pub fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<R
     )?;
     let payload = frame::read_sync(&mut conn)?
         .ok_or_else(|| anyhow::anyhow!("the broker closed the connection"))?;
-    let probe: VersionProbe = frame::decode(&payload).context("cannot read the broker's answer")?;
-    if probe.v != PROTOCOL_VERSION {
-        anyhow::bail!(
-            "the broker (pid {}) speaks protocol {}, this tcpb {PROTOCOL_VERSION}: run `tcpb stop`",
-            probe.pid.unwrap_or(0),
-            probe.v
-        );
+    match answer(&payload).context("cannot read the broker's answer")? {
+        Answer::Msg(msg) => Ok(Some(msg.resp)),
+        Answer::OtherVersion { v, pid } => anyhow::bail!(
+            "the broker (pid {pid}) speaks protocol {v}, this tcpb {PROTOCOL_VERSION}: run `tcpb stop`"
+        ),
     }
-    let msg: BrokerMsg = frame::decode(&payload).context("cannot read the broker's answer")?;
-    Ok(Some(msg.resp))
+}
+
+/// A broker's answer, as far as this tcpb can read it.
+pub enum Answer {
+    /// A message of this protocol version.
+    Msg(BrokerMsg),
+    /// A broker speaking protocol `v`; its pid, so it can be stopped.
+    OtherVersion {
+        /// Its protocol version.
+        v: u32,
+        /// Its pid (0 if it did not say).
+        pid: u32,
+    },
+}
+
+/// Decodes a broker's frame, checking its protocol version first.
+pub fn answer(payload: &[u8]) -> Result<Answer, frame::FrameError> {
+    let probe: VersionProbe = frame::decode(payload)?;
+    if probe.v != PROTOCOL_VERSION {
+        let pid = probe.pid.unwrap_or(0);
+        return Ok(Answer::OtherVersion { v: probe.v, pid });
+    }
+    Ok(Answer::Msg(frame::decode(payload)?))
 }
 
 fn absent(e: &io::Error) -> bool {

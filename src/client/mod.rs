@@ -10,9 +10,7 @@ use crate::classify::{Job, classify};
 use crate::frame;
 use crate::hosts::{self, HostList};
 use crate::paths::Paths;
-use crate::protocol::{
-    BrokerMsg, ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response, VersionProbe,
-};
+use crate::protocol::{ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response};
 use compiler::Resolved;
 use interprocess::local_socket::Stream;
 use std::ffi::{OsStr, OsString};
@@ -190,14 +188,12 @@ fn lease_once(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), Leas
     frame::write_sync(&mut conn, &msg).map_err(|e| LeaseError::Frame(e.into()))?;
     loop {
         let payload = frame::read_sync(&mut conn)?.ok_or(LeaseError::Closed)?;
-        let probe: VersionProbe = frame::decode(&payload)?;
-        if probe.v != PROTOCOL_VERSION {
-            return Err(LeaseError::Version {
-                pid: probe.pid.unwrap_or(0),
-                theirs: probe.v,
-            });
-        }
-        let msg: BrokerMsg = frame::decode(&payload)?;
+        let msg = match connect::answer(&payload)? {
+            connect::Answer::Msg(msg) => msg,
+            connect::Answer::OtherVersion { v, pid } => {
+                return Err(LeaseError::Version { pid, theirs: v });
+            }
+        };
         match msg.resp {
             Response::Queued { .. } => continue,
             Response::Granted(g) => return Ok((g, conn)),
