@@ -1,6 +1,7 @@
 //! One farm host as the scheduler keeps it: its definition, slots in use,
 //! counters, health and learned speed.
 
+use super::eft::Run;
 use super::health::{Health, HealthState};
 use super::learn::Learned;
 use crate::farm::{Admin, HostSpec};
@@ -16,8 +17,15 @@ pub struct HostId(pub usize);
 pub struct Host {
     /// Its definition.
     pub spec: HostSpec,
-    /// Slots in use.
+    /// Slots in use: the length of `running`.
     pub busy: u32,
+    /// The jobs in its slots.
+    pub(super) running: Vec<Run>,
+    /// The speed choices use: learned, else configured.
+    pub(super) speed: f64,
+    /// The earliest expected end of a running job, in seconds from the
+    /// scheduler's epoch (infinite when idle).
+    pub(super) first_end: f64,
     /// Jobs finished.
     pub jobs: u64,
     /// Failures the relay saw (refused, reset, hung).
@@ -41,8 +49,10 @@ pub struct Host {
 impl Host {
     pub(super) fn new(spec: HostSpec, local_only: bool, now: Instant) -> Host {
         Host {
-            spec,
             busy: 0,
+            running: Vec::new(),
+            speed: spec.speed,
+            first_end: f64::INFINITY,
             jobs: 0,
             failures: 0,
             fallbacks: 0,
@@ -52,7 +62,33 @@ impl Host {
             explored: None,
             removed: false,
             local_only,
+            spec,
         }
+    }
+
+    /// May take new jobs: in the farm, active and healthy.
+    pub fn usable(&self) -> bool {
+        !self.removed && self.spec.admin == Admin::Active && self.health.usable()
+    }
+
+    /// Which jobs it may take now, as (distributable, local-only). With
+    /// every farm host gone or down (`!farm_alive`), distributable jobs run
+    /// on local CPUs; local-only jobs run on `localhost` whatever its admin
+    /// state.
+    pub fn kinds(&self, farm_alive: bool) -> (bool, bool) {
+        let remote = self.usable() && (!self.local_only || !farm_alive);
+        let local = self.spec.is_local() && !self.removed;
+        (remote, local)
+    }
+
+    /// Recomputes `first_end` after its jobs or speed changed.
+    pub(super) fn update_first_end(&mut self) {
+        let speed = self.speed.max(1e-6);
+        self.first_end = self
+            .running
+            .iter()
+            .map(|r| r.start + r.cost / speed)
+            .fold(f64::INFINITY, f64::min);
     }
 
     /// The state `tcpb status` shows: what the user asked for first, then

@@ -13,6 +13,8 @@ const WINDOW: usize = 15;
 #[derive(Debug, Clone, Default)]
 pub struct Learned {
     rates: VecDeque<f64>,
+    /// The median, kept current by `add` so reading it is free.
+    median: Option<f64>,
 }
 
 impl Learned {
@@ -25,6 +27,11 @@ impl Learned {
             self.rates.pop_front();
         }
         self.rates.push_back(bytes as f64 / secs);
+        self.median = if self.rates.len() < MIN_SAMPLES {
+            None
+        } else {
+            median(self.rates.iter().copied().collect())
+        };
     }
 
     /// Jobs recorded.
@@ -34,17 +41,7 @@ impl Learned {
 
     /// The median rate (bytes per second), once there are enough jobs.
     pub fn rate(&self) -> Option<f64> {
-        if self.rates.len() < MIN_SAMPLES {
-            return None;
-        }
-        let mut v: Vec<f64> = self.rates.iter().copied().collect();
-        v.sort_by(f64::total_cmp);
-        let m = v.len() / 2;
-        Some(if v.len() % 2 == 1 {
-            v[m]
-        } else {
-            (v[m - 1] + v[m]) / 2.0
-        })
+        self.median
     }
 }
 

@@ -3,9 +3,13 @@
 //! behind another's hundreds of queued compiles. Within a build the
 //! heaviest expected compile goes first (longest processing time first),
 //! so a long compile does not start last and hold up the end of the build.
+//!
+//! Each build keeps its compiles in an ordered map, so adding, removing and
+//! reading the head of the serving order cost O(log n) whatever the queue's
+//! length; only `position` walks the order.
 
 use super::sched::LeaseId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 /// What a compile needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,43 +49,84 @@ impl Job {
     }
 }
 
-/// Waiting compiles in arrival order.
+/// Serving order within a build: heaviest first, then arrival.
+type Key = (u64, u64);
+
+fn key(cost: f64, seq: u64) -> Key {
+    // Non-negative floats order like their bits; invert for heaviest first.
+    let cost = if cost.is_nan() { 0.0 } else { cost.max(0.0) };
+    (u64::MAX - cost.to_bits(), seq)
+}
+
+/// One build's waiting compiles.
+#[derive(Debug)]
+struct Build {
+    id: u32,
+    jobs: BTreeMap<Key, (LeaseId, Job)>,
+}
+
+/// Waiting compiles.
 #[derive(Debug, Default)]
 pub struct Queue {
-    entries: VecDeque<(LeaseId, Job)>,
+    /// Builds with waiting compiles, in the order their first one arrived.
+    builds: Vec<Build>,
+    /// Where each waiting lease is: its build and key.
+    index: HashMap<LeaseId, (u32, Key)>,
+    /// Arrival counter.
+    seq: u64,
     /// The build served last: the next turn is the following build's.
     last: Option<u32>,
 }
 
 impl Queue {
-    /// Adds a compile at the end.
+    /// Adds a compile at the end of its build's turn.
     pub fn push(&mut self, lease: LeaseId, job: Job) {
-        self.entries.push_back((lease, job));
+        self.remove(lease);
+        self.seq += 1;
+        let k = key(job.cost, self.seq);
+        let b = match self.builds.iter().position(|b| b.id == job.build) {
+            Some(b) => b,
+            None => {
+                self.builds.push(Build {
+                    id: job.build,
+                    jobs: BTreeMap::new(),
+                });
+                self.builds.len() - 1
+            }
+        };
+        self.builds[b].jobs.insert(k, (lease, job));
+        self.index.insert(lease, (job.build, k));
     }
 
     /// Takes `lease` out; false if it was not there.
     pub fn remove(&mut self, lease: LeaseId) -> bool {
-        match self.entries.iter().position(|(l, _)| *l == lease) {
-            Some(p) => self.entries.remove(p).is_some(),
-            None => false,
+        let Some((build, k)) = self.index.remove(&lease) else {
+            return false;
+        };
+        if let Some(b) = self.builds.iter().position(|b| b.id == build) {
+            self.builds[b].jobs.remove(&k);
+            if self.builds[b].jobs.is_empty() {
+                self.builds.remove(b);
+            }
         }
+        true
     }
 
     /// Takes every lease in `leases` out.
     pub fn remove_all(&mut self, leases: &[LeaseId]) {
-        if !leases.is_empty() {
-            self.entries.retain(|(l, _)| !leases.contains(l));
+        for l in leases {
+            self.remove(*l);
         }
     }
 
     /// Compiles waiting.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// True when none waits.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
     }
 
     /// A compile of `build` was served.
@@ -89,45 +134,42 @@ impl Queue {
         self.last = Some(build);
     }
 
-    /// The order in which waiting compiles are served: builds take turns,
+    /// The waiting compiles in serving order, lazily: builds take turns,
     /// starting after the build served last; within a build, heaviest
     /// expected first, then arrival order.
-    pub fn order(&self) -> Vec<(LeaseId, Job)> {
-        let mut groups: Vec<VecDeque<(LeaseId, Job)>> = Vec::new();
-        let mut index: HashMap<u32, usize> = HashMap::new();
-        for &(l, j) in &self.entries {
-            let g = *index.entry(j.build).or_insert_with(|| {
-                groups.push(VecDeque::new());
-                groups.len() - 1
-            });
-            groups[g].push_back((l, j));
-        }
-        for g in &mut groups {
-            g.make_contiguous()
-                .sort_by(|a, b| b.1.cost.total_cmp(&a.1.cost));
-        }
-        // Builds by their first waiting compile; the turn passes on from
-        // the build served last.
-        if let Some(i) = self.last.and_then(|b| index.get(&b)) {
-            groups.rotate_left(i + 1);
-        }
-        let mut out = Vec::with_capacity(self.entries.len());
-        while out.len() < self.entries.len() {
-            for g in &mut groups {
-                if let Some(e) = g.pop_front() {
-                    out.push(e);
+    pub fn iter(&self) -> impl Iterator<Item = (LeaseId, Job)> + '_ {
+        let n = self.builds.len();
+        let first = self
+            .last
+            .and_then(|last| self.builds.iter().position(|b| b.id == last))
+            .map_or(0, |i| i + 1);
+        let mut turns: Vec<_> = (0..n)
+            .map(|i| self.builds[(first + i) % n].jobs.values())
+            .collect();
+        let mut next = 0;
+        std::iter::from_fn(move || {
+            while !turns.is_empty() {
+                let i = next % turns.len();
+                if let Some(&e) = turns[i].next() {
+                    next = i + 1;
+                    return Some(e);
                 }
+                drop(turns.remove(i));
+                next = i;
             }
-        }
-        out
+            None
+        })
+    }
+
+    /// The serving order, collected.
+    pub fn order(&self) -> Vec<(LeaseId, Job)> {
+        self.iter().collect()
     }
 
     /// 1-based place of `lease` in the serving order.
     pub fn position(&self, lease: LeaseId) -> Option<usize> {
-        self.order()
-            .iter()
-            .position(|(l, _)| *l == lease)
-            .map(|p| p + 1)
+        self.index.get(&lease)?;
+        self.iter().position(|(l, _)| l == lease).map(|p| p + 1)
     }
 }
 

@@ -3,15 +3,20 @@
 //!
 //! Invariant: for every host, `busy` equals the number of live leases placed
 //! on it, and a job is never placed on a host with no free slot.
+//!
+//! Cost: hosts are kept ordered by speed and free slots, and the queue by
+//! serving order, so placing a compile looks at the head of the queue and
+//! at the hosts faster than the best free one; neither the queue's length
+//! nor the farm's size enters the common case.
 
-use super::eft::{self, Entry, Slots};
+use super::eft::{OrderKey, Pick, Run, View, order_key};
 use super::health::{Failure, HealthConfig};
 pub use super::host::{Host, HostId};
 use super::learn::{MIN_SAMPLES, median};
 use super::queue::Queue;
 pub use super::queue::{Job, Need};
 use crate::farm::{Admin, Farm, HostSpec};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 /// Identifies one lease (one compile) for the broker's lifetime.
@@ -26,24 +31,27 @@ pub struct Placement {
     pub host: HostId,
 }
 
-/// A placed lease.
-#[derive(Debug, Clone, Copy)]
-struct Running {
-    host: HostId,
-    start: Instant,
-    cost: f64,
-}
-
 /// The scheduler: hosts, live leases and the queue.
 #[derive(Debug)]
 pub struct Scheduler {
     hosts: Vec<Option<Host>>,
-    held: HashMap<LeaseId, Running>,
+    /// Where each live lease runs; the host keeps the job itself.
+    held: HashMap<LeaseId, HostId>,
+    /// Every host, in the order choices walk them...
+    order: BTreeSet<OrderKey>,
+    /// ...and those with a free slot.
+    free: BTreeSet<OrderKey>,
+    /// Slots of the whole farm.
+    total_slots: usize,
     queue: Queue,
     health: HealthConfig,
     /// Bytes per second that a host of configured speed 1.0 compiles,
     /// from the hosts with learned rates; scales learned rates to speeds.
     calibration: Option<f64>,
+    /// Farm hosts still learning their speed.
+    unlearned: usize,
+    /// Time zero of the seconds kept in running jobs.
+    epoch: Instant,
 }
 
 /// Waiting for a busy host must beat a free slot by this factor when the
@@ -55,15 +63,25 @@ const GUESS_MARGIN: f64 = 0.6;
 /// How often a host still without enough samples is given a job anyway.
 const EXPLORE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Queued compiles that may book a busy host's future slot in one pass
+/// before a free slot is given to the next compile that fits it (at most
+/// twice the farm's slots, as bookings beyond that reach past every slot).
+const LOOKAHEAD: usize = 64;
+
 impl Scheduler {
     /// A scheduler for `farm` whose hosts' health follows `health`.
     pub fn new(farm: &Farm, health: HealthConfig, now: Instant) -> Scheduler {
         let mut s = Scheduler {
             hosts: Vec::new(),
             held: HashMap::new(),
+            order: BTreeSet::new(),
+            free: BTreeSet::new(),
+            total_slots: 0,
             queue: Queue::default(),
             health,
             calibration: None,
+            unlearned: 0,
+            epoch: now,
         };
         s.set_farm(farm, now);
         s
@@ -75,7 +93,8 @@ impl Scheduler {
         self.hosts[id.0].as_ref().expect("live host id")
     }
 
-    /// The host `id`, to change its counters.
+    /// The host `id`, to change its counters (not its slots or speed,
+    /// which only `set_farm` and `observe` change).
     pub fn host_mut(&mut self, id: HostId) -> &mut Host {
         self.hosts[id.0].as_mut().expect("live host id")
     }
@@ -105,7 +124,7 @@ impl Scheduler {
 
     /// Where `lease` runs, if placed.
     pub fn placed(&self, lease: LeaseId) -> Option<HostId> {
-        self.held.get(&lease).map(|r| r.host)
+        self.held.get(&lease).copied()
     }
 
     /// Replaces the farm. Hosts are matched by name: a kept host keeps its
@@ -157,7 +176,87 @@ impl Scheduler {
                 *slot = None;
             }
         }
+        self.refresh_speeds();
         self.dispatch(now)
+    }
+
+    /// Recomputes every host's speed from what was learned, and the walk
+    /// order with it.
+    fn refresh_speeds(&mut self) {
+        let per_unit: Vec<f64> = self
+            .hosts()
+            .filter_map(|(_, h)| Some(h.learned.rate()? / h.spec.speed))
+            .collect();
+        self.calibration = median(per_unit);
+        let k = self.calibration.filter(|k| *k > 0.0);
+        self.order.clear();
+        self.free.clear();
+        self.unlearned = 0;
+        self.total_slots = 0;
+        for (i, slot) in self.hosts.iter_mut().enumerate() {
+            let Some(h) = slot else { continue };
+            h.speed = match (h.learned.rate(), k) {
+                (Some(r), Some(k)) => r / k,
+                _ => h.spec.speed,
+            };
+            h.update_first_end();
+            self.unlearned += usize::from(!h.spec.is_local() && h.learned.samples() < MIN_SAMPLES);
+            self.total_slots += h.spec.slots as usize;
+            let key = order_key(HostId(i), h);
+            self.order.insert(key);
+            if h.free() > 0 {
+                self.free.insert(key);
+            }
+        }
+    }
+
+    /// Changes host `id` with `f`, keeping its place in the walk order.
+    fn with_host<T>(&mut self, id: HostId, f: impl FnOnce(&mut Host) -> T) -> T {
+        let h = self.hosts[id.0].as_mut().expect("live host id");
+        let old = order_key(id, h);
+        self.order.remove(&old);
+        self.free.remove(&old);
+        let out = f(h);
+        let new = order_key(id, h);
+        self.order.insert(new);
+        if h.free() > 0 {
+            self.free.insert(new);
+        }
+        out
+    }
+
+    /// Takes `lease`'s job off host `id`; returns it.
+    fn unrun(&mut self, id: HostId, lease: LeaseId) -> Option<Run> {
+        self.with_host(id, |h| {
+            let i = h.running.iter().position(|r| r.lease == lease)?;
+            let run = h.running.swap_remove(i);
+            h.busy -= 1;
+            h.update_first_end();
+            Some(run)
+        })
+    }
+
+    /// Puts `run` on host `id`.
+    fn run_on(&mut self, id: HostId, run: Run) {
+        self.held.insert(run.lease, id);
+        self.with_host(id, |h| {
+            h.busy += 1;
+            h.first_end = h.first_end.min(run.start + run.cost / h.speed.max(1e-6));
+            h.running.push(run);
+        });
+    }
+
+    /// Drops host `id` from the farm for good.
+    fn drop_host(&mut self, id: HostId) {
+        if let Some(h) = self.hosts[id.0].take() {
+            self.order.remove(&order_key(id, &h));
+            self.free.remove(&order_key(id, &h));
+        }
+    }
+
+    /// Seconds from the epoch.
+    fn secs(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.epoch).as_secs_f64()
     }
 
     /// Queues `lease` and places whatever can run now, in serving order.
@@ -169,12 +268,12 @@ impl Scheduler {
 
     /// Ends `lease`, queued or placed, and places what its slot allows.
     pub fn release(&mut self, lease: LeaseId, now: Instant) -> Vec<Placement> {
-        if let Some(Running { host: id, .. }) = self.held.remove(&lease) {
-            let h = self.hosts[id.0].as_mut().expect("held lease's host");
-            h.busy -= 1;
+        if let Some(id) = self.held.remove(&lease) {
+            self.unrun(id, lease);
+            let h = self.host_mut(id);
             h.jobs += 1;
             if h.removed && h.busy == 0 {
-                self.hosts[id.0] = None;
+                self.drop_host(id);
             }
             return self.dispatch(now);
         }
@@ -260,20 +359,13 @@ impl Scheduler {
             return;
         };
         h.learned.add(bytes, secs);
-        let per_unit: Vec<f64> = self
-            .hosts()
-            .filter_map(|(_, h)| Some(h.learned.rate()? / h.spec.speed))
-            .collect();
-        self.calibration = median(per_unit);
+        self.refresh_speeds();
     }
 
     /// The speed used for choice: learned once the host has enough jobs,
     /// else the configured one. Both are in the units of `speed` in config.
     pub fn speed(&self, h: &Host) -> f64 {
-        match (h.learned.rate(), self.calibration) {
-            (Some(r), Some(k)) if k > 0.0 => r / k,
-            _ => h.spec.speed,
-        }
+        h.speed
     }
 
     /// The learned speed of `h`, if it has one.
@@ -283,11 +375,7 @@ impl Scheduler {
 
     /// Leases placed on `host`.
     pub fn leases_on(&self, host: HostId) -> Vec<LeaseId> {
-        self.held
-            .iter()
-            .filter(|(_, r)| r.host == host)
-            .map(|(l, _)| *l)
-            .collect()
+        self.host(host).running.iter().map(|r| r.lease).collect()
     }
 
     /// The host named `name` (not a removed one).
@@ -302,20 +390,15 @@ impl Scheduler {
     /// distcc options. `None` when there is none; the lease then stays where
     /// it was (distcc will compile locally).
     pub fn reroute(&mut self, lease: LeaseId, error: String, now: Instant) -> Option<HostId> {
-        let from = self.held.get(&lease)?.host;
+        let from = *self.held.get(&lease)?;
         self.record_failure(from, error, Failure::Refused, false, now);
         let (lzo, cpp) = {
             let s = &self.host(from).spec;
             (s.lzo, s.cpp)
         };
-        let to = self.best(now, |h| {
-            !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp
-        })?;
-        self.hosts[from.0].as_mut().expect("from host").busy -= 1;
-        self.hosts[to.0].as_mut().expect("to host").busy += 1;
-        if let Some(r) = self.held.get_mut(&lease) {
-            r.host = to;
-        }
+        let to = self.best(|h| !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp)?;
+        let run = self.unrun(from, lease)?;
+        self.run_on(to, run);
         Some(to)
     }
 
@@ -326,95 +409,40 @@ impl Scheduler {
 
     /// The queue in serving order.
     pub fn queue(&self) -> Vec<LeaseId> {
-        self.queue.order().into_iter().map(|(l, _)| l).collect()
-    }
-
-    fn usable(h: &Host, _now: Instant) -> bool {
-        !h.removed && h.spec.admin == Admin::Active && h.health.usable()
+        self.queue.iter().map(|(l, _)| l).collect()
     }
 
     /// The free host that `ok` accepts with the highest speed, then the
     /// most free slots, then the earliest in the farm.
-    fn best(&self, now: Instant, ok: impl Fn(&Host) -> bool) -> Option<HostId> {
-        let mut best: Option<(HostId, &Host)> = None;
-        for (id, h) in self.hosts() {
-            if h.free() == 0 || !Self::usable(h, now) || !ok(h) {
-                continue;
-            }
-            let better = match best {
-                None => true,
-                Some((_, b)) => {
-                    let (hs, bs) = (self.speed(h), self.speed(b));
-                    hs > bs || (hs == bs && h.free() > b.free())
-                }
-            };
-            if better {
-                best = Some((id, h));
-            }
-        }
-        best.map(|(id, _)| id)
+    fn best(&self, ok: impl Fn(&Host) -> bool) -> Option<HostId> {
+        self.free.iter().map(|k| HostId(k.2)).find(|id| {
+            let h = self.host(*id);
+            h.usable() && ok(h)
+        })
     }
 
     /// A free farm host that has too few jobs to know its speed, if one
-    /// has not been tried for a while: it gets this job so it is not judged
-    /// on nothing.
-    fn explore(&self, now: Instant) -> Option<HostId> {
-        self.hosts()
-            .find(|(_, h)| {
-                !h.spec.is_local()
-                    && h.free() > 0
-                    && Self::usable(h, now)
-                    && h.learned.samples() < MIN_SAMPLES
-                    && h.explored
-                        .is_none_or(|t| now.duration_since(t) >= EXPLORE_EVERY)
-            })
-            .map(|(id, _)| id)
-    }
-
-    /// Every host's slots as the finish-time simulation sees them.
-    fn slots(&self, now: Instant) -> Slots {
-        let farm_alive = self
-            .hosts()
-            .any(|(_, h)| !h.local_only && Self::usable(h, now));
-        let mut left: HashMap<HostId, Vec<f64>> = HashMap::new();
-        for r in self.held.values() {
-            let speed = self.hosts[r.host.0].as_ref().map_or(1.0, |h| self.speed(h));
-            let elapsed = now.saturating_duration_since(r.start).as_secs_f64();
-            let expected = r.cost / speed.max(1e-6) - elapsed;
-            left.entry(r.host)
-                .or_default()
-                .push(eft::left(expected, elapsed));
-        }
-        let mut slots = Slots::default();
-        for (id, h) in self.hosts() {
-            // With every farm host gone or down, run on local CPUs.
-            let remote = Self::usable(h, now) && (!h.local_only || !farm_alive);
-            // Local-only jobs run here whatever the admin state of localhost.
-            let local = h.spec.is_local() && !h.removed;
-            if !(remote || local) {
-                continue;
-            }
-            let mut busy = left.remove(&id).unwrap_or_default();
-            busy.sort_by(f64::total_cmp);
-            // A host whose slots shrank below its jobs frees a slot only
-            // once enough of them end.
-            let keep = busy.len().min(h.spec.slots as usize);
-            let busy = busy.split_off(busy.len() - keep);
-            slots
-                .entries
-                .push(Entry::new(id, self.speed(h), remote, local, h.free(), busy));
-        }
-        slots
+    /// has not been tried for a while and not already in this pass: it
+    /// gets this job so it is not judged on nothing.
+    fn explore(&self, view: &View, tried: &[Decision], now: Instant) -> Option<HostId> {
+        view.free_hosts().find(|id| {
+            let h = self.host(*id);
+            !h.spec.is_local()
+                && view.accepts(*id, Need::Remote)
+                && h.learned.samples() < MIN_SAMPLES
+                && h.explored
+                    .is_none_or(|t| now.duration_since(t) >= EXPLORE_EVERY)
+                && !tried.iter().any(|d| d.explored && d.host == *id)
+        })
     }
 
     fn place(&mut self, lease: LeaseId, host: HostId, job: Job, now: Instant) -> Placement {
-        self.hosts[host.0].as_mut().expect("chosen host").busy += 1;
-        let run = Running {
-            host,
-            start: now,
+        let run = Run {
+            lease,
+            start: self.secs(now),
             cost: job.cost,
         };
-        self.held.insert(lease, run);
+        self.run_on(host, run);
         Placement { lease, host }
     }
 
@@ -426,72 +454,125 @@ impl Scheduler {
         if self.queue.is_empty() {
             return Vec::new();
         }
-        let mut slots = self.slots(now);
-        let total: usize = self.hosts().map(|(_, h)| h.spec.slots as usize).sum();
-        let calibrated = self.calibration.is_some();
-        let mut placed = Vec::new();
-        for (k, (lease, job)) in self.queue.order().into_iter().enumerate() {
-            // Beyond this, bookings reach past every slot: nothing more can start now.
-            if k > 2 * total + 8 || !slots.any_free() {
+        let decided = self.decide(now);
+        let mut placed = Vec::with_capacity(decided.len());
+        for d in decided {
+            if d.explored {
+                self.host_mut(d.host).explored = Some(now);
+            }
+            self.queue.served(d.job.build);
+            self.queue.remove(d.lease);
+            placed.push(self.place(d.lease, d.host, d.job, now));
+        }
+        placed
+    }
+
+    /// The placements `dispatch` makes, worked out without changing anything.
+    fn decide(&self, now: Instant) -> Vec<Decision> {
+        let mut view = View::new(&self.hosts, &self.order, &self.free, self.secs(now));
+        // Enough lookahead for the free slots (a few each), and never past
+        // every slot of the farm.
+        let free: usize = view
+            .free_hosts()
+            .take(8)
+            .map(|id| view.host(id).free() as usize)
+            .sum();
+        let lookahead = (2 * self.total_slots + 8).min(LOOKAHEAD).min(4 * free + 8);
+        let explore = self.calibration.is_some() && self.unlearned > 0;
+        let mut out: Vec<Decision> = Vec::new();
+        let mut waited = 0;
+        for (lease, job) in self.queue.iter() {
+            if waited > 2 * lookahead || !view.any_free() {
                 break;
             }
             if job.need == Need::Remote
                 && job.light
-                && calibrated
-                && let Some(id) = self.explore(now)
-                && let Some(e) = slots.entries.iter().position(|e| e.id == id)
+                && explore
+                && let Some(host) = self.explore(&view, &out, now)
             {
-                self.hosts[id.0].as_mut().expect("explored host").explored = Some(now);
-                slots.take(eft::Pick {
-                    entry: e,
+                let finish = job.cost / view.host(host).speed.max(1e-6);
+                view.take(Pick {
+                    host,
                     start: 0.0,
-                    finish: job.cost / slots.entries[e].speed,
+                    finish,
                 });
-                placed.push(self.place(lease, id, job, now));
-                self.queue.served(job.build);
+                out.push(Decision::new(lease, host, job, true));
                 continue;
             }
-            let ok = |e: &Entry| match job.need {
-                Need::Remote => e.remote,
-                Need::Local => e.local,
-            };
-            let margin = if job.known {
+            // Past the lookahead a free slot goes to the next compile that
+            // fits it rather than stay idle.
+            let margin = if waited > lookahead {
+                0.0
+            } else if job.known {
                 KNOWN_MARGIN
             } else {
                 GUESS_MARGIN
             };
-            let Some(pick) = slots.pick(job.cost, margin, ok) else {
+            let Some(pick) = view.pick(job.cost, margin, job.need) else {
+                waited += 1;
                 continue;
             };
-            let host = slots.entries[pick.entry].id;
-            slots.take(pick);
+            view.take(pick);
             if pick.start == 0.0 {
-                placed.push(self.place(lease, host, job, now));
-                self.queue.served(job.build);
+                out.push(Decision::new(lease, pick.host, job, false));
+            } else {
+                waited += 1;
             }
         }
-        let leases: Vec<LeaseId> = placed.iter().map(|p| p.lease).collect();
-        self.queue.remove_all(&leases);
-        placed
+        out
     }
 
     /// Checks the invariant; used by tests.
     pub fn check(&self) -> Result<(), String> {
         for (id, h) in self.hosts() {
-            let held = self.held.values().filter(|r| r.host == id).count() as u32;
-            if held != h.busy {
+            let held = self.held.values().filter(|host| **host == id).count() as u32;
+            if held != h.busy || h.running.len() != h.busy as usize {
                 return Err(format!(
-                    "{}: busy {} but {held} leases",
-                    h.spec.name, h.busy
+                    "{}: busy {} but {held} leases and {} jobs",
+                    h.spec.name,
+                    h.busy,
+                    h.running.len()
                 ));
             }
-        }
-        for (lease, r) in &self.held {
-            if self.hosts.get(r.host.0).is_none_or(Option::is_none) {
-                return Err(format!("lease {lease} on a missing host"));
+            let key = order_key(id, h);
+            if !self.order.contains(&key) || self.free.contains(&key) != (h.free() > 0) {
+                return Err(format!("{} misplaced in the walk order", h.spec.name));
             }
         }
+        for (lease, id) in &self.held {
+            match self.hosts.get(id.0).and_then(Option::as_ref) {
+                None => return Err(format!("lease {lease} on a missing host")),
+                Some(h) if !h.running.iter().any(|r| r.lease == *lease) => {
+                    return Err(format!("lease {lease} not among {}'s jobs", h.spec.name));
+                }
+                Some(_) => {}
+            }
+        }
+        if self.order.len() != self.hosts().count() || self.free.len() > self.order.len() {
+            return Err("walk order lists a missing host".into());
+        }
         Ok(())
+    }
+}
+
+/// One placement `decide` chose.
+#[derive(Debug, Clone, Copy)]
+struct Decision {
+    lease: LeaseId,
+    host: HostId,
+    job: Job,
+    /// Chosen to learn the host's speed.
+    explored: bool,
+}
+
+impl Decision {
+    fn new(lease: LeaseId, host: HostId, job: Job, explored: bool) -> Decision {
+        Decision {
+            lease,
+            host,
+            job,
+            explored,
+        }
     }
 }
 
