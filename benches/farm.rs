@@ -10,35 +10,21 @@
 //! `--quick`, `--only heterogeneous|uniform`, `--j N`). Needs distcc, distccd, haproxy and make; says loudly what it
 //! skips.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
+#[path = "common/mod.rs"]
+mod common;
 
-/// One simulated farm host.
+use common::{TCPB, free_port};
+
+/// One simulated farm host; its distccd stops when dropped.
 struct Host {
     speed: f64,
     slots: u32,
     port: u16,
-    daemon: Child,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        // SAFETY: the process group we created.
-        unsafe { libc::kill(-(self.daemon.id() as i32), libc::SIGKILL) };
-        let _ = self.daemon.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    _daemon: common::Guard,
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -66,41 +52,14 @@ fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    for _ in 0..10 {
-        let port = free_port();
-        let log = std::fs::File::create(root.join(format!("host{idx}.log"))).unwrap();
-        let daemon = Command::new("distccd")
-            .args([
-                "--daemon",
-                "--no-detach",
-                "--listen",
-                "127.0.0.1",
-                "--allow",
-                "127.0.0.1",
-                "--log-stderr",
-            ])
-            .args(["--port", &port.to_string(), "--jobs", &slots.to_string()])
-            .env("PATH", &path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("distccd");
-        let host = Host {
-            speed,
-            slots,
-            port,
-            daemon,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return host;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    let log = root.join(format!("host{idx}.log"));
+    let (daemon, port) = common::distccd(&log, slots, Some(&path));
+    Host {
+        speed,
+        slots,
+        port,
+        _daemon: daemon,
     }
-    panic!("distccd did not start");
 }
 
 /// A deterministic heavy-tailed job set: Pareto(alpha 1.6) work with the

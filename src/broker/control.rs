@@ -39,29 +39,24 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
             return;
         }
     };
-    let probe: Result<VersionProbe, _> = frame::decode(&payload);
-    let msg: ClientMsg = match probe {
-        Ok(p) if p.v != PROTOCOL_VERSION => {
-            let message = format!(
-                "protocol mismatch: broker speaks {PROTOCOL_VERSION}, client {}",
-                p.v
-            );
+    // Decode once; only a message that does not parse is probed for the
+    // version, to tell a client of another version why.
+    let msg: ClientMsg = match frame::decode::<ClientMsg>(&payload) {
+        Ok(m) if m.v == PROTOCOL_VERSION => m,
+        parsed => {
+            let message = match frame::decode::<VersionProbe>(&payload) {
+                Ok(p) if p.v != PROTOCOL_VERSION => format!(
+                    "protocol mismatch: broker speaks {PROTOCOL_VERSION}, client {}",
+                    p.v
+                ),
+                _ => match parsed {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "bad request".to_string(),
+                },
+            };
             let _ = send(&conn, Response::Error { message }).await;
             return;
         }
-        _ => match frame::decode(&payload) {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = send(
-                    &conn,
-                    Response::Error {
-                        message: e.to_string(),
-                    },
-                )
-                .await;
-                return;
-            }
-        },
     };
     let result = match msg.req {
         Request::Status => send(&conn, Response::Status(Box::new(shared.snapshot()))).await,

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 /// `tcpb broker`: runs the broker in the foreground until it is stopped.
 pub fn main(paths: &Paths) -> Result<()> {
     let config = Config::load(&paths.config_file)?;
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(crate::farm::local_cpus().clamp(1, 4) as usize)
         .enable_all()
@@ -39,6 +40,25 @@ pub fn main(paths: &Paths) -> Result<()> {
         let listener = bind(paths)?;
         run(listener, paths.clone(), config, signals()).await
     })
+}
+
+/// Each waiting or running compile holds a control connection and, when
+/// remote, two relayed sockets: a `make -j200` outgrows the usual soft
+/// limit of 1,024 descriptors. Raise it to the hard limit.
+fn raise_open_file_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `l`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                tracing::debug!("cannot raise the open-file limit");
+            }
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

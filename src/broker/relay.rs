@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// The most relay ports one broker opens.
 pub const MAX_PORTS: usize = 4096;
 /// Copy buffer per direction.
-const BUF: usize = 64 * 1024;
+const BUF: usize = 256 * 1024;
 
 /// Relay ports and their owners.
 #[derive(Debug, Default)]

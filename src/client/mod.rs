@@ -70,7 +70,7 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
     };
     let paths = Paths::from_env();
     let req = lease_request(&job, &cwd, compiler, farm);
-    let (grant, _lease) = match lease(&paths, &req) {
+    let (grant, lease) = match lease(&paths, &req) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("tcpb: {e}; compiling locally");
@@ -83,9 +83,9 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
             &distcc,
             &resolved,
             &args,
-            port,
-            &options,
+            (port, &options),
             path_var.as_deref(),
+            &lease,
         ),
         _ => run_local(&resolved, &args),
     }
@@ -214,9 +214,9 @@ fn run_distcc(
     distcc: &Path,
     resolved: &Resolved,
     args: &[OsString],
-    port: u16,
-    options: &str,
+    (port, options): (u16, &str),
     path_var: Option<&OsStr>,
+    lease: &Stream,
 ) -> ExitCode {
     let dir = paths.distcc_dir();
     let lock_dir = dir.join("lock");
@@ -237,5 +237,5 @@ fn run_distcc(
     if let Some(p) = compiler::clean_path(path_var, &resolved.skipped_dirs) {
         cmd.env("PATH", p);
     }
-    run::run(cmd, &distcc.to_string_lossy())
+    run::exec(cmd, &distcc.to_string_lossy(), lease)
 }

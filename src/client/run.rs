@@ -1,6 +1,14 @@
-//! Running the compile: a child process whose output and exit status pass
-//! through unchanged, with SIGINT, SIGTERM, SIGHUP and SIGQUIT forwarded.
+//! Running the compile. distcc replaces the wrapper (exec), so output,
+//! exit status and signals are its own with no process in between; the
+//! lease's control connection is handed down across the exec and the slot
+//! is held exactly as long as distcc keeps it open. A local compile runs
+//! as a child instead, with SIGINT, SIGTERM, SIGHUP and SIGQUIT forwarded:
+//! a compiler may leave a daemon behind (a cache server), which must not
+//! inherit the lease.
 
+use interprocess::local_socket::Stream;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -70,4 +78,25 @@ fn exit_like(status: std::process::ExitStatus) -> ExitCode {
         return ExitCode::from(128 + sig as u8);
     }
     ExitCode::from(1)
+}
+
+/// Execs `cmd`, keeping `lease` open in it. Returns only when the exec
+/// failed, with the shell's codes: 127 not found, 126 not runnable.
+pub fn exec(mut cmd: Command, what: &str, lease: &Stream) -> ExitCode {
+    let Stream::UdSocket(s) = lease;
+    let fd = s.inner().as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; only FD_CLOEXEC changes.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+    let e = cmd.exec();
+    eprintln!("tcpb: cannot run {what}: {e}");
+    ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
 }

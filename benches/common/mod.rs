@@ -1,0 +1,241 @@
+//! What the benchmarks share: free loopback ports, a private broker, and
+//! percentiles.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `tcpb` binary under test.
+pub const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Raises this process's open-file limit to its hard limit: the benchmarks
+/// hold thousands of sockets.
+pub fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+/// A broker of its own, with private runtime, state and config; stopped
+/// when dropped.
+pub struct Broker {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts `tcpb broker` with `config` as its config.toml.
+    pub fn start(config: &str) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config.toml"), config).expect("config");
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log");
+        let mut cmd = Command::new(TCPB);
+        env(&mut cmd, dir.path());
+        let child = cmd
+            .arg("broker")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tcpb broker");
+        let b = Broker { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(b.socket()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start: {}",
+                b.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        b
+    }
+
+    /// Its control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/broker.sock")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// Resident and peak memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Environment for a `tcpb` process that should use this broker.
+    pub fn env(&self, cmd: &mut Command) {
+        env(cmd, self.dir.path());
+    }
+}
+
+fn env(cmd: &mut Command, root: &Path) {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("TCPB_") || k.starts_with("DISTCC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("TCPB_RUNTIME_DIR", root.join("run"))
+        .env("TCPB_STATE_DIR", root.join("state"))
+        .env("TCPB_CONFIG", root.join("config.toml"))
+        .env("DISTCC_HOSTS", "");
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percentiles of durations, in microseconds: (p50, p90, p99, max).
+pub fn percentiles(mut v: Vec<Duration>) -> [f64; 4] {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    [at(0.5), at(0.9), at(0.99), at(1.0)]
+}
+
+/// The median of `v`.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// True when `cmd` is on PATH.
+pub fn have(cmd: &str) -> bool {
+    which::which(cmd).is_ok()
+}
+
+/// Says loudly that a peer is missing, and how to install it.
+pub fn skipped(what: &str, cmd: &str, package: &str) {
+    eprintln!(
+        "\n*** SKIPPED {what}: `{cmd}` is not installed (apt-get install -y {package}) ***\n"
+    );
+}
+
+/// A child process killed when dropped, with its process group when it
+/// leads one (distccd's workers).
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let pid = self.0.id() as i32;
+        // SAFETY: getpgid and kill take plain integers.
+        unsafe {
+            if libc::getpgid(pid) == pid {
+                libc::kill(-pid, libc::SIGTERM);
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts HAProxy in TCP mode on a free loopback port in front of
+/// `servers`, given as (port, weight, maxconn; 0 for no limit), balanced
+/// by `leastconn`. Its config goes to `dir`.
+pub fn haproxy(dir: &Path, servers: &[(u16, u32, u32)]) -> (Guard, u16) {
+    let port = free_port();
+    let mut cfg = format!(
+        "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10m\n  \
+         timeout server 10m\n  timeout queue 10m\nfrontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\
+         backend b\n  balance leastconn\n"
+    );
+    for (i, (p, weight, maxconn)) in servers.iter().enumerate() {
+        let limit = if *maxconn > 0 {
+            format!(" maxconn {maxconn}")
+        } else {
+            String::new()
+        };
+        cfg.push_str(&format!(
+            "  server h{i} 127.0.0.1:{p} weight {weight}{limit}\n"
+        ));
+    }
+    let file = dir.join("haproxy.cfg");
+    std::fs::write(&file, cfg).expect("haproxy.cfg");
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("haproxy.log")).expect("haproxy.log"))
+        .spawn()
+        .expect("start haproxy");
+    let guard = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "haproxy did not start: {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (guard, port)
+}
+
+/// Starts a real distccd on a free loopback port with `jobs` slots, its
+/// log in `log` and, if given, `path` as its PATH (a compiler wrapper).
+/// Retries a few ports, in case another process takes one first.
+pub fn distccd(log: &Path, jobs: u32, path: Option<&str>) -> (Guard, u16) {
+    use std::os::unix::process::CommandExt;
+    for _ in 0..10 {
+        let port = free_port();
+        let mut cmd = Command::new("distccd");
+        cmd.args([
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            "127.0.0.1",
+            "--allow",
+            "127.0.0.1",
+            "--log-stderr",
+        ])
+        .args(["--port", &port.to_string(), "--jobs", &jobs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("distccd log"))
+        .process_group(0);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let guard = Guard(cmd.spawn().expect("start distccd"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (guard, port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("distccd did not start");
+}

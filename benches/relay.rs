@@ -1,0 +1,262 @@
+//! Relay throughput and latency: a load generator and sink written for the
+//! benchmark push a large stream and many small exchanges through (a) a
+//! direct loopback connection, (b) tcpb's relay (a lease per connection,
+//! as a compile takes one), (c) HAProxy in TCP mode.
+//!
+//! Reported per path: stream throughput (median of runs), connection
+//! setup (connect to the first answered byte) and the round trip of a
+//! 64-byte request/response on an open connection.
+//!
+//! Run: `cargo bench --bench relay` (`-- --mib N --conns N --runs N`).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Broker, median, percentiles};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use tcpb::frame;
+use tcpb::hosts;
+use tcpb::protocol::{
+    BrokerMsg, ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response,
+};
+
+const CHUNK: usize = 256 * 1024;
+
+/// The sink: each connection either streams (first byte `S`, then the
+/// length as 8 bytes: read that much, answer with the byte count; distcc
+/// never half-closes, and the relay takes a client's EOF as its end) or echoes (first byte `E`: echo 64-byte
+/// messages until EOF). Anything else (the broker's probes) is dropped.
+fn sink() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    port
+}
+
+fn serve(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut kind = [0u8; 1];
+    if s.read_exact(&mut kind).is_err() {
+        return;
+    }
+    match kind[0] {
+        b'S' => {
+            let mut len = [0u8; 8];
+            if s.read_exact(&mut len).is_err() {
+                return;
+            }
+            let want = u64::from_be_bytes(len);
+            let mut buf = vec![0u8; CHUNK];
+            let mut total: u64 = 9;
+            while total < want {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n as u64,
+                }
+            }
+            let _ = s.write_all(&total.to_be_bytes());
+        }
+        b'E' => {
+            let mut msg = [0u8; 64];
+            let _ = s.write_all(b"E");
+            while s.read_exact(&mut msg).is_ok() {
+                if s.write_all(&msg).is_err() {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// How a connection reaches the sink.
+enum Path {
+    Direct(u16),
+    Tcpb {
+        broker: Broker,
+        farm: hosts::HostList,
+    },
+    Haproxy(u16),
+}
+
+/// A connection to the sink, and the lease that carries it (tcpb only).
+struct Conn {
+    tcp: TcpStream,
+    _lease: Option<UnixStream>,
+}
+
+impl Path {
+    fn name(&self) -> &'static str {
+        match self {
+            Path::Direct(_) => "direct",
+            Path::Tcpb { .. } => "tcpb relay",
+            Path::Haproxy(_) => "HAProxy",
+        }
+    }
+
+    /// Takes a lease (tcpb) and returns the port to connect to.
+    fn prepare(&self) -> (u16, Option<UnixStream>) {
+        match self {
+            Path::Direct(p) | Path::Haproxy(p) => (*p, None),
+            Path::Tcpb { broker, farm } => {
+                let mut s = UnixStream::connect(broker.socket()).expect("control socket");
+                let msg = ClientMsg {
+                    v: PROTOCOL_VERSION,
+                    req: Request::Lease(LeaseRequest {
+                        pid: std::process::id(),
+                        cwd: "/".into(),
+                        compiler: "gcc".into(),
+                        source: Some("x.c".into()),
+                        source_size: 100,
+                        source_path: None,
+                        build: 1,
+                        local_only: false,
+                        farm: farm.clone(),
+                    }),
+                };
+                frame::write_sync(&mut s, &msg).expect("lease request");
+                loop {
+                    let payload = frame::read_sync(&mut s).expect("read").expect("answer");
+                    match frame::decode::<BrokerMsg>(&payload).expect("decode").resp {
+                        Response::Granted(Grant::Remote { port, .. }) => return (port, Some(s)),
+                        Response::Queued { .. } => continue,
+                        r => panic!("unexpected answer {r:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&self, port_and_lease: (u16, Option<UnixStream>)) -> Conn {
+        let (port, lease) = port_and_lease;
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        Conn { tcp, _lease: lease }
+    }
+}
+
+/// Streams `bytes` through `path`; returns MiB/s.
+fn stream(path: &Path, bytes: u64) -> f64 {
+    let mut c = path.connect(path.prepare());
+    let buf = vec![0x5au8; CHUNK];
+    let t = Instant::now();
+    c.tcp.write_all(b"S").expect("write");
+    c.tcp.write_all(&bytes.to_be_bytes()).expect("write");
+    let mut sent = 9u64;
+    while sent < bytes {
+        let n = CHUNK.min((bytes - sent) as usize);
+        c.tcp.write_all(&buf[..n]).expect("write");
+        sent += n as u64;
+    }
+    let mut count = [0u8; 8];
+    c.tcp.read_exact(&mut count).expect("count");
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(u64::from_be_bytes(count), bytes, "the sink got every byte");
+    bytes as f64 / secs / (1 << 20) as f64
+}
+
+/// Connection setup times (connect to the first answered byte), without
+/// and with taking the lease first; and the 64-byte round trip.
+fn exchanges(path: &Path, conns: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    let (mut setup, mut with_lease, mut rtt) = (Vec::new(), Vec::new(), Vec::new());
+    let msg = [7u8; 64];
+    let mut back = [0u8; 64];
+    for _ in 0..conns {
+        let t0 = Instant::now();
+        let prepared = path.prepare();
+        let t = Instant::now();
+        let mut c = path.connect(prepared);
+        c.tcp.write_all(b"E").expect("write");
+        let mut e = [0u8; 1];
+        c.tcp.read_exact(&mut e).expect("echo start");
+        setup.push(t.elapsed());
+        with_lease.push(t0.elapsed());
+        for _ in 0..10 {
+            let t = Instant::now();
+            c.tcp.write_all(&msg).expect("write");
+            c.tcp.read_exact(&mut back).expect("echo");
+            rtt.push(t.elapsed());
+        }
+    }
+    (setup, with_lease, rtt)
+}
+
+fn main() {
+    let (mut mib, mut conns, mut runs) = (2048u64, 2000usize, 5usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().and_then(|n| n.parse().ok());
+        match a.as_str() {
+            "--mib" => mib = value().unwrap_or(mib as usize) as u64,
+            "--conns" => conns = value().unwrap_or(conns),
+            "--runs" => runs = value().unwrap_or(runs),
+            _ => {}
+        }
+    }
+    common::raise_nofile();
+    let port = sink();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("");
+    let farm = hosts::parse(&format!("127.0.0.1:{port}/64"), "DISTCC_HOSTS").expect("hosts");
+    let mut paths = vec![Path::Direct(port), Path::Tcpb { broker, farm }];
+    let _haproxy = if common::have("haproxy") {
+        let (guard, hp) = common::haproxy(dir.path(), &[(port, 1, 0)]);
+        paths.push(Path::Haproxy(hp));
+        Some(guard)
+    } else {
+        common::skipped("the HAProxy column", "haproxy", "haproxy");
+        None
+    };
+    println!(
+        "relay: {mib} MiB stream x {runs} runs (interleaved), {conns} connections with 10 round trips each"
+    );
+    let mut speeds: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for _ in 0..runs {
+        for (i, p) in paths.iter().enumerate() {
+            speeds[i].push(stream(p, mib << 20));
+        }
+    }
+    let direct = median(speeds[0].clone());
+    println!(
+        "{:<11} {:>10} {:>8} {:>12} {:>12} {:>12} {:>16} {:>10} {:>10}",
+        "path",
+        "MiB/s",
+        "vs direct",
+        "setup p50",
+        "setup p99",
+        "added p50",
+        "lease+setup p50",
+        "rtt p50",
+        "rtt p99"
+    );
+    let mut direct_setup = 0.0;
+    for (i, p) in paths.iter().enumerate() {
+        let s = median(speeds[i].clone());
+        let (setup, with_lease, rtt) = exchanges(p, conns);
+        let [s50, _, s99, _] = percentiles(setup);
+        let [l50, ..] = percentiles(with_lease);
+        let [r50, _, r99, _] = percentiles(rtt);
+        if i == 0 {
+            direct_setup = s50;
+        }
+        println!(
+            "{:<11} {:>10.0} {:>8.1}% {:>9.1} µs {:>9.1} µs {:>9.1} µs {:>13.1} µs {:>7.1} µs {:>7.1} µs",
+            p.name(),
+            s,
+            100.0 * s / direct,
+            s50,
+            s99,
+            s50 - direct_setup,
+            l50,
+            r50,
+            r99
+        );
+    }
+}
