@@ -281,3 +281,58 @@ fn changed_farm_is_applied_live() {
     assert_eq!(s["hosts"][0]["slots"], 3);
     assert_eq!(env.brokers_started(), 1);
 }
+
+#[test]
+fn distcc_replaces_the_wrapper_and_holds_the_lease() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 2);
+    let hosts = d.host(2);
+    write_c(&env, "z.c", "int z(void) { return 3; }\n");
+    // distcc, behind a script that records its pid and waits to be let go.
+    let real = which::which("distcc").expect("distcc on PATH");
+    let script = env.path("slow-distcc");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > \"$PID_MARK\"\nwhile [ ! -e \"$GO\" ]; do sleep 0.02; done\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let child = env
+        .tcpb()
+        .args(["gcc", "-O2", "-c", "z.c", "-o", "z.o"])
+        .env("DISTCC_HOSTS", &hosts)
+        .env("TCPB_DISTCC", &script)
+        .env("PID_MARK", env.path("pid"))
+        .env("GO", env.path("go"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_status(&hosts, Duration::from_secs(10), |s| s["running"] == 1);
+    wait_for(Duration::from_secs(10), "distcc's pid", || {
+        std::fs::read_to_string(env.path("pid")).is_ok_and(|p| p.ends_with('\n'))
+    });
+    let pid: u32 = std::fs::read_to_string(env.path("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, child.id(), "distcc runs in the wrapper's own process");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        env.status(&hosts)["running"],
+        1,
+        "the lease lives on in distcc"
+    );
+    std::fs::write(env.path("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    env.wait_status(&hosts, Duration::from_secs(5), |s| s["running"] == 0);
+    assert_same_object(&env, "z.o", "z.c");
+    assert_eq!(d.compiles_ok(1), 1, "compiled on the farm host");
+}
