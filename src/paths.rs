@@ -71,7 +71,8 @@ impl Paths {
 }
 
 /// Creates `dir` (and parents) and makes sure it is private to this user:
-/// owned by us and mode 0700.
+/// owned by us, writable by no one else (an open one is refused: another
+/// user could replace the socket), and mode 0700.
 pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if let Some(parent) = dir.parent() {
@@ -92,6 +93,18 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
                 "{} is owned by uid {}, not by this user (uid {uid})",
                 dir.display(),
                 meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        // Another user could replace the socket or the lock file.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by other users (mode {:o}); run: chmod 700 {}",
+                dir.display(),
+                meta.mode() & 0o777,
+                dir.display()
             ),
         ));
     }

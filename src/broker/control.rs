@@ -8,6 +8,7 @@ use crate::protocol::{
     BrokerMsg, ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response, VersionProbe,
 };
 use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::traits::StreamCommon as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -26,6 +27,9 @@ async fn send(conn: &Stream, resp: Response) -> std::io::Result<()> {
 
 /// Serves one connection until the client closes it.
 pub async fn serve(shared: Arc<Shared>, conn: Stream) {
+    if !same_user(&conn) {
+        return;
+    }
     let first = Duration::from_secs(shared.lock().config.broker.client_timeout_s.max(1));
     let payload = match tokio::time::timeout(first, frame::read(&mut &conn)).await {
         Ok(Ok(Some(p))) => p,
@@ -78,6 +82,25 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
     };
     if let Err(e) = result {
         tracing::debug!("control connection: {e}");
+    }
+}
+
+/// True when the peer runs as this broker's user (`SO_PEERCRED`). Any
+/// other connection is closed unanswered, even if the socket's mode was
+/// opened by mistake.
+fn same_user(conn: &Stream) -> bool {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match conn.peer_creds().map(|c| (c.euid(), c.pid())) {
+        Ok((Some(uid), _)) if uid == me => true,
+        Ok((uid, pid)) => {
+            tracing::warn!(?uid, ?pid, "control connection from another user; closed");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("cannot read a control peer's credentials ({e}); closed");
+            false
+        }
     }
 }
 

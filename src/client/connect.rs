@@ -26,7 +26,22 @@ pub fn connect(paths: &Paths) -> io::Result<Stream> {
         .as_path()
         .to_fs_name::<GenericFilePath>()
         .map_err(named)?;
-    Stream::connect(name).map_err(named)
+    let s = Stream::connect(name).map_err(named)?;
+    // Only a broker of this user is trusted with the compile.
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match s.peer_creds().map(|c| c.euid()) {
+        Ok(Some(uid)) if uid == me => Ok(s),
+        Ok(uid) => Err(io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{} is served by uid {}, not by this user (uid {me})",
+                socket.display(),
+                uid.map_or("unknown".to_string(), |u| u.to_string())
+            ),
+        )),
+        Err(e) => Err(named(e)),
+    }
 }
 
 /// Sends one request and reads one answer, for the commands that talk to

@@ -1,0 +1,111 @@
+//! Other local users: the broker serves only its owner.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// True when this test can act as another user (root with `runuser`).
+/// Outside CI a non-root run skips loudly; under CI it must be root.
+fn can_switch_user() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && which::which("runuser").is_ok() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true: the security tests must run as root with runuser");
+    }
+    eprintln!("\n!!!!!!!!!! SKIPPED: needs root and runuser to act as another user !!!!!!!!!!\n");
+    false
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn another_user_is_refused_on_the_control_socket_even_when_it_is_world_writable() {
+    if !can_switch_user() {
+        return;
+    }
+    let env = TestEnv::new();
+    std::fs::write(env.path("work/x.c"), "int x(void) { return 1; }\n").unwrap();
+    let out = env.tcpb().args(["gcc", "-c", "x.c"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let s = env.status("");
+    assert!(
+        s["broker"].is_object(),
+        "the owner's compile started a broker"
+    );
+    // Open every permission on the way to the socket, by mistake.
+    let run = env.runtime_dir();
+    for dir in [env.dir.path(), &env.path("run"), &run] {
+        chmod(dir, 0o777);
+    }
+    chmod(&run.join("broker.sock"), 0o777);
+    let out = env
+        .cmd("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            env!("CARGO_BIN_EXE_tcpb"),
+            "status",
+            "--json",
+        ])
+        .env("TCPB_RUNTIME_DIR", &run)
+        .env("TCPB_STATE_DIR", env.path("nobody-state"))
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    let answered = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .is_ok_and(|v| v["broker"].is_object());
+    assert!(
+        !answered,
+        "nobody was answered by the owner's broker: {text}"
+    );
+    wait_for(Duration::from_secs(5), "the refusal in the log", || {
+        env.log().contains("control connection from another user")
+    });
+    // The owner is still served.
+    let out = env.tcpb().args(["gcc", "-c", "x.c"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(env.status("")["broker"].is_object());
+    assert_eq!(
+        env.brokers_started(),
+        1,
+        "nobody did not replace the broker"
+    );
+}
+
+#[test]
+fn broker_refuses_a_runtime_directory_others_can_write() {
+    let env = TestEnv::new();
+    let run = env.runtime_dir();
+    std::fs::create_dir_all(&run).unwrap();
+    chmod(&run, 0o777);
+    let out = output_within(
+        {
+            let mut c = env.tcpb();
+            c.arg("broker");
+            c
+        },
+        Duration::from_secs(10),
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success(), "the broker started: {text}");
+    assert!(
+        text.contains(&run.display().to_string()) && text.contains("writable by other users"),
+        "the error names the directory and why: {text}"
+    );
+    assert!(!run.join("broker.sock").exists());
+    // A compile still works: it says why and compiles locally.
+    std::fs::write(env.path("work/x.c"), "int x(void) { return 1; }\n").unwrap();
+    let out = env.tcpb().args(["gcc", "-c", "x.c"]).output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("writable by other users"), "{text}");
+    assert!(env.path("work/x.o").exists());
+}
