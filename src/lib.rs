@@ -26,7 +26,7 @@
 //!   per-file cost memory of `broker::costs`; `broker::control` serves one
 //!   control connection; `broker::relay` owns the loopback relay ports,
 //!   copies jobs and classifies how they end, reading distcc's token stream
-//!   with `broker::observe`; `broker::admin` runs `tcpb host …` against
+//!   with `broker::observe` and asking `broker::peer` who connected; `broker::admin` runs `tcpb host …` against
 //!   `broker::overlay`, the runtime farm changes that `broker::store`
 //!   persists.
 //! - `status`: `tcpb status` and `tcpb stop`; `admin`: `tcpb host …` and

@@ -109,3 +109,88 @@ fn broker_refuses_a_runtime_directory_others_can_write() {
     assert!(text.contains("writable by other users"), "{text}");
     assert!(env.path("work/x.o").exists());
 }
+
+#[test]
+fn another_user_is_refused_on_a_live_relay_port() {
+    if !have_distccd() || !can_switch_user() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 2);
+    let hosts = d.host(2);
+    std::fs::write(env.path("work/z.c"), "int z(void) { return 3; }\n").unwrap();
+    // distcc, behind a script that tells the relay port and waits.
+    let real = which::which("distcc").expect("distcc on PATH");
+    let script = env.path("slow-distcc");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$DISTCC_HOSTS\" > \"$HOSTS_MARK.tmp\"\nmv \"$HOSTS_MARK.tmp\" \"$HOSTS_MARK\"\n\
+             while [ ! -e \"$GO\" ]; do sleep 0.02; done\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    let child = env
+        .tcpb()
+        .args(["gcc", "-O2", "-c", "z.c", "-o", "z.o"])
+        .env("DISTCC_HOSTS", &hosts)
+        .env("TCPB_DISTCC", &script)
+        .env("HOSTS_MARK", env.path("hosts"))
+        .env("GO", env.path("go"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the relay port", || {
+        env.path("hosts").exists()
+    });
+    let line = std::fs::read_to_string(env.path("hosts")).unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // nobody connects first, speaks, and is cut off without an answer.
+    let probe =
+        format!("exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'DIST00000001' >&3; cat <&3 | wc -c");
+    let mut cmd = env.cmd("runuser");
+    cmd.args([
+        "-u",
+        "nobody",
+        "--",
+        "timeout",
+        "--foreground",
+        "-k",
+        "1",
+        "5",
+        "bash",
+        "-c",
+        &probe,
+    ]);
+    let out = output_within(cmd, Duration::from_secs(10));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        output_text(&out)
+    );
+    wait_for(Duration::from_secs(5), "the refusal in the log", || {
+        env.log()
+            .contains("relay connection from another user refused")
+    });
+    // The owner's compile still goes to the farm through that port.
+    std::fs::write(env.path("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        d.compiles_ok(1),
+        1,
+        "compiled on the farm host, not locally"
+    );
+    let s = env.status(&hosts);
+    assert_eq!(s["fell_back"], 0, "{s}");
+}

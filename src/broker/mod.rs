@@ -10,6 +10,7 @@ pub mod host;
 pub mod learn;
 pub mod observe;
 pub mod overlay;
+pub mod peer;
 pub mod queue;
 pub mod relay;
 pub mod sched;

@@ -97,7 +97,7 @@ pub fn open_port(shared: &Arc<Shared>) -> io::Result<u16> {
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
     loop {
-        let (client, _) = match listener.accept().await {
+        let (client, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(port, "relay accept failed: {e}");
@@ -105,6 +105,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
                 continue;
             }
         };
+        // Checked before the lease's one connection is claimed, so another
+        // user's attempt does not use it up.
+        if !from_this_user(&client, peer) {
+            continue;
+        }
         let lease = shared.lock().relay.claim(port);
         match lease {
             Some(lease) => {
@@ -115,6 +120,38 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
                 port,
                 "connection to a relay port with no live lease refused"
             ),
+        }
+    }
+}
+
+/// True when the socket at the other end of `client` (from `peer`) belongs
+/// to this broker's user. Where the kernel cannot say (no `sock_diag`), the
+/// connection is let through with a warning: the lease and its single
+/// connection still bound it.
+fn from_this_user(client: &TcpStream, peer: std::net::SocketAddr) -> bool {
+    let (Ok(std::net::SocketAddr::V4(local)), std::net::SocketAddr::V4(peer)) =
+        (client.local_addr(), peer)
+    else {
+        return false;
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match super::peer::tcp_socket_uid(peer, local) {
+        Ok(Some(uid)) if uid == me => true,
+        Ok(uid) => {
+            tracing::warn!(
+                port = local.port(),
+                ?uid,
+                "relay connection from another user refused"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                port = local.port(),
+                "cannot tell who connected to the relay port ({e}); let through"
+            );
+            true
         }
     }
 }
