@@ -291,33 +291,12 @@ fn distcc_replaces_the_wrapper_and_holds_the_lease() {
     let d = Distccd::start(&env, 2);
     let hosts = d.host(2);
     write_c(&env, "z.c", "int z(void) { return 3; }\n");
-    // distcc, behind a script that records its pid and waits to be let go.
-    let real = which::which("distcc").expect("distcc on PATH");
-    let script = env.path("slow-distcc");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho $$ > \"$PID_MARK\"\nwhile [ ! -e \"$GO\" ]; do sleep 0.02; done\nexec {} \"$@\"\n",
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let child = env
-        .tcpb()
-        .args(["gcc", "-O2", "-c", "z.c", "-o", "z.o"])
-        .env("DISTCC_HOSTS", &hosts)
-        .env("TCPB_DISTCC", &script)
-        .env("PID_MARK", env.path("pid"))
-        .env("GO", env.path("go"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = gated_compile(&env, &hosts).spawn().unwrap();
     env.wait_status(&hosts, Duration::from_secs(10), |s| s["running"] == 1);
     wait_for(Duration::from_secs(10), "distcc's pid", || {
-        std::fs::read_to_string(env.path("pid")).is_ok_and(|p| p.ends_with('\n'))
+        env.path("gate.pid").exists()
     });
-    let pid: u32 = std::fs::read_to_string(env.path("pid"))
+    let pid: u32 = std::fs::read_to_string(env.path("gate.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -329,7 +308,7 @@ fn distcc_replaces_the_wrapper_and_holds_the_lease() {
         1,
         "the lease lives on in distcc"
     );
-    std::fs::write(env.path("go"), "").unwrap();
+    std::fs::write(env.path("gate.go"), "").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     env.wait_status(&hosts, Duration::from_secs(5), |s| s["running"] == 0);

@@ -119,33 +119,11 @@ fn another_user_is_refused_on_a_live_relay_port() {
     let d = Distccd::start(&env, 2);
     let hosts = d.host(2);
     std::fs::write(env.path("work/z.c"), "int z(void) { return 3; }\n").unwrap();
-    // distcc, behind a script that tells the relay port and waits.
-    let real = which::which("distcc").expect("distcc on PATH");
-    let script = env.path("slow-distcc");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$DISTCC_HOSTS\" > \"$HOSTS_MARK.tmp\"\nmv \"$HOSTS_MARK.tmp\" \"$HOSTS_MARK\"\n\
-             while [ ! -e \"$GO\" ]; do sleep 0.02; done\nexec {} \"$@\"\n",
-            real.display()
-        ),
-    )
-    .unwrap();
-    chmod(&script, 0o755);
-    let child = env
-        .tcpb()
-        .args(["gcc", "-O2", "-c", "z.c", "-o", "z.o"])
-        .env("DISTCC_HOSTS", &hosts)
-        .env("TCPB_DISTCC", &script)
-        .env("HOSTS_MARK", env.path("hosts"))
-        .env("GO", env.path("go"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = gated_compile(&env, &hosts).spawn().unwrap();
     wait_for(Duration::from_secs(10), "the relay port", || {
-        env.path("hosts").exists()
+        env.path("gate.hosts").exists()
     });
-    let line = std::fs::read_to_string(env.path("hosts")).unwrap();
+    let line = std::fs::read_to_string(env.path("gate.hosts")).unwrap();
     let port: u16 = line
         .trim()
         .trim_start_matches("127.0.0.1:")
@@ -183,7 +161,7 @@ fn another_user_is_refused_on_a_live_relay_port() {
             .contains("relay connection from another user refused")
     });
     // The owner's compile still goes to the farm through that port.
-    std::fs::write(env.path("go"), "").unwrap();
+    std::fs::write(env.path("gate.go"), "").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(

@@ -324,3 +324,37 @@ pub fn wait_for(limit: Duration, what: &str, f: impl Fn() -> bool) -> Duration {
     }
     start.elapsed()
 }
+
+/// `tcpb gcc -O2 -c z.c -o z.o` on `hosts`, its distcc behind a gate: a
+/// script that writes its pid to `gate.pid` and its `DISTCC_HOSTS` to
+/// `gate.hosts`, then waits for `gate.go` to exist before exec'ing the real
+/// distcc. stderr is piped.
+pub fn gated_compile(env: &TestEnv, hosts: &str) -> Command {
+    let real = which::which("distcc").expect("distcc on PATH");
+    let script = env.path("gated-distcc");
+    let (pid, list, go) = (
+        env.path("gate.pid"),
+        env.path("gate.hosts"),
+        env.path("gate.go"),
+    );
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > '{pid}.tmp' && mv '{pid}.tmp' '{pid}'\n\
+             echo \"$DISTCC_HOSTS\" > '{list}.tmp' && mv '{list}.tmp' '{list}'\n\
+             while [ ! -e '{go}' ]; do sleep 0.02; done\nexec '{real}' \"$@\"\n",
+            pid = pid.display(),
+            list = list.display(),
+            go = go.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = env.tcpb();
+    cmd.args(["gcc", "-O2", "-c", "z.c", "-o", "z.o"])
+        .env("DISTCC_HOSTS", hosts)
+        .env("TCPB_DISTCC", &script)
+        .stderr(Stdio::piped());
+    cmd
+}
