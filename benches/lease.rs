@@ -176,7 +176,7 @@ fn main() {
             _ => {}
         }
     }
-    common::raise_nofile();
+    tcpb::broker::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -200,7 +200,7 @@ fn main() {
             _ => {}
         }
     }
-    common::raise_nofile();
+    tcpb::broker::raise_open_file_limit();
     let port = sink();
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start("");

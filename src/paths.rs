@@ -70,6 +70,12 @@ impl Paths {
     }
 }
 
+/// This process's effective uid: whose compiles the broker serves.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Creates `dir` (and parents) and makes sure it is private to this user:
 /// owned by us, writable by no one else (an open one is refused: another
 /// user could replace the socket), and mode 0700.

@@ -19,22 +19,6 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Raises this process's open-file limit to its hard limit: the benchmarks
-/// hold thousands of sockets.
-pub fn raise_nofile() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 /// A broker of its own, with private runtime, state and config; stopped
 /// when dropped.
 pub struct Broker {

@@ -89,8 +89,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
 /// other connection is closed unanswered, even if the socket's mode was
 /// opened by mistake.
 fn same_user(conn: &Stream) -> bool {
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::paths::euid();
     match conn.peer_creds().map(|c| (c.euid(), c.pid())) {
         Ok((Some(uid), _)) if uid == me => true,
         Ok((uid, pid)) => {

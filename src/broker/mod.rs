@@ -46,7 +46,7 @@ pub fn main(paths: &Paths) -> Result<()> {
 /// Each waiting or running compile holds a control connection and, when
 /// remote, two relayed sockets: a `make -j200` outgrows the usual soft
 /// limit of 1,024 descriptors. Raise it to the hard limit.
-fn raise_open_file_limit() {
+pub fn raise_open_file_limit() {
     let mut l = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

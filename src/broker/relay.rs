@@ -134,8 +134,7 @@ fn from_this_user(client: &TcpStream, peer: std::net::SocketAddr) -> bool {
     else {
         return false;
     };
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::paths::euid();
     match super::peer::tcp_socket_uid(peer, local) {
         Ok(Some(uid)) if uid == me => true,
         Ok(uid) => {

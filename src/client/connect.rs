@@ -28,8 +28,7 @@ pub fn connect(paths: &Paths) -> io::Result<Stream> {
         .map_err(named)?;
     let s = Stream::connect(name).map_err(named)?;
     // Only a broker of this user is trusted with the compile.
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::paths::euid();
     match s.peer_creds().map(|c| c.euid()) {
         Ok(Some(uid)) if uid == me => Ok(s),
         Ok(uid) => Err(io::Error::new(
