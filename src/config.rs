@@ -37,6 +37,12 @@ pub struct BrokerConfig {
     pub client_timeout_s: u64,
     /// Seconds a stopping broker waits for leases still running.
     pub shutdown_grace_s: u64,
+    /// Compiles that may wait in the queue; one more compiles locally, with
+    /// a warning, instead of waiting.
+    pub max_queue: usize,
+    /// Control connections served at once (waiting and running compiles
+    /// each hold one); a compile beyond it compiles locally, with a warning.
+    pub max_connections: usize,
 }
 
 impl Default for BrokerConfig {
@@ -48,6 +54,8 @@ impl Default for BrokerConfig {
             queue_timeout_s: 0,
             client_timeout_s: 10,
             shutdown_grace_s: 10,
+            max_queue: 10_000,
+            max_connections: 16_384,
         }
     }
 }

@@ -189,6 +189,10 @@ pub struct StatusSnapshot {
     /// Jobs a failing host lost, which distcc compiled locally.
     #[serde(default)]
     pub fell_back: u64,
+    /// Compiles sent to compile locally because the queue or the number of
+    /// connections was at its limit (`max_queue`, `max_connections`).
+    #[serde(default)]
+    pub over_limit: u64,
     /// Relayed streams that did not parse as distcc's protocol (relayed
     /// untouched all the same).
     #[serde(default)]

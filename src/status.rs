@@ -47,6 +47,7 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
         granted: 0,
         queue_timeouts: 0,
         fell_back: 0,
+        over_limit: 0,
         unparsed_streams: 0,
         queue: Vec::new(),
         hosts,
@@ -97,8 +98,8 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
     writeln!(out, "farm    {}", s.farm_origin)?;
     writeln!(
         out,
-        "jobs    {} running, {} waiting, {} granted, {} fell back to local, {} queue timeouts\n",
-        s.running, s.queued, s.granted, s.fell_back, s.queue_timeouts
+        "jobs    {} running, {} waiting, {} granted, {} fell back to local, {} queue timeouts, {} over limits\n",
+        s.running, s.queued, s.granted, s.fell_back, s.queue_timeouts, s.over_limit
     )?;
     let names: Vec<String> = s
         .hosts

@@ -6,10 +6,6 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn write_c(env: &TestEnv, name: &str, body: &str) {
-    std::fs::write(env.path("work").join(name), body).unwrap();
-}
-
 /// Compiles `src` to `obj` through tcpb with `hosts` as the farm.
 fn compile(env: &TestEnv, hosts: &str, src: &str, obj: &str) -> std::process::Output {
     env.tcpb()
@@ -17,26 +13,6 @@ fn compile(env: &TestEnv, hosts: &str, src: &str, obj: &str) -> std::process::Ou
         .env("DISTCC_HOSTS", hosts)
         .output()
         .unwrap()
-}
-
-fn local_object(env: &TestEnv, src: &str) -> Vec<u8> {
-    let out = env.path(&format!("{src}.ref.o"));
-    let st = Command::new("gcc")
-        .args(["-O2", "-c", src, "-o"])
-        .arg(&out)
-        .current_dir(env.path("work"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::read(out).unwrap()
-}
-
-fn assert_same_object(env: &TestEnv, obj: &str, src: &str) {
-    let got = std::fs::read(env.path("work").join(obj)).unwrap();
-    assert!(
-        got == local_object(env, src),
-        "{obj} differs from a local gcc -O2 build of {src}"
-    );
 }
 
 #[test]

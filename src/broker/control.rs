@@ -10,6 +10,7 @@ use crate::protocol::{
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
@@ -30,6 +31,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
     if !same_user(&conn) {
         return;
     }
+    let counted = Counted::new(&shared);
     let first = Duration::from_secs(shared.lock().config.broker.client_timeout_s.max(1));
     let payload = match tokio::time::timeout(first, frame::read(&mut &conn)).await {
         Ok(Ok(Some(p))) => p,
@@ -68,6 +70,11 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
             tracing::info!("stop requested");
             shared.stop();
             send(&conn, Response::Stopping).await
+        }
+        Request::Lease(_) if counted.over.is_some() => {
+            let max = counted.over.unwrap_or_default();
+            let message = shared.over_limit(&mut shared.lock(), None, "max_connections", max);
+            send(&conn, Response::Error { message }).await
         }
         Request::Lease(req) => lease(&shared, &conn, req).await,
         Request::Host { cmd, farm } => {
@@ -110,6 +117,32 @@ fn done_or_error(r: Result<String, String>) -> Response {
     }
 }
 
+/// Counts a connection while it is served. Past `max_connections` it is
+/// still served, but a compile on it is sent to compile locally: status and
+/// stop always answer.
+struct Counted<'a> {
+    shared: &'a Shared,
+    /// The limit, when this connection is over it.
+    over: Option<usize>,
+}
+
+impl<'a> Counted<'a> {
+    fn new(shared: &'a Shared) -> Counted<'a> {
+        let max = shared.lock().config.broker.max_connections;
+        let n = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        Counted {
+            shared,
+            over: (n > max).then_some(max),
+        }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Releases its lease when dropped, however the handler ends.
 struct LeaseGuard<'a> {
     shared: &'a Arc<Shared>,
@@ -130,7 +163,7 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
     };
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let started = Instant::now();
-    let (id, now_grant, queue_timeout) = {
+    let (id, now_grant, queue_timeout, full) = {
         let mut inner = shared.lock();
         shared.adopt_farm(&mut inner, &req.farm, started);
         let facts = super::state::JobFacts {
@@ -141,12 +174,18 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
             build: req.build,
         };
         let (id, g) = shared.request(&mut inner, need, facts, tx, started);
-        (id, g, inner.config.broker.queue_timeout_s)
+        let max = inner.config.broker.max_queue;
+        let full = (g.is_none() && inner.sched.queued() > max)
+            .then(|| shared.over_limit(&mut inner, Some(id), "max_queue", max));
+        (id, g, inner.config.broker.queue_timeout_s, full)
     };
     let mut give_up = (queue_timeout > 0)
         .then(|| tokio::time::Instant::from_std(started) + Duration::from_secs(queue_timeout));
     let guard = LeaseGuard { shared, id };
     tracing::debug!(lease = id, pid = req.pid, source = ?req.source, "lease requested");
+    if let Some(message) = full {
+        return send(conn, Response::Error { message }).await;
+    }
     let mut probe = [0u8; 64];
     let mut reader = conn;
     let grant: Grant = match now_grant {

@@ -13,6 +13,7 @@ use crate::hosts::HostList;
 use crate::paths::Paths;
 use crate::protocol::{BrokerInfo, Grant, HostStatus, QueuedJob, StatusSnapshot};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
@@ -31,6 +32,8 @@ pub struct Shared {
     pub started: Instant,
     /// Set to true to stop the broker.
     pub shutdown: watch::Sender<bool>,
+    /// Control connections of this user being served now.
+    pub connections: AtomicUsize,
 }
 
 /// A lease's facts, for status and the cost memory.
@@ -82,6 +85,7 @@ pub struct Inner {
     granted: u64,
     queue_timeouts: u64,
     fell_back: u64,
+    over_limit: u64,
     unparsed: u64,
     /// When the last lease started or ended.
     pub last_active: Instant,
@@ -118,6 +122,7 @@ impl Shared {
                 granted: 0,
                 queue_timeouts: 0,
                 fell_back: 0,
+                over_limit: 0,
                 unparsed: 0,
                 last_active: now,
                 last_save: now,
@@ -126,6 +131,7 @@ impl Shared {
             paths,
             started: now,
             shutdown,
+            connections: AtomicUsize::new(0),
         });
         {
             let mut inner = shared.lock();
@@ -250,6 +256,36 @@ impl Shared {
         inner.waiters.remove(&id);
         inner.queue_timeouts += 1;
         true
+    }
+
+    /// A compile refused a place by `max_queue` or `max_connections`: it
+    /// leaves the queue (if it was in it) and compiles locally. The message
+    /// is for the user; the broker's log has the first of each burst.
+    pub fn over_limit(
+        &self,
+        inner: &mut Inner,
+        id: Option<LeaseId>,
+        key: &str,
+        max: usize,
+    ) -> String {
+        if let Some(id) = id {
+            inner.sched.unqueue(id);
+            inner.waiters.remove(&id);
+        }
+        inner.over_limit += 1;
+        let message = format!(
+            "at its limit of {max} {} ({key} in {})",
+            if key == "max_queue" {
+                "queued compiles"
+            } else {
+                "connections"
+            },
+            self.paths.config_file.display()
+        );
+        if inner.over_limit.is_power_of_two() {
+            tracing::warn!(count = inner.over_limit, "{message}");
+        }
+        message
     }
 
     /// Ends a lease, queued or running, and hands its slot on.
@@ -494,6 +530,7 @@ impl Shared {
             granted: inner.granted,
             queue_timeouts: inner.queue_timeouts,
             fell_back: inner.fell_back,
+            over_limit: inner.over_limit,
             unparsed_streams: inner.unparsed,
             queue,
             hosts,

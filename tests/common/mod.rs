@@ -327,8 +327,9 @@ pub fn wait_for(limit: Duration, what: &str, f: impl Fn() -> bool) -> Duration {
 
 /// `tcpb gcc -O2 -c z.c -o z.o` on `hosts`, its distcc behind a gate: a
 /// script that writes its pid to `gate.pid` and its `DISTCC_HOSTS` to
-/// `gate.hosts`, then waits for `gate.go` to exist before exec'ing the real
-/// distcc. stderr is piped.
+/// `gate.hosts`, then waits for `gate.go` to exist (30 s at most, so a
+/// failed test leaves nothing behind) before exec'ing the real distcc.
+/// stderr is piped.
 pub fn gated_compile(env: &TestEnv, hosts: &str) -> Command {
     let real = which::which("distcc").expect("distcc on PATH");
     let script = env.path("gated-distcc");
@@ -342,7 +343,8 @@ pub fn gated_compile(env: &TestEnv, hosts: &str) -> Command {
         format!(
             "#!/bin/sh\necho $$ > '{pid}.tmp' && mv '{pid}.tmp' '{pid}'\n\
              echo \"$DISTCC_HOSTS\" > '{list}.tmp' && mv '{list}.tmp' '{list}'\n\
-             while [ ! -e '{go}' ]; do sleep 0.02; done\nexec '{real}' \"$@\"\n",
+             i=0; while [ ! -e '{go}' ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done\n\
+             exec '{real}' \"$@\"\n",
             pid = pid.display(),
             list = list.display(),
             go = go.display(),
@@ -357,4 +359,31 @@ pub fn gated_compile(env: &TestEnv, hosts: &str) -> Command {
         .env("TCPB_DISTCC", &script)
         .stderr(Stdio::piped());
     cmd
+}
+
+/// Writes `name` in the work directory.
+pub fn write_c(env: &TestEnv, name: &str, body: &str) {
+    std::fs::write(env.path("work").join(name), body).unwrap();
+}
+
+/// `src` compiled by plain `gcc -O2 -c`.
+pub fn local_object(env: &TestEnv, src: &str) -> Vec<u8> {
+    let out = env.path(&format!("{src}.ref.o"));
+    let st = Command::new("gcc")
+        .args(["-O2", "-c", src, "-o"])
+        .arg(&out)
+        .current_dir(env.path("work"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read(out).unwrap()
+}
+
+/// Asserts `obj` in the work directory is what plain gcc makes of `src`.
+pub fn assert_same_object(env: &TestEnv, obj: &str, src: &str) {
+    let got = std::fs::read(env.path("work").join(obj)).unwrap();
+    assert!(
+        got == local_object(env, src),
+        "{obj} differs from a local gcc -O2 build of {src}"
+    );
 }
