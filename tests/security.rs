@@ -172,3 +172,38 @@ fn another_user_is_refused_on_a_live_relay_port() {
     let s = env.status(&hosts);
     assert_eq!(s["fell_back"], 0, "{s}");
 }
+
+#[test]
+fn arguments_reach_the_compiler_verbatim_never_through_a_shell() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 2);
+    let hosts = d.host(2);
+    let src = "we ird;$(touch shell-ran).c";
+    write_c(&env, src, "const char *m = MSG;\n");
+    let define = r#"-DMSG="a; `touch shell-ran` $(touch shell-ran) 'q' \"""#;
+    let out = env
+        .tcpb()
+        .args(["gcc", "-O2", define, "-c", src, "-o", "o u t.o"])
+        .env("DISTCC_HOSTS", &hosts)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!env.path("work/shell-ran").exists(), "a shell ran");
+    let want = env.path("want.o");
+    let st = std::process::Command::new("gcc")
+        .args(["-O2", define, "-c", src, "-o"])
+        .arg(&want)
+        .current_dir(env.path("work"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read(env.path("work/o u t.o")).unwrap(),
+        std::fs::read(want).unwrap(),
+        "the object differs from gcc given the same arguments"
+    );
+    assert_eq!(d.compiles_ok(1), 1, "compiled on the farm host");
+}
