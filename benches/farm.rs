@@ -62,31 +62,15 @@ fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
     }
 }
 
-/// A deterministic heavy-tailed job set: Pareto(alpha 1.6) work with the
-/// given mean, capped at 8 x the mean, each file's size loosely following
-/// its work.
+/// Writes the job set of `common::job_set` as C files and a Makefile.
 /// Returns the work of each job in ms.
-fn job_set(dir: &Path, n: usize, mean_ms: f64) -> Vec<u64> {
+fn write_job_set(dir: &Path, n: usize, mean_ms: f64) -> Vec<u64> {
     std::fs::create_dir_all(dir).unwrap();
-    let (alpha, mut x) = (1.6f64, 0x9e3779b97f4a7c15u64);
-    let xm = mean_ms * (alpha - 1.0) / alpha;
     let mut works = Vec::new();
     let mut objs = Vec::new();
-    for i in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let u = ((x >> 11) as f64 / (1u64 << 53) as f64).max(1e-9);
-        let w = (xm / u.powf(1.0 / alpha)).min(8.0 * mean_ms) as u64;
+    for (i, (w, size)) in common::job_set(n, mean_ms, 0).into_iter().enumerate() {
         works.push(w);
-        // Compile time grows with source size, but loosely: headers and
-        // templates the file pulls in matter as much. Pad each file to 20
-        // bytes per ms of work, times a factor from 1/3 to 3 (log-uniform).
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let noise = 3f64.powf(2.0 * ((x >> 11) as f64 / (1u64 << 53) as f64) - 1.0);
-        let pad = "x".repeat((w as f64 * 20.0 * noise) as usize);
+        let pad = "x".repeat(size as usize);
         let src = format!(
             "static const int tcpb_work_ms = {w};\nconst char job{i}_pad[] = \"{pad}\";\n\
              int job{i}(int v) {{ return v * {i} + tcpb_work_ms; }}\n"
@@ -247,7 +231,7 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         ref tools,
     } = *opts;
     let project = root.join(format!("proj-{name}"));
-    let works = job_set(&project, jobs, mean_ms);
+    let works = write_job_set(&project, jobs, mean_ms);
     let hosts: Vec<Host> = farm
         .iter()
         .enumerate()

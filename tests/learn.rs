@@ -143,7 +143,7 @@ fn learned_speeds_order_a_fast_and_a_slow_host() {
     );
     assert!(
         lf > ls * 2.0,
-        "the fast host is learned faster: {lf} vs {ls}"
+        "the fast host is learned faster, against the configuration: {lf} vs {ls}"
     );
     // One compile at a time now goes to the fast host.
     let before = (fast.compiles_ok(0), slow.compiles_ok(0));

@@ -85,6 +85,17 @@ impl Costs {
         }
     }
 
+    /// What a finished job of `key` (`size` source bytes) tells of its
+    /// host's speed: the work it is expected to be, and how far to trust
+    /// that (a cost measured on an earlier build, or a guess from the size).
+    pub fn evidence(&self, key: Option<&str>, size: u64) -> Option<(f64, f64)> {
+        if let Some((cost, _)) = key.and_then(|k| self.files.get(k)) {
+            return Some((*cost, super::learn::MEASURED));
+        }
+        let pb = self.per_byte.filter(|_| size > 0)?;
+        Some((pb * size as f64, super::learn::GUESS))
+    }
+
     /// The running average cost.
     pub fn mean(&self) -> f64 {
         self.mean.unwrap_or(UNKNOWN)
@@ -104,8 +115,13 @@ impl Costs {
         self.clock += 1;
         self.mean = Some(self.mean.map_or(cost, |m| 0.9 * m + 0.1 * cost));
         if size > 0 {
-            let pb = cost / size as f64;
-            self.per_byte = Some(self.per_byte.map_or(pb, |m| 0.9 * m + 0.1 * pb));
+            // Averaged in log space: a guess from it is then as often too
+            // high as too low, which is what the speed estimate assumes.
+            let pb = (cost / size as f64).ln();
+            self.per_byte = Some(
+                self.per_byte
+                    .map_or(pb.exp(), |m| (0.9 * m.ln() + 0.1 * pb).exp()),
+            );
         }
         self.dirty = true;
         let Some(key) = key else {
@@ -141,9 +157,8 @@ mod tests {
             c.expected(Some("/src/new.c"), 0) > 0.5,
             "unknown files cost the average"
         );
-        assert_eq!(
-            c.expected(Some("/src/big.c"), 8000),
-            8.0,
+        assert!(
+            (c.expected(Some("/src/big.c"), 8000) - 8.0).abs() < 1e-9,
             "or their size at the cost per byte"
         );
         c.record(Some("/src/a.c"), 4000, 2.0);
@@ -156,6 +171,20 @@ mod tests {
         let (mut again, _) = Costs::load(&file);
         assert_eq!(again.expected(Some("/src/a.c"), 0), 3.0);
         assert!(again.knows("/src/b.c"));
+    }
+
+    #[test]
+    fn evidence_is_a_measured_cost_or_a_guess_from_the_size() {
+        let mut c = Costs::default();
+        assert_eq!(c.evidence(Some("/a.c"), 100), None, "nothing known yet");
+        c.record(Some("/a.c"), 100, 2.0);
+        assert_eq!(
+            c.evidence(Some("/a.c"), 100),
+            Some((2.0, crate::broker::learn::MEASURED))
+        );
+        let (work, weight) = c.evidence(Some("/b.c"), 300).unwrap();
+        assert!((work - 6.0).abs() < 1e-9 && weight == crate::broker::learn::GUESS);
+        assert_eq!(c.evidence(None, 0), None);
     }
 
     #[test]

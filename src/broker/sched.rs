@@ -12,7 +12,7 @@
 use super::eft::{OrderKey, Pick, Run, View, order_key};
 use super::health::{Failure, HealthConfig};
 pub use super::host::{Host, HostId};
-use super::learn::{MIN_SAMPLES, median};
+use super::learn::MIN_SAMPLES;
 use super::queue::Queue;
 pub use super::queue::{Job, Need};
 use crate::farm::{Admin, Farm, HostSpec};
@@ -45,20 +45,19 @@ pub struct Scheduler {
     total_slots: usize,
     queue: Queue,
     health: HealthConfig,
-    /// Bytes per second that a host of configured speed 1.0 compiles,
-    /// from the hosts with learned rates; scales learned rates to speeds.
-    calibration: Option<f64>,
+    /// Some host has a learned speed (so others can be compared with it).
+    learned_any: bool,
     /// Farm hosts still learning their speed.
     unlearned: usize,
     /// Time zero of the seconds kept in running jobs.
     epoch: Instant,
 }
 
-/// Waiting for a busy host must beat a free slot by this factor when the
-/// job's cost is known from an earlier build...
-const KNOWN_MARGIN: f64 = 0.9;
-/// ...and by this one when it is only the average guess.
-const GUESS_MARGIN: f64 = 0.6;
+/// Waiting for a busy host must beat a free slot by this factor. Trusting
+/// known costs more (waiting for 10% instead of 40%) made builds slower in
+/// the scheduler simulation (`benches/schedsim.rs`) at every `-j` below
+/// twice the slots: a waiting compile holds one of make's jobs.
+const WAIT_MARGIN: f64 = 0.6;
 
 /// How often a host still without enough samples is given a job anyway.
 const EXPLORE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -79,7 +78,7 @@ impl Scheduler {
             total_slots: 0,
             queue: Queue::default(),
             health,
-            calibration: None,
+            learned_any: false,
             unlearned: 0,
             epoch: now,
         };
@@ -183,22 +182,16 @@ impl Scheduler {
     /// Recomputes every host's speed from what was learned, and the walk
     /// order with it.
     fn refresh_speeds(&mut self) {
-        let per_unit: Vec<f64> = self
-            .hosts()
-            .filter_map(|(_, h)| Some(h.learned.rate()? / h.spec.speed))
-            .collect();
-        self.calibration = median(per_unit);
-        let k = self.calibration.filter(|k| *k > 0.0);
         self.order.clear();
         self.free.clear();
         self.unlearned = 0;
+        self.learned_any = false;
         self.total_slots = 0;
         for (i, slot) in self.hosts.iter_mut().enumerate() {
             let Some(h) = slot else { continue };
-            h.speed = match (h.learned.rate(), k) {
-                (Some(r), Some(k)) => r / k,
-                _ => h.spec.speed,
-            };
+            let learned = h.learned.speed(h.spec.speed);
+            self.learned_any |= learned.is_some();
+            h.speed = learned.unwrap_or(h.spec.speed);
             h.update_first_end();
             self.unlearned += usize::from(!h.spec.is_local() && h.learned.samples() < MIN_SAMPLES);
             self.total_slots += h.spec.slots as usize;
@@ -352,13 +345,14 @@ impl Scheduler {
         }
     }
 
-    /// The relay watched a job on `host`: `bytes` of source compiled in
-    /// `secs` of server time.
-    pub fn observe(&mut self, host: HostId, bytes: u64, secs: f64) {
+    /// The relay watched a job on `host`: `work` (seconds at speed 1.0, as
+    /// the cost memory expects it) done in `secs` of server time, trusted
+    /// with `weight` (`learn::MEASURED` or `learn::GUESS`).
+    pub fn observe(&mut self, host: HostId, work: f64, secs: f64, weight: f64) {
         let Some(h) = self.hosts[host.0].as_mut() else {
             return;
         };
-        h.learned.add(bytes, secs);
+        h.learned.add(work, secs, weight);
         self.refresh_speeds();
     }
 
@@ -370,7 +364,7 @@ impl Scheduler {
 
     /// The learned speed of `h`, if it has one.
     pub fn learned_speed(&self, h: &Host) -> Option<f64> {
-        Some(h.learned.rate()? / self.calibration.filter(|k| *k > 0.0)?)
+        h.learned.speed(h.spec.speed)
     }
 
     /// Leases placed on `host`.
@@ -478,7 +472,7 @@ impl Scheduler {
             .map(|id| view.host(id).free() as usize)
             .sum();
         let lookahead = (2 * self.total_slots + 8).min(LOOKAHEAD).min(4 * free + 8);
-        let explore = self.calibration.is_some() && self.unlearned > 0;
+        let explore = self.learned_any && self.unlearned > 0;
         let mut out: Vec<Decision> = Vec::new();
         let mut waited = 0;
         for (lease, job) in self.queue.iter() {
@@ -501,13 +495,7 @@ impl Scheduler {
             }
             // Past the lookahead a free slot goes to the next compile that
             // fits it rather than stay idle.
-            let margin = if waited > lookahead {
-                0.0
-            } else if job.known {
-                KNOWN_MARGIN
-            } else {
-                GUESS_MARGIN
-            };
+            let margin = if waited > lookahead { 0.0 } else { WAIT_MARGIN };
             let Some(pick) = view.pick(job.cost, margin, job.need) else {
                 waited += 1;
                 continue;

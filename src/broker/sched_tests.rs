@@ -1,4 +1,5 @@
 use super::*;
+use crate::broker::learn::MEASURED;
 use crate::protocol::HostState;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -56,7 +57,7 @@ fn earliest_finish_waits_briefly_for_a_fast_host() {
     let mut s = Scheduler::new(
         &farm(vec![
             remote("slow", 8, 1.0),
-            remote("fast", 2, 3.0),
+            remote("fast", 2, 4.0),
             remote("mid", 4, 1.0),
         ]),
         hc(),
@@ -71,9 +72,9 @@ fn earliest_finish_waits_briefly_for_a_fast_host() {
         );
     }
     let got: Vec<(u64, &str)> = got.iter().map(|(l, n)| (*l, n.as_str())).collect();
-    // 0, 1: the fast host. 2, 3: finishing on the fast host at 2/3 s beats
-    // 1 s on a slow one, so they wait for it. 4, 5: a slow host's 1 s ties
-    // the fast host's third round, and a slot free now wins the tie.
+    // 0, 1: the fast host. 2, 3: finishing on the fast host at 1/2 s beats
+    // 1 s on a slow one by more than the margin, so they wait for it. 4, 5:
+    // the fast host's third round, 3/4 s, does not: a slot free now wins.
     assert_eq!(got, [(0, "fast"), (1, "fast"), (4, "slow"), (5, "slow")]);
     assert_eq!((s.position(2), s.position(3)), (Some(1), Some(2)));
     // When a fast slot frees, the first waiting job takes it.
@@ -436,16 +437,19 @@ fn learned_speed_overrides_configured_speed() {
     );
     let (a, b) = (HostId(0), HostId(1));
     assert_eq!(s.host(a).spec.name, "a");
-    // a is configured faster but compiles 1 kB/s; b compiles 4 kB/s.
-    for _ in 0..3 {
-        s.observe(a, 1000, 1.0);
-        s.observe(b, 4000, 1.0);
+    // a is configured faster but does 1 unit of work per second; b does 4.
+    for _ in 0..15 {
+        s.observe(a, 1.0, 1.0, MEASURED);
+        s.observe(b, 4.0, 1.0, MEASURED);
     }
     let (la, lb) = (
         s.learned_speed(s.host(a)).unwrap(),
         s.learned_speed(s.host(b)).unwrap(),
     );
-    assert!(lb > la * 3.9 && lb < la * 4.1, "{la} {lb}");
+    assert!(
+        la < 1.2 && lb > 3.0,
+        "measurements outweigh the configuration: {la} {lb}"
+    );
     let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["b"]);
 }
@@ -459,7 +463,7 @@ fn a_host_without_samples_is_tried_now_and_then() {
         t,
     );
     for _ in 0..3 {
-        s.observe(HostId(0), 4000, 1.0);
+        s.observe(HostId(0), 4.0, 1.0, MEASURED);
     }
     let light = Job {
         light: true,

@@ -397,13 +397,15 @@ impl Shared {
         let (Some(host), Some(secs)) = (inner.sched.placed(lease), watch.server_secs()) else {
             return;
         };
-        inner.sched.observe(host, watch.request.source_bytes, secs);
-        // The job's work in seconds on a host of speed 1.0.
-        let cost = secs * inner.sched.speed(inner.sched.host(host));
         let (key, size) = inner
             .jobs
             .get(&lease)
             .map_or((None, 0), |j| (j.key.clone(), j.size));
+        if let Some((work, weight)) = inner.costs.evidence(key.as_deref(), size) {
+            inner.sched.observe(host, work, secs, weight);
+        }
+        // The job's work in seconds on a host of speed 1.0.
+        let cost = secs * inner.sched.speed(inner.sched.host(host));
         inner.costs.record(key.as_deref(), size, cost);
         inner.dirty = true;
     }

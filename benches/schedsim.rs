@@ -1,0 +1,230 @@
+//! Scheduler simulation: the farm benchmark's job sets and farms, run
+//! through the broker's own scheduler and cost memory on a simulated clock,
+//! in milliseconds instead of minutes. It shows how far a policy is from the
+//! lower bound, and what the per-file memory gives a second build, without
+//! the noise of real processes.
+//!
+//! Run: `cargo bench --bench schedsim` (options: `--jobs N`, `--overhead S`,
+//! `--seeds N`, `--unconfigured`: every host configured at speed 1.0).
+
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+use tcpb::broker::costs::Costs;
+use tcpb::broker::health::HealthConfig;
+use tcpb::broker::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
+use tcpb::farm::{Admin, Farm, HostSpec};
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// One simulated compile.
+struct Sim {
+    work: f64,
+    size: u64,
+    key: String,
+}
+
+/// A finish event, earliest first.
+#[derive(PartialEq)]
+struct Done(f64, LeaseId);
+
+impl Eq for Done {}
+impl PartialOrd for Done {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Done {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
+    }
+}
+
+/// The farm as the broker is told of it: with the true speeds configured,
+/// or (`unconfigured`) all at the default 1.0, left to be learned.
+fn farm(spec: &[(f64, u32)], unconfigured: bool) -> Farm {
+    let hosts = spec
+        .iter()
+        .enumerate()
+        .map(|(i, (speed, slots))| HostSpec {
+            name: format!("h{i}:3632"),
+            addr: Some((format!("h{i}"), 3632)),
+            slots: *slots,
+            speed: if unconfigured { 1.0 } else { *speed },
+            lzo: false,
+            cpp: false,
+            admin: Admin::Active,
+        })
+        .collect();
+    Farm {
+        hosts,
+        local_slots: 2,
+        origin: "sim".into(),
+    }
+}
+
+/// What the broker keeps between builds.
+struct Broker {
+    sched: Scheduler,
+    costs: Costs,
+    epoch: Instant,
+}
+
+/// One build at `-j j` starting at `t0`; returns its makespan in seconds.
+/// A job holds its slot for its work on the host's true speed plus
+/// `overhead` (preprocessing, transfer); make starts the next job when one
+/// ends.
+fn build(b: &mut Broker, jobs: &[Sim], speeds: &[f64], j: usize, overhead: f64, t0: f64) -> f64 {
+    let epoch = b.epoch;
+    let at = |s: f64| epoch + Duration::from_secs_f64(s);
+    let mut now = t0;
+    let (mut next, mut done) = (0usize, 0usize);
+    // Per lease: its job, and its host once placed.
+    let mut leases: Vec<(usize, Option<usize>)> = Vec::new();
+    let mut events = BinaryHeap::new();
+    let place = |placed: Vec<Placement>,
+                 now: f64,
+                 leases: &mut Vec<(usize, Option<usize>)>,
+                 events: &mut BinaryHeap<Done>| {
+        for p in placed {
+            let l = &mut leases[p.lease as usize];
+            l.1 = Some(p.host.0);
+            events.push(Done(
+                now + jobs[l.0].work / speeds[p.host.0] + overhead,
+                p.lease,
+            ));
+        }
+    };
+    while done < jobs.len() {
+        while next < jobs.len() && next - done < j {
+            let s = &jobs[next];
+            let known = b.costs.knows(&s.key);
+            let cost = b.costs.expected(Some(&s.key), s.size);
+            let job = Job {
+                need: Need::Remote,
+                cost,
+                known,
+                light: known && cost < 0.5 * b.costs.mean(),
+                build: 1,
+            };
+            let lease = leases.len() as LeaseId;
+            leases.push((next, None));
+            place(
+                b.sched.request(lease, job, at(now)),
+                now,
+                &mut leases,
+                &mut events,
+            );
+            next += 1;
+        }
+        let Done(t, lease) = events.pop().expect("a job runs");
+        now = t;
+        let (job, host) = leases[lease as usize];
+        let (s, h) = (&jobs[job], host.expect("placed"));
+        let server = s.work / speeds[h];
+        let id = HostId(h);
+        if let Some((work, weight)) = b.costs.evidence(Some(&s.key), s.size) {
+            b.sched.observe(id, work, server, weight);
+        }
+        let speed = b.sched.speed(b.sched.host(id));
+        b.costs.record(Some(&s.key), s.size, server * speed);
+        place(
+            b.sched.release(lease, at(now)),
+            now,
+            &mut leases,
+            &mut events,
+        );
+        done += 1;
+    }
+    now - t0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: f64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = opt("--jobs", 80.0) as usize;
+    let overhead = opt("--overhead", 0.1);
+    let seeds = opt("--seeds", 9.0) as u64;
+    let unconfigured = args.iter().any(|a| a == "--unconfigured");
+    type F<'a> = (&'a str, &'a [(f64, u32)], f64);
+    let farms: [F; 2] = [
+        ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
+        ("uniform", &[(1.0, 3), (1.0, 3), (1.0, 2)], 500.0),
+    ];
+    println!(
+        "scheduler simulation: {n} jobs, {overhead} s overhead per job, {seeds} job sets, speeds {}",
+        if unconfigured {
+            "left to be learned (all configured 1.0)"
+        } else {
+            "configured"
+        }
+    );
+    for (name, spec, mean) in farms {
+        let slots: u32 = spec.iter().map(|(_, s)| s).sum();
+        let capacity: f64 = spec.iter().map(|(s, n)| s * *n as f64).sum();
+        let fastest = spec.iter().map(|(s, _)| *s).fold(0.0, f64::max);
+        let speeds: Vec<f64> = spec.iter().map(|(s, _)| *s).collect();
+        println!("\nfarm {name}");
+        println!(
+            "{:>4}  {:>10}  {:>10}  {:>8}",
+            "-j", "first xLB", "second xLB", "gain"
+        );
+        for j in [slots / 2, slots, slots * 2] {
+            let (mut r1, mut r2) = (Vec::new(), Vec::new());
+            for seed in 0..seeds {
+                let set = common::job_set(n, mean, seed);
+                let jobs: Vec<Sim> = set
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (w, size))| Sim {
+                        work: *w as f64 / 1000.0,
+                        size: *size,
+                        key: format!("/p/j{i}.c"),
+                    })
+                    .collect();
+                let total: f64 = jobs.iter().map(|s| s.work + overhead).sum();
+                let longest = jobs.iter().map(|s| s.work).fold(0.0, f64::max);
+                let bound = (total / capacity).max(longest / fastest + overhead);
+                let epoch = Instant::now();
+                let mut b = Broker {
+                    sched: Scheduler::new(
+                        &farm(spec, unconfigured),
+                        HealthConfig::default(),
+                        epoch,
+                    ),
+                    costs: Costs::default(),
+                    epoch,
+                };
+                if std::env::var_os("SIM_ORACLE").is_some() {
+                    for s in &jobs {
+                        b.costs.record(Some(&s.key), s.size, s.work);
+                    }
+                }
+                let first = build(&mut b, &jobs, &speeds, j as usize, overhead, 0.0);
+                if std::env::var_os("SIM_SPEEDS").is_some() {
+                    let learned: Vec<String> = (0..speeds.len())
+                        .map(|h| format!("{:.2}", b.sched.speed(b.sched.host(HostId(h)))))
+                        .collect();
+                    eprintln!(
+                        "learned speeds after the first build: {}",
+                        learned.join(" ")
+                    );
+                }
+                let second = build(&mut b, &jobs, &speeds, j as usize, overhead, first + 1.0);
+                r1.push(first / bound);
+                r2.push(second / bound);
+            }
+            let m1 = common::median(r1);
+            let m2 = common::median(r2);
+            println!(
+                "{j:>4}  {m1:>10.3}  {m2:>10.3}  {:>7.1}%",
+                100.0 * (1.0 - m2 / m1)
+            );
+        }
+    }
+}
