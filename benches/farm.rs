@@ -7,7 +7,8 @@
 //! compiles. Job work follows a heavy-tailed (Pareto) distribution.
 //!
 //! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,
-//! `--quick`, `--only heterogeneous|uniform`, `--j N`). Needs distcc, distccd, haproxy and make; says loudly what it
+//! `--quick`, `--only heterogeneous|uniform`, `--j N`; `--j 0` runs only
+//! the two-build memory comparison). Needs distcc, distccd, haproxy and make; says loudly what it
 //! skips.
 
 use std::path::{Path, PathBuf};
@@ -169,12 +170,56 @@ impl World {
         took
     }
 
+    /// The speeds the broker has learned, fastest configured host first.
+    fn learned(&self, state: &Path) -> String {
+        let mut cmd = Command::new(TCPB);
+        cmd.args(["status", "--json"]);
+        self.tcpb_env(&mut cmd, state);
+        let out = cmd.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let Some(hosts) = v["hosts"].as_array() else {
+            return "?".into();
+        };
+        let mut speeds: Vec<(f64, String)> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let name = format!("127.0.0.1:{}", h.port);
+                let learned = hosts
+                    .iter()
+                    .find(|x| x["name"] == name.as_str())
+                    .and_then(|x| x["learned_speed"].as_f64());
+                let shown = learned.map_or("-".into(), |l| format!("{l:.2}"));
+                (h.speed, format!("{}:{shown}", h.speed))
+            })
+            .collect();
+        speeds.sort_by(|a, b| b.0.total_cmp(&a.0));
+        speeds
+            .into_iter()
+            .map(|s| s.1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn stop_tcpb(&self, state: &Path) {
         let mut cmd = Command::new(TCPB);
         cmd.arg("stop").stdout(Stdio::null());
         self.tcpb_env(&mut cmd, state);
         let _ = cmd.status();
     }
+}
+
+/// tcpb's config: the hosts' speeds, or (`speeds` false) none, so they
+/// are learned.
+fn write_tcpb_config(root: &Path, hosts: &[Host], speeds: bool) {
+    let mut cfg = String::from("[broker]\nidle_exit_s = 600\n");
+    for h in hosts.iter().filter(|_| speeds) {
+        cfg.push_str(&format!(
+            "[[host]]\nname = \"127.0.0.1:{}\"\nspeed = {:.1}\n",
+            h.port, h.speed
+        ));
+    }
+    std::fs::write(root.join("tcpb.toml"), cfg).unwrap();
 }
 
 fn start_haproxy(root: &Path, hosts: &[Host]) -> (Child, u16) {
@@ -240,14 +285,7 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
     let haproxy = tools
         .contains(&Tool::Haproxy)
         .then(|| start_haproxy(root, &hosts));
-    let mut cfg = String::from("[broker]\nidle_exit_s = 600\n");
-    for h in &hosts {
-        cfg.push_str(&format!(
-            "[[host]]\nname = \"127.0.0.1:{}\"\nspeed = {:.1}\n",
-            h.port, h.speed
-        ));
-    }
-    std::fs::write(root.join("tcpb.toml"), cfg).unwrap();
+    write_tcpb_config(root, &hosts, true);
     let world = World {
         root: root.to_path_buf(),
         project,
@@ -274,6 +312,7 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         "-j", "tool", "makespan", "xLB", "util"
     );
     let levels: Vec<u32> = match only_j {
+        Some(0) => vec![],
         Some(j) => vec![j],
         None => vec![slots / 2, slots, slots * 2],
     };
@@ -301,15 +340,33 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
             );
         }
     }
-    // The same tree twice through one broker: the second build knows each file's cost.
-    let state = root.join(format!("tcpb-state-{name}-memory"));
-    let first = world.build(Tool::Tcpb, slots * 2, &state).as_secs_f64();
-    let second = world.build(Tool::Tcpb, slots * 2, &state).as_secs_f64();
-    world.stop_tcpb(&state);
-    println!(
-        "tcpb -j{}: first build {first:.2} s, second build (per-file memory) {second:.2} s",
-        slots * 2
-    );
+    // The same tree twice through one broker: the second build knows each
+    // file's cost (and the speeds it learned). With the speeds configured,
+    // and left to be learned.
+    let j = slots * 2;
+    for speeds in [true, false] {
+        write_tcpb_config(root, &world.hosts, speeds);
+        let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+        for rep in 0..reps {
+            let state = root.join(format!("tcpb-state-{name}-memory-{speeds}-{rep}"));
+            firsts.push(world.build(Tool::Tcpb, j, &state).as_secs_f64());
+            if rep == 0 {
+                println!(
+                    "  learned after a first build (true:learned): {}",
+                    world.learned(&state)
+                );
+            }
+            seconds.push(world.build(Tool::Tcpb, j, &state).as_secs_f64());
+            world.stop_tcpb(&state);
+        }
+        let (first, second) = (median(firsts), median(seconds));
+        println!(
+            "tcpb -j{j}, speeds {}: first build {first:.2} s, second build {second:.2} s ({:+.1}%)",
+            if speeds { "configured" } else { "learned  " },
+            100.0 * (second / first - 1.0)
+        );
+    }
+    write_tcpb_config(root, &world.hosts, true);
     if let Some((mut h, _)) = world.haproxy {
         let _ = h.kill();
         let _ = h.wait();

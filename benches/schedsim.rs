@@ -4,6 +4,13 @@
 //! lower bound, and what the per-file memory gives a second build, without
 //! the noise of real processes.
 //!
+//! Columns are makespans over the lower bound (total work and overhead ÷
+//! the farm's capacity, or the longest job on the fastest host), medians
+//! over job sets: a first build by a fresh broker; a second build by the
+//! same broker (learned speeds and per-file costs); a build by a fresh
+//! scheduler with only the cost memory of the first build; and one by a
+//! fresh scheduler that knows every file's exact cost.
+//!
 //! Run: `cargo bench --bench schedsim` (options: `--jobs N`, `--overhead S`,
 //! `--seeds N`, `--unconfigured`: every host configured at speed 1.0).
 
@@ -171,11 +178,11 @@ fn main() {
         let speeds: Vec<f64> = spec.iter().map(|(s, _)| *s).collect();
         println!("\nfarm {name}");
         println!(
-            "{:>4}  {:>10}  {:>10}  {:>8}",
-            "-j", "first xLB", "second xLB", "gain"
+            "{:>4}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
+            "-j", "first", "second", "gain", "memory", "oracle"
         );
         for j in [slots / 2, slots, slots * 2] {
-            let (mut r1, mut r2) = (Vec::new(), Vec::new());
+            let mut runs: [Vec<f64>; 4] = Default::default();
             for seed in 0..seeds {
                 let set = common::job_set(n, mean, seed);
                 let jobs: Vec<Sim> = set
@@ -190,40 +197,35 @@ fn main() {
                 let total: f64 = jobs.iter().map(|s| s.work + overhead).sum();
                 let longest = jobs.iter().map(|s| s.work).fold(0.0, f64::max);
                 let bound = (total / capacity).max(longest / fastest + overhead);
-                let epoch = Instant::now();
-                let mut b = Broker {
-                    sched: Scheduler::new(
-                        &farm(spec, unconfigured),
-                        HealthConfig::default(),
+                let broker = |costs: Costs| {
+                    let epoch = Instant::now();
+                    let sched =
+                        Scheduler::new(&farm(spec, unconfigured), HealthConfig::default(), epoch);
+                    Broker {
+                        sched,
+                        costs,
                         epoch,
-                    ),
-                    costs: Costs::default(),
-                    epoch,
-                };
-                if std::env::var_os("SIM_ORACLE").is_some() {
-                    for s in &jobs {
-                        b.costs.record(Some(&s.key), s.size, s.work);
                     }
+                };
+                let j = j as usize;
+                let mut b = broker(Costs::default());
+                let first = build(&mut b, &jobs, &speeds, j, overhead, 0.0);
+                let mut memory = broker(b.costs.clone());
+                let second = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0);
+                let memory = build(&mut memory, &jobs, &speeds, j, overhead, 0.0);
+                let mut exact = Costs::default();
+                for s in &jobs {
+                    exact.record(Some(&s.key), s.size, s.work);
                 }
-                let first = build(&mut b, &jobs, &speeds, j as usize, overhead, 0.0);
-                if std::env::var_os("SIM_SPEEDS").is_some() {
-                    let learned: Vec<String> = (0..speeds.len())
-                        .map(|h| format!("{:.2}", b.sched.speed(b.sched.host(HostId(h)))))
-                        .collect();
-                    eprintln!(
-                        "learned speeds after the first build: {}",
-                        learned.join(" ")
-                    );
+                let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0);
+                for (r, t) in runs.iter_mut().zip([first, second, memory, oracle]) {
+                    r.push(t / bound);
                 }
-                let second = build(&mut b, &jobs, &speeds, j as usize, overhead, first + 1.0);
-                r1.push(first / bound);
-                r2.push(second / bound);
             }
-            let m1 = common::median(r1);
-            let m2 = common::median(r2);
+            let [first, second, memory, oracle] = runs.map(common::median);
             println!(
-                "{j:>4}  {m1:>10.3}  {m2:>10.3}  {:>7.1}%",
-                100.0 * (1.0 - m2 / m1)
+                "{j:>4}  {first:>7.3}  {second:>7.3}  {:>6.1}%  {memory:>7.3}  {oracle:>7.3}",
+                100.0 * (1.0 - second / first)
             );
         }
     }

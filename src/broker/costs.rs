@@ -23,7 +23,7 @@ struct Saved {
 }
 
 /// The memory.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Costs {
     files: HashMap<String, (f64, u64)>,
     clock: u64,
