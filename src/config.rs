@@ -40,8 +40,9 @@ pub struct BrokerConfig {
     /// Compiles that may wait in the queue; one more compiles locally, with
     /// a warning, instead of waiting.
     pub max_queue: usize,
-    /// Control connections served at once (waiting and running compiles
-    /// each hold one); a compile beyond it compiles locally, with a warning.
+    /// Compiles connected at once, waiting or running (each holds a control
+    /// connection); one more compiles locally, with a warning. Status and
+    /// admin requests do not count.
     pub max_connections: usize,
 }
 

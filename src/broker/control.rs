@@ -31,7 +31,6 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
     if !same_user(&conn) {
         return;
     }
-    let counted = Counted::new(&shared);
     let first = Duration::from_secs(shared.lock().config.broker.client_timeout_s.max(1));
     let payload = match tokio::time::timeout(first, frame::read(&mut &conn)).await {
         Ok(Ok(Some(p))) => p,
@@ -71,12 +70,17 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
             shared.stop();
             send(&conn, Response::Stopping).await
         }
-        Request::Lease(_) if counted.over.is_some() => {
-            let max = counted.over.unwrap_or_default();
-            let message = shared.over_limit(&mut shared.lock(), None, "max_connections", max);
-            send(&conn, Response::Error { message }).await
+        Request::Lease(req) => {
+            let counted = Counted::new(&shared);
+            match counted.over {
+                Some(max) => {
+                    let message =
+                        shared.over_limit(&mut shared.lock(), None, "max_connections", max);
+                    send(&conn, Response::Error { message }).await
+                }
+                None => lease(&shared, &conn, req).await,
+            }
         }
-        Request::Lease(req) => lease(&shared, &conn, req).await,
         Request::Host { cmd, farm } => {
             let result = {
                 let mut inner = shared.lock();
@@ -117,9 +121,9 @@ fn done_or_error(r: Result<String, String>) -> Response {
     }
 }
 
-/// Counts a connection while it is served. Past `max_connections` it is
-/// still served, but a compile on it is sent to compile locally: status and
-/// stop always answer.
+/// Counts a compile's connection while it is served. Past
+/// `max_connections` the compile is sent to compile locally. Only compiles
+/// count: status, stop and host commands always answer.
 struct Counted<'a> {
     shared: &'a Shared,
     /// The limit, when this connection is over it.
