@@ -25,6 +25,7 @@ struct Host {
     speed: f64,
     slots: u32,
     port: u16,
+    log: PathBuf,
     _daemon: common::Guard,
 }
 
@@ -59,6 +60,7 @@ fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
         speed,
         slots,
         port,
+        log,
         _daemon: daemon,
     }
 }
@@ -118,7 +120,21 @@ impl World {
             .env("TCPB_CONFIG", self.root.join("tcpb.toml"));
     }
 
+    /// Jobs the farm's hosts have compiled so far.
+    fn farm_jobs(&self) -> usize {
+        self.hosts
+            .iter()
+            .map(|h| {
+                std::fs::read_to_string(&h.log)
+                    .unwrap_or_default()
+                    .matches("COMPILE_OK")
+                    .count()
+            })
+            .sum()
+    }
+
     fn build(&self, tool: Tool, j: u32, tcpb_state: &Path) -> Duration {
+        let before = self.farm_jobs();
         let clean = Command::new("make")
             .args(["-s", "clean"])
             .current_dir(&self.project)
@@ -166,6 +182,17 @@ impl World {
             .count();
         if fallbacks > 0 {
             eprintln!("  note: {tool:?} -j{j}: {fallbacks} compiles fell back to local");
+        }
+        let objs = std::fs::read_dir(&self.project)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "o"))
+            })
+            .count();
+        let remote = self.farm_jobs() - before;
+        if remote != objs {
+            eprintln!("  note: {tool:?} -j{j}: {remote} of {objs} compiles ran on the farm");
         }
         took
     }

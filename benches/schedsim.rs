@@ -81,21 +81,28 @@ struct Broker {
 /// A job holds its slot for its work on the host's true speed plus
 /// `overhead` (preprocessing, transfer); make starts the next job when one
 /// ends.
-fn build(b: &mut Broker, jobs: &[Sim], speeds: &[f64], j: usize, overhead: f64, t0: f64) -> f64 {
+fn build(
+    b: &mut Broker,
+    jobs: &[Sim],
+    speeds: &[f64],
+    j: usize,
+    overhead: f64,
+    t0: f64,
+) -> (f64, Vec<f64>) {
     let epoch = b.epoch;
     let at = |s: f64| epoch + Duration::from_secs_f64(s);
     let mut now = t0;
     let (mut next, mut done) = (0usize, 0usize);
-    // Per lease: its job, and its host once placed.
-    let mut leases: Vec<(usize, Option<usize>)> = Vec::new();
+    // Per lease: its job, and its host and start once placed.
+    let mut leases: Vec<(usize, Option<(usize, f64)>)> = Vec::new();
     let mut events = BinaryHeap::new();
     let place = |placed: Vec<Placement>,
                  now: f64,
-                 leases: &mut Vec<(usize, Option<usize>)>,
+                 leases: &mut Vec<(usize, Option<(usize, f64)>)>,
                  events: &mut BinaryHeap<Done>| {
         for p in placed {
             let l = &mut leases[p.lease as usize];
-            l.1 = Some(p.host.0);
+            l.1 = Some((p.host.0, now));
             events.push(Done(
                 now + jobs[l.0].work / speeds[p.host.0] + overhead,
                 p.lease,
@@ -127,7 +134,7 @@ fn build(b: &mut Broker, jobs: &[Sim], speeds: &[f64], j: usize, overhead: f64, 
         let Done(t, lease) = events.pop().expect("a job runs");
         now = t;
         let (job, host) = leases[lease as usize];
-        let (s, h) = (&jobs[job], host.expect("placed"));
+        let (s, h) = (&jobs[job], host.expect("placed").0);
         let server = s.work / speeds[h];
         let id = HostId(h);
         if let Some((work, weight)) = b.costs.evidence(Some(&s.key), s.size) {
@@ -143,7 +150,66 @@ fn build(b: &mut Broker, jobs: &[Sim], speeds: &[f64], j: usize, overhead: f64, 
         );
         done += 1;
     }
-    now - t0
+    let mut starts = vec![f64::NAN; jobs.len()];
+    for (job, placed) in leases {
+        starts[job] = placed.map_or(f64::NAN, |p| p.1 - t0);
+    }
+    (now - t0, starts)
+}
+
+/// The same build through plain distcc's choice: each client takes the
+/// lowest free slot index over the hosts in list order (fastest first), and
+/// when every slot is busy sleeps `DISTCC_PAUSE_TIME_MSEC` (1 s) and tries
+/// again. Returns the makespan and each job's start time.
+fn distcc_build(jobs: &[Sim], spec: &[(f64, u32)], j: usize, overhead: f64) -> (f64, Vec<f64>) {
+    let mut order: Vec<usize> = (0..spec.len()).collect();
+    order.sort_by(|a, b| spec[*b].0.total_cmp(&spec[*a].0));
+    let mut busy: Vec<Vec<bool>> = spec.iter().map(|(_, n)| vec![false; *n as usize]).collect();
+    // (time, job, Some((host, slot)) when it finishes; None when it tries).
+    type Event = (f64, usize, Option<(usize, usize)>);
+    let mut events: Vec<Event> = Vec::new();
+    let mut starts = vec![f64::NAN; jobs.len()];
+    let (mut next, mut done, mut now) = (0usize, 0usize, 0.0f64);
+    while done < jobs.len() {
+        while next < jobs.len() && next - done < j {
+            events.push((now, next, None));
+            next += 1;
+        }
+        // The earliest event; a finish before a try at the same time.
+        let i = (0..events.len())
+            .min_by(|a, b| {
+                let (x, y) = (&events[*a], &events[*b]);
+                x.0.total_cmp(&y.0).then(y.2.is_some().cmp(&x.2.is_some()))
+            })
+            .expect("an event");
+        let (t, job, fin) = events.swap_remove(i);
+        now = t;
+        match fin {
+            Some((h, slot)) => {
+                busy[h][slot] = false;
+                done += 1;
+            }
+            None => {
+                let max = busy.iter().map(Vec::len).max().unwrap_or(0);
+                let free = (0..max).find_map(|slot| {
+                    order
+                        .iter()
+                        .find(|h| busy[**h].get(slot) == Some(&false))
+                        .map(|h| (*h, slot))
+                });
+                match free {
+                    Some((h, slot)) => {
+                        busy[h][slot] = true;
+                        starts[job] = now;
+                        let end = now + jobs[job].work / spec[h].0 + overhead;
+                        events.push((end, job, Some((h, slot))));
+                    }
+                    None => events.push((now + 1.0, job, None)),
+                }
+            }
+        }
+    }
+    (now, starts)
 }
 
 fn main() {
@@ -158,6 +224,7 @@ fn main() {
     let overhead = opt("--overhead", 0.1);
     let seeds = opt("--seeds", 9.0) as u64;
     let unconfigured = args.iter().any(|a| a == "--unconfigured");
+    let trace = args.iter().any(|a| a == "--trace");
     type F<'a> = (&'a str, &'a [(f64, u32)], f64);
     let farms: [F; 2] = [
         ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
@@ -178,11 +245,11 @@ fn main() {
         let speeds: Vec<f64> = spec.iter().map(|(s, _)| *s).collect();
         println!("\nfarm {name}");
         println!(
-            "{:>4}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
-            "-j", "first", "second", "gain", "memory", "oracle"
+            "{:>4}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
+            "-j", "first", "second", "gain", "memory", "oracle", "distcc"
         );
         for j in [slots / 2, slots, slots * 2] {
-            let mut runs: [Vec<f64>; 4] = Default::default();
+            let mut runs: [Vec<f64>; 5] = Default::default();
             for seed in 0..seeds {
                 let set = common::job_set(n, mean, seed);
                 let jobs: Vec<Sim> = set
@@ -209,22 +276,36 @@ fn main() {
                 };
                 let j = j as usize;
                 let mut b = broker(Costs::default());
-                let first = build(&mut b, &jobs, &speeds, j, overhead, 0.0);
+                let (first, starts) = build(&mut b, &jobs, &speeds, j, overhead, 0.0);
                 let mut memory = broker(b.costs.clone());
-                let second = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0);
-                let memory = build(&mut memory, &jobs, &speeds, j, overhead, 0.0);
+                let second = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0).0;
+                let memory = build(&mut memory, &jobs, &speeds, j, overhead, 0.0).0;
                 let mut exact = Costs::default();
                 for s in &jobs {
                     exact.record(Some(&s.key), s.size, s.work);
                 }
-                let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0);
-                for (r, t) in runs.iter_mut().zip([first, second, memory, oracle]) {
+                let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0).0;
+                let (distcc, distcc_starts) = distcc_build(&jobs, spec, j, overhead);
+                if trace && seed == 0 && j == 2 * slots as usize {
+                    let mut longest: Vec<usize> = (0..jobs.len()).collect();
+                    longest.sort_by(|a, b| jobs[*b].work.total_cmp(&jobs[*a].work));
+                    println!(
+                        "  seed 0, -j{j}: the longest jobs (index, work): start under tcpb / distcc"
+                    );
+                    for i in longest.into_iter().take(6) {
+                        println!(
+                            "    j{i:<3} {:5.2} s: {:5.2} / {:5.2}",
+                            jobs[i].work, starts[i], distcc_starts[i]
+                        );
+                    }
+                }
+                for (r, t) in runs.iter_mut().zip([first, second, memory, oracle, distcc]) {
                     r.push(t / bound);
                 }
             }
-            let [first, second, memory, oracle] = runs.map(common::median);
+            let [first, second, memory, oracle, distcc] = runs.map(common::median);
             println!(
-                "{j:>4}  {first:>7.3}  {second:>7.3}  {:>6.1}%  {memory:>7.3}  {oracle:>7.3}",
+                "{j:>4}  {first:>7.3}  {second:>7.3}  {:>6.1}%  {memory:>7.3}  {oracle:>7.3}  {distcc:>7.3}",
                 100.0 * (1.0 - second / first)
             );
         }

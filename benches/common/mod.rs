@@ -204,6 +204,8 @@ pub fn distccd(log: &Path, jobs: u32, path: Option<&str>) -> (Guard, u16) {
             "--allow",
             "127.0.0.1",
             "--log-stderr",
+            "--log-level",
+            "info",
         ])
         .args(["--port", &port.to_string(), "--jobs", &jobs.to_string()])
         .stdout(Stdio::null())
