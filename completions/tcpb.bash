@@ -28,6 +28,12 @@ _tcpb() {
             tcpb,host)
                 cmd="tcpb__subcmd__host"
                 ;;
+            tcpb,init)
+                cmd="tcpb__subcmd__init"
+                ;;
+            tcpb,masquerade)
+                cmd="tcpb__subcmd__masquerade"
+                ;;
             tcpb,reload)
                 cmd="tcpb__subcmd__reload"
                 ;;
@@ -48,6 +54,12 @@ _tcpb() {
                 ;;
             tcpb__subcmd__help,host)
                 cmd="tcpb__subcmd__help__subcmd__host"
+                ;;
+            tcpb__subcmd__help,init)
+                cmd="tcpb__subcmd__help__subcmd__init"
+                ;;
+            tcpb__subcmd__help,masquerade)
+                cmd="tcpb__subcmd__help__subcmd__masquerade"
                 ;;
             tcpb__subcmd__help,reload)
                 cmd="tcpb__subcmd__help__subcmd__reload"
@@ -78,6 +90,9 @@ _tcpb() {
                 ;;
             tcpb__subcmd__help__subcmd__host,set)
                 cmd="tcpb__subcmd__help__subcmd__host__subcmd__set"
+                ;;
+            tcpb__subcmd__help__subcmd__masquerade,install)
+                cmd="tcpb__subcmd__help__subcmd__masquerade__subcmd__install"
                 ;;
             tcpb__subcmd__host,add)
                 cmd="tcpb__subcmd__host__subcmd__add"
@@ -127,6 +142,18 @@ _tcpb() {
             tcpb__subcmd__host__subcmd__help,set)
                 cmd="tcpb__subcmd__host__subcmd__help__subcmd__set"
                 ;;
+            tcpb__subcmd__masquerade,help)
+                cmd="tcpb__subcmd__masquerade__subcmd__help"
+                ;;
+            tcpb__subcmd__masquerade,install)
+                cmd="tcpb__subcmd__masquerade__subcmd__install"
+                ;;
+            tcpb__subcmd__masquerade__subcmd__help,help)
+                cmd="tcpb__subcmd__masquerade__subcmd__help__subcmd__help"
+                ;;
+            tcpb__subcmd__masquerade__subcmd__help,install)
+                cmd="tcpb__subcmd__masquerade__subcmd__help__subcmd__install"
+                ;;
             *)
                 ;;
         esac
@@ -134,7 +161,7 @@ _tcpb() {
 
     case "${cmd}" in
         tcpb)
-            opts="-h -V --help --version status stop host reload broker completions help"
+            opts="-h -V --help --version status stop host reload broker completions init masquerade help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,7 +203,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help)
-            opts="status stop host reload broker completions help"
+            opts="status stop host reload broker completions init masquerade help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -330,6 +357,48 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help__subcmd__host__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__masquerade)
+            opts="install"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__masquerade__subcmd__install)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -628,6 +697,94 @@ _tcpb() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__init)
+            opts="-h --cc --dir --help bash zsh fish"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__masquerade)
+            opts="-h --help install help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__masquerade__subcmd__help)
+            opts="install help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__masquerade__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__masquerade__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__masquerade__subcmd__install)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -18,6 +18,8 @@ pub const SUBCOMMANDS: &[&str] = &[
     "reload",
     "broker",
     "completions",
+    "init",
+    "masquerade",
     "help",
 ];
 
@@ -63,6 +65,35 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Print shell start-up lines: eval "$(tcpb init bash)" in ~/.bashrc.
+    ///
+    /// They put the masquerade directory (see `tcpb masquerade install`)
+    /// first on PATH when it exists, and with --cc set CC and CXX to tcpb.
+    /// No program runs at shell start-up beyond this one.
+    Init {
+        /// The shell: bash, zsh or fish (fish: tcpb init fish | source).
+        shell: crate::shell::Shell,
+        /// Also set CC="tcpb gcc" and CXX="tcpb g++".
+        #[arg(long)]
+        cc: bool,
+        /// The masquerade directory [default: ~/.local/share/tcpb/masquerade].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Manage the masquerade directory: links to tcpb named like compilers.
+    #[command(subcommand)]
+    Masquerade(MasqueradeCommand),
+}
+
+/// `tcpb masquerade …`.
+#[derive(Debug, Subcommand)]
+pub enum MasqueradeCommand {
+    /// Link gcc, g++, cc, c++, clang, clang++ (and versioned names) found on
+    /// PATH to tcpb, in DIR [default: ~/.local/share/tcpb/masquerade].
+    Install {
+        /// The directory to fill.
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -134,6 +165,25 @@ impl From<HostCommand> for crate::protocol::HostCmd {
     }
 }
 
+/// `tcpb masquerade install [DIR]`: links, and what to do next.
+fn masquerade_install(dir: &Path) -> anyhow::Result<()> {
+    use crate::shell::Linked;
+    let me = crate::shell::this_exe()?;
+    let path = std::env::var_os("PATH");
+    for l in crate::shell::install(dir, &me, path.as_deref())? {
+        match l {
+            Linked::Created(n) => println!("linked   {}/{n} -> {}", dir.display(), me.display()),
+            Linked::Kept(n) => println!("present  {}/{n}", dir.display()),
+            Linked::Skipped(n, why) => println!("skipped  {}/{n}: {why}", dir.display()),
+        }
+    }
+    println!(
+        "Put {} first on PATH: eval \"$(tcpb init bash)\" in ~/.bashrc (zsh: same with zsh; fish: tcpb init fish | source)",
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Writes the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     use clap::CommandFactory;
@@ -170,6 +220,14 @@ fn subcommand(cli: Cli) -> ExitCode {
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
             Ok(())
+        }
+        Command::Init { shell, cc, dir } => {
+            let dir = dir.unwrap_or_else(|| paths.masquerade_dir.clone());
+            print!("{}", crate::shell::init_script(shell, &dir, cc));
+            Ok(())
+        }
+        Command::Masquerade(MasqueradeCommand::Install { dir }) => {
+            masquerade_install(&dir.unwrap_or_else(|| paths.masquerade_dir.clone()))
         }
         Command::Broker => {
             init_logging();

@@ -31,6 +31,8 @@
 //!   persists.
 //! - `status`: `tcpb status` and `tcpb stop`; `admin`: `tcpb host …` and
 //!   `tcpb reload` (client side).
+//! - `shell`: `tcpb init SHELL` (the scripts in `shell/`, embedded) and
+//!   `tcpb masquerade install`.
 
 pub mod admin;
 pub mod broker;
@@ -43,4 +45,5 @@ pub mod frame;
 pub mod hosts;
 pub mod paths;
 pub mod protocol;
+pub mod shell;
 pub mod status;

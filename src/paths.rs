@@ -13,6 +13,8 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// The optional `config.toml`.
     pub config_file: PathBuf,
+    /// Where `tcpb masquerade install` puts links named like compilers.
+    pub masquerade_dir: PathBuf,
 }
 
 impl Paths {
@@ -42,10 +44,16 @@ impl Paths {
                 .unwrap_or_else(|| home.join(".config"))
                 .join("tcpb/config.toml")
         });
+        let masquerade_dir = nonempty("TCPB_MASQUERADE_DIR").unwrap_or_else(|| {
+            nonempty("XDG_DATA_HOME")
+                .unwrap_or_else(|| home.join(".local/share"))
+                .join("tcpb/masquerade")
+        });
         Paths {
             runtime_dir,
             state_dir,
             config_file,
+            masquerade_dir,
         }
     }
 

@@ -1,0 +1,150 @@
+//! `tcpb init` and `tcpb masquerade install` in real bash, zsh and fish:
+//! the masquerade directory lands first on PATH once, CC/CXX are set on
+//! request, and a plain `gcc -c` in that shell compiles through tcpb.
+//! The scripts pass shellcheck (bash) and the shells' own syntax checks.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// True when `tool` is installed; a loud skip outside CI, a failure in CI.
+fn have(tool: &str) -> bool {
+    if which::which(tool).is_ok() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {tool} is not installed: .ci/run must install it");
+    }
+    eprintln!("\n!!!!!!!!!! SKIPPED: {tool} is not installed !!!!!!!!!!\n");
+    false
+}
+
+fn run(cmd: Command) -> String {
+    let what = format!("{cmd:?}");
+    let out = output_within(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{what}:\n{}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs the masquerade directory, then runs `script` in `shell` with
+/// tcpb's directory on PATH. Returns stdout.
+fn in_shell(env: &TestEnv, shell: &str, script: &str) -> String {
+    let masq = env.path("masq dir");
+    let mut install = env.tcpb();
+    install.args(["masquerade", "install"]).arg(&masq);
+    let out = run(install);
+    assert!(out.contains("linked") && out.contains("/gcc"), "{out}");
+    let bin = Path::new(TCPB).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = env.cmd(shell);
+    let flags: &[&str] = match shell {
+        "bash" => &["--norc", "--noprofile", "-c"],
+        "zsh" => &["-f", "-c"],
+        _ => &["--no-config", "-c"],
+    };
+    cmd.args(flags)
+        .arg(script.replace("DIR", &masq.display().to_string()))
+        .env("PATH", path);
+    run(cmd)
+}
+
+fn check_shell(shell: &str, script: &str) {
+    if !have(shell) || !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    std::fs::write(env.path("work/x.c"), "int x(int a) { return a * 3; }\n").unwrap();
+    let out = in_shell(&env, shell, script);
+    let lines: Vec<&str> = out.lines().collect();
+    let masq = env.path("masq dir").display().to_string();
+    let path: Vec<&str> = lines[0].split(':').collect();
+    assert_eq!(
+        path[0], masq,
+        "{shell}: the masquerade directory comes first"
+    );
+    assert_eq!(
+        path.iter().filter(|p| **p == masq).count(),
+        1,
+        "{shell}: twice evaluated, once on PATH"
+    );
+    assert_eq!(lines[1], "tcpb gcc", "{shell}: CC");
+    assert_eq!(lines[2], format!("{masq}/gcc"), "{shell}: gcc is the link");
+    let st = Command::new("gcc")
+        .args(["-c", "x.c", "-o", "want.o"])
+        .current_dir(env.path("work"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read(env.path("work/x.o")).unwrap(),
+        std::fs::read(env.path("work/want.o")).unwrap()
+    );
+    assert_eq!(env.brokers_started(), 1, "{shell}: gcc went through tcpb");
+    assert!(env.status("")["granted"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bash_init_puts_the_masquerade_first_and_gcc_goes_through_tcpb() {
+    check_shell(
+        "bash",
+        r#"eval "$(tcpb init bash --cc --dir 'DIR')"; eval "$(tcpb init bash --cc --dir 'DIR')"
+           echo "$PATH"; echo "$CC"; command -v gcc; gcc -c x.c -o x.o"#,
+    );
+}
+
+#[test]
+fn zsh_init_puts_the_masquerade_first_and_gcc_goes_through_tcpb() {
+    check_shell(
+        "zsh",
+        r#"eval "$(tcpb init zsh --cc --dir 'DIR')"; eval "$(tcpb init zsh --cc --dir 'DIR')"
+           echo "$PATH"; echo "$CC"; command -v gcc; gcc -c x.c -o x.o"#,
+    );
+}
+
+#[test]
+fn fish_init_puts_the_masquerade_first_and_gcc_goes_through_tcpb() {
+    check_shell(
+        "fish",
+        r#"tcpb init fish --cc --dir 'DIR' | source; tcpb init fish --cc --dir 'DIR' | source
+           string join : $PATH; echo $CC; command -v gcc; gcc -c x.c -o x.o"#,
+    );
+}
+
+#[test]
+fn scripts_pass_shellcheck_and_the_shells_syntax_checks() {
+    let shell_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shell");
+    let env = TestEnv::new();
+    for (shell, check) in [
+        ("bash", vec!["-n"]),
+        ("zsh", vec!["-n"]),
+        ("fish", vec!["--no-execute"]),
+    ] {
+        if !have(shell) {
+            continue;
+        }
+        for cc in ["", "--cc"] {
+            let mut init = env.tcpb();
+            init.args(["init", shell])
+                .args((!cc.is_empty()).then_some(cc));
+            let script = run(init);
+            assert!(!script.contains("__TCPB"), "{shell}: placeholders filled");
+            let file = env.path(&format!("init.{shell}"));
+            std::fs::write(&file, &script).unwrap();
+            let mut c = Command::new(shell);
+            c.args(&check).arg(&file);
+            run(c);
+            if shell == "bash" && have("shellcheck") {
+                let mut sc = Command::new("shellcheck");
+                sc.args(["-s", "bash"]).arg(&file);
+                run(sc);
+            }
+        }
+    }
+    if have("shellcheck") {
+        let mut sc = Command::new("shellcheck");
+        sc.args(["-s", "bash"]).arg(shell_dir.join("tcpb.bash"));
+        run(sc);
+    }
+}
