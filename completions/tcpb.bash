@@ -31,6 +31,9 @@ _tcpb() {
             tcpb,init)
                 cmd="tcpb__subcmd__init"
                 ;;
+            tcpb,log)
+                cmd="tcpb__subcmd__log"
+                ;;
             tcpb,masquerade)
                 cmd="tcpb__subcmd__masquerade"
                 ;;
@@ -57,6 +60,9 @@ _tcpb() {
                 ;;
             tcpb__subcmd__help,init)
                 cmd="tcpb__subcmd__help__subcmd__init"
+                ;;
+            tcpb__subcmd__help,log)
+                cmd="tcpb__subcmd__help__subcmd__log"
                 ;;
             tcpb__subcmd__help,masquerade)
                 cmd="tcpb__subcmd__help__subcmd__masquerade"
@@ -161,7 +167,7 @@ _tcpb() {
 
     case "${cmd}" in
         tcpb)
-            opts="-h -V --help --version status stop host reload broker completions init masquerade help"
+            opts="-h -V --help --version status stop host reload broker completions init masquerade log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,7 +209,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help)
-            opts="status stop host reload broker completions init masquerade help"
+            opts="status stop host reload broker completions init masquerade log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -371,6 +377,20 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__log)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -712,6 +732,28 @@ _tcpb() {
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__log)
+            opts="-n -f -h --lines --follow --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -20,6 +20,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "completions",
     "init",
     "masquerade",
+    "log",
     "help",
 ];
 
@@ -84,6 +85,15 @@ pub enum Command {
     /// Manage the masquerade directory: links to tcpb named like compilers.
     #[command(subcommand)]
     Masquerade(MasqueradeCommand),
+    /// Show the broker's log (broker.log in the state directory).
+    Log {
+        /// How many of the last lines to show.
+        #[arg(short = 'n', long, default_value_t = 40)]
+        lines: usize,
+        /// Keep printing what the broker writes, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 /// `tcpb masquerade …`.
@@ -229,6 +239,7 @@ fn subcommand(cli: Cli) -> ExitCode {
         Command::Masquerade(MasqueradeCommand::Install { dir }) => {
             masquerade_install(&dir.unwrap_or_else(|| paths.masquerade_dir.clone()))
         }
+        Command::Log { lines, follow } => crate::logview::log(&paths, lines, follow),
         Command::Broker => {
             init_logging();
             crate::broker::main(&paths)

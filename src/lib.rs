@@ -31,6 +31,7 @@
 //!   persists.
 //! - `status`: `tcpb status` and `tcpb stop`; `admin`: `tcpb host …` and
 //!   `tcpb reload` (client side).
+//! - `logview`: `tcpb log`.
 //! - `shell`: `tcpb init SHELL` (the scripts in `shell/`, embedded) and
 //!   `tcpb masquerade install`.
 
@@ -43,6 +44,7 @@ pub mod config;
 pub mod farm;
 pub mod frame;
 pub mod hosts;
+pub mod logview;
 pub mod paths;
 pub mod protocol;
 pub mod shell;

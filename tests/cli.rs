@@ -221,3 +221,57 @@ fn help_and_version() {
     let out = env.tcpb().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tcpb "));
 }
+
+#[test]
+fn log_shows_the_last_lines_and_follows_the_broker() {
+    let env = TestEnv::new();
+    let out = env.tcpb().arg("log").output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no broker log yet"),
+        "{}",
+        output_text(&out)
+    );
+    std::fs::write(env.path("work/l.c"), "int l;\n").unwrap();
+    assert!(
+        env.tcpb()
+            .args(["gcc", "-c", "l.c"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let all = env.tcpb().args(["log", "-n", "1000"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&all.stdout).contains("broker started"));
+    let one = env.tcpb().args(["log", "-n", "1"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&one.stdout).lines().count(), 1);
+    // Follow: the stop appears in the followed output.
+    let mut follow = env
+        .tcpb()
+        .args(["log", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("broker stopped") {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(env.tcpb().arg("stop").status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(reader.join().unwrap(), "the followed log showed the stop");
+}
