@@ -46,6 +46,9 @@ _tcpb() {
             tcpb,stop)
                 cmd="tcpb__subcmd__stop"
                 ;;
+            tcpb,top)
+                cmd="tcpb__subcmd__top"
+                ;;
             tcpb__subcmd__help,broker)
                 cmd="tcpb__subcmd__help__subcmd__broker"
                 ;;
@@ -75,6 +78,9 @@ _tcpb() {
                 ;;
             tcpb__subcmd__help,stop)
                 cmd="tcpb__subcmd__help__subcmd__stop"
+                ;;
+            tcpb__subcmd__help,top)
+                cmd="tcpb__subcmd__help__subcmd__top"
                 ;;
             tcpb__subcmd__help__subcmd__host,add)
                 cmd="tcpb__subcmd__help__subcmd__host__subcmd__add"
@@ -167,7 +173,7 @@ _tcpb() {
 
     case "${cmd}" in
         tcpb)
-            opts="-h -V --help --version status stop host reload broker completions init masquerade log help"
+            opts="-h -V --help --version status top stop host reload broker completions init masquerade log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -209,7 +215,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help)
-            opts="status stop host reload broker completions init masquerade log help"
+            opts="status top stop host reload broker completions init masquerade log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -461,6 +467,20 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__top)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -849,12 +869,16 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__status)
-            opts="-h --json --help"
+            opts="-w -h --json --watch --interval --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -869,6 +893,24 @@ _tcpb() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__top)
+            opts="-h --interval --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

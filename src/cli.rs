@@ -13,6 +13,7 @@ use std::process::ExitCode;
 /// Names clap dispatches; everything else is a compiler.
 pub const SUBCOMMANDS: &[&str] = &[
     "status",
+    "top",
     "stop",
     "host",
     "reload",
@@ -50,8 +51,20 @@ pub enum Command {
     /// Show the broker, the farm, slots in use and the queue.
     Status {
         /// Print one JSON object instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// A live view, redrawn in place until Ctrl-C (as `tcpb top`).
+        #[arg(short, long)]
+        watch: bool,
+        /// Seconds between redraws of --watch.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        interval: f64,
+    },
+    /// The live view: hosts, the files compiling on each, the queue, the rate.
+    Top {
+        /// Seconds between redraws.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        interval: f64,
     },
     /// Ask the broker to exit once running compiles finish.
     Stop,
@@ -223,7 +236,15 @@ pub fn main() -> ExitCode {
 fn subcommand(cli: Cli) -> ExitCode {
     let paths = Paths::from_env();
     let result = match cli.command {
-        Command::Status { json } => crate::status::status(&paths, json),
+        Command::Status {
+            watch: true,
+            interval,
+            ..
+        }
+        | Command::Top { interval } => {
+            seconds(interval).and_then(|i| crate::watch::watch(&paths, i))
+        }
+        Command::Status { json, .. } => crate::status::status(&paths, json),
         Command::Stop => crate::status::stop(&paths),
         Command::Host(cmd) => crate::admin::host(&paths, cmd.into()),
         Command::Reload => crate::admin::reload(&paths),
@@ -257,6 +278,14 @@ fn subcommand(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--interval` as a duration: positive and finite.
+fn seconds(s: f64) -> anyhow::Result<std::time::Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        anyhow::bail!("--interval must be a positive number of seconds, not {s}");
+    }
+    Ok(std::time::Duration::from_secs_f64(s.max(0.05)))
 }
 
 fn init_logging() {

@@ -29,7 +29,8 @@
 //!   with `broker::observe` and asking `broker::peer` who connected; `broker::admin` runs `tcpb host …` against
 //!   `broker::overlay`, the runtime farm changes that `broker::store`
 //!   persists.
-//! - `status`: `tcpb status` and `tcpb stop`; `admin`: `tcpb host …` and
+//! - `status`: `tcpb status` and `tcpb stop`; `watch`: `tcpb status
+//!   --watch` / `tcpb top`; `admin`: `tcpb host …` and
 //!   `tcpb reload` (client side).
 //! - `logview`: `tcpb log`.
 //! - `shell`: `tcpb init SHELL` (the scripts in `shell/`, embedded) and
@@ -49,3 +50,4 @@ pub mod paths;
 pub mod protocol;
 pub mod shell;
 pub mod status;
+pub mod watch;

@@ -197,9 +197,21 @@ pub struct StatusSnapshot {
     /// untouched all the same).
     #[serde(default)]
     pub unparsed_streams: u64,
+    /// Compiles granted that ran on this machine (no farm, or local-only).
+    #[serde(default)]
+    pub granted_local: u64,
+    /// Mean wait in the queue over the last 1,000 grants, in seconds.
+    #[serde(default)]
+    pub wait_mean_s: Option<f64>,
+    /// 95th percentile of that wait, in seconds.
+    #[serde(default)]
+    pub wait_p95_s: Option<f64>,
     /// The first compiles in the queue.
     #[serde(default)]
     pub queue: Vec<QueuedJob>,
+    /// The compiles holding a slot now.
+    #[serde(default)]
+    pub compiling: Vec<RunningJob>,
     /// Every host, in farm order.
     pub hosts: Vec<HostStatus>,
 }
@@ -215,6 +227,19 @@ pub struct QueuedJob {
     pub source: Option<String>,
     /// Seconds waited so far.
     pub waited_s: f64,
+}
+
+/// A compile holding a slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningJob {
+    /// The host it runs on (`localhost` for this machine).
+    pub host: String,
+    /// The client's pid.
+    pub pid: u32,
+    /// The source file, for distributable jobs.
+    pub source: Option<String>,
+    /// Seconds since it was granted.
+    pub elapsed_s: f64,
 }
 
 /// The broker process.
@@ -277,4 +302,7 @@ pub struct HostStatus {
     /// True for the pool that only serves jobs which must run locally.
     #[serde(default)]
     pub local_only: bool,
+    /// Mean server time of its jobs (from the relay), in seconds.
+    #[serde(default)]
+    pub mean_job_s: Option<f64>,
 }

@@ -1,5 +1,5 @@
 //! `tcpb status` and `tcpb stop`: they talk to a running broker and never
-//! start one.
+//! start one. `status::watch` is the live view.
 
 use crate::client::connect;
 use crate::config::Config;
@@ -37,6 +37,7 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
             last_error: None,
             last_error_age_s: None,
             local_only: false,
+            mean_job_s: None,
         })
         .collect();
     Ok(StatusSnapshot {
@@ -49,27 +50,66 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
         fell_back: 0,
         over_limit: 0,
         unparsed_streams: 0,
+        granted_local: 0,
+        wait_mean_s: None,
+        wait_p95_s: None,
         queue: Vec::new(),
+        compiling: Vec::new(),
         hosts,
+    })
+}
+
+/// The broker's snapshot, or the configured farm when none runs.
+pub fn snapshot(paths: &Paths) -> Result<StatusSnapshot> {
+    Ok(match connect::call(paths, Request::Status, false)? {
+        Some(Response::Status(s)) => *s,
+        Some(Response::Error { message }) => bail!("broker: {message}"),
+        Some(other) => bail!("unexpected answer from the broker: {other:?}"),
+        None => configured(paths)?,
     })
 }
 
 /// `tcpb status [--json]`.
 pub fn status(paths: &Paths, json: bool) -> Result<()> {
-    let snap = match connect::call(paths, Request::Status, false)? {
-        Some(Response::Status(s)) => *s,
-        Some(Response::Error { message }) => bail!("broker: {message}"),
-        Some(other) => bail!("unexpected answer from the broker: {other:?}"),
-        None => configured(paths)?,
-    };
+    let snap = snapshot(paths)?;
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &snap)?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &snap, paths)?;
+        write_table(&mut out, &snap, paths, use_color())?;
     }
     Ok(())
+}
+
+/// Colour when stdout is a terminal and `NO_COLOR` is unset.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// `text` padded to `width`, in the colour of `state` when `color`.
+pub fn state_cell(state: HostState, width: usize, color: bool) -> String {
+    let text = format!("{:<width$}", format!("{state:?}").to_lowercase());
+    if !color {
+        return text;
+    }
+    let code = match state {
+        HostState::Up => "32",
+        HostState::Suspect => "33",
+        HostState::Down => "31",
+        HostState::Draining | HostState::Disabled => "2",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// Seconds as milliseconds below 10 s, else seconds.
+fn secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else {
+        format!("{s:.1}s")
+    }
 }
 
 fn duration(s: u64) -> String {
@@ -80,7 +120,13 @@ fn duration(s: u64) -> String {
     }
 }
 
-fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::io::Result<()> {
+/// The status table.
+pub fn write_table(
+    out: &mut impl Write,
+    s: &StatusSnapshot,
+    paths: &Paths,
+    color: bool,
+) -> std::io::Result<()> {
     match &s.broker {
         Some(b) => writeln!(
             out,
@@ -98,9 +144,25 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
     writeln!(out, "farm    {}", s.farm_origin)?;
     writeln!(
         out,
-        "jobs    {} running, {} waiting, {} granted, {} fell back to local, {} queue timeouts, {} over limits\n",
-        s.running, s.queued, s.granted, s.fell_back, s.queue_timeouts, s.over_limit
+        "jobs    {} running, {} waiting; {} compiles ({} remote, {} local), {} fell back to local, {} queue timeouts, {} over limits",
+        s.running,
+        s.queued,
+        s.granted,
+        s.granted - s.granted_local.min(s.granted),
+        s.granted_local,
+        s.fell_back,
+        s.queue_timeouts,
+        s.over_limit
     )?;
+    match (s.wait_mean_s, s.wait_p95_s) {
+        (Some(m), Some(p)) => writeln!(
+            out,
+            "wait    in the queue: mean {}, p95 {}\n",
+            secs(m),
+            secs(p)
+        )?,
+        _ => writeln!(out)?,
+    }
     let names: Vec<String> = s
         .hosts
         .iter()
@@ -115,11 +177,11 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
     let w = names.iter().map(String::len).max().unwrap_or(4).max(4);
     writeln!(
         out,
-        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>7}  {:>6}  {:>5}  {:>5}  LAST ERROR",
-        "HOST", "STATE", "SLOTS", "SPEED", "LEARNED", "JOBS", "FAILS", "LOCAL"
+        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>7}  {:>6}  {:>7}  {:>5}  {:>5}  LAST ERROR",
+        "HOST", "STATE", "SLOTS", "SPEED", "LEARNED", "JOBS", "MEAN", "FAILS", "LOCAL"
     )?;
     for (h, name) in s.hosts.iter().zip(&names) {
-        let state = format!("{:?}", h.state).to_lowercase();
+        let state = state_cell(h.state, 9, color);
         let err = match (&h.last_error, h.last_error_age_s) {
             (Some(e), Some(age)) => format!("{e} ({} ago)", duration(age)),
             (Some(e), None) => e.clone(),
@@ -127,12 +189,13 @@ fn write_table(out: &mut impl Write, s: &StatusSnapshot, paths: &Paths) -> std::
         };
         writeln!(
             out,
-            "{name:<w$}  {state:<9}  {:>7}  {:>5.1}  {:>7}  {:>6}  {:>5}  {:>5}  {err}",
+            "{name:<w$}  {state}  {:>7}  {:>5.1}  {:>7}  {:>6}  {:>7}  {:>5}  {:>5}  {err}",
             format!("{}/{}", h.busy, h.slots),
             h.speed,
             h.learned_speed
                 .map_or("-".to_string(), |s| format!("{s:.2}")),
             h.jobs,
+            h.mean_job_s.map_or("-".to_string(), secs),
             h.failures,
             h.fallbacks
         )?;

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::farm::{self, Farm};
 use crate::hosts::HostList;
 use crate::paths::Paths;
-use crate::protocol::{BrokerInfo, Grant, HostStatus, QueuedJob, StatusSnapshot};
+use crate::protocol::{BrokerInfo, Grant, HostStatus, QueuedJob, RunningJob, StatusSnapshot};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,7 +43,12 @@ struct JobInfo {
     key: Option<String>,
     size: u64,
     since: Instant,
+    /// When it was granted.
+    started: Option<Instant>,
 }
+
+/// Queue waits remembered for the status's mean and p95.
+const WAITS_KEPT: usize = 1000;
 
 /// What the broker is told of a compile when it asks for a slot.
 pub struct JobFacts {
@@ -86,6 +91,11 @@ pub struct Inner {
     queue_timeouts: u64,
     fell_back: u64,
     over_limit: u64,
+    granted_local: u64,
+    /// The last `WAITS_KEPT` queue waits, in seconds.
+    waits: std::collections::VecDeque<f64>,
+    /// Per host name: server seconds and jobs the relay timed.
+    job_secs: HashMap<String, (f64, u64)>,
     unparsed: u64,
     /// When the last lease started or ended.
     pub last_active: Instant,
@@ -123,6 +133,9 @@ impl Shared {
                 queue_timeouts: 0,
                 fell_back: 0,
                 over_limit: 0,
+                granted_local: 0,
+                waits: std::collections::VecDeque::new(),
+                job_secs: HashMap::new(),
                 unparsed: 0,
                 last_active: now,
                 last_save: now,
@@ -235,6 +248,7 @@ impl Shared {
                 key: facts.key,
                 size: facts.size,
                 since: now,
+                started: None,
             },
         );
         inner.waiters.insert(id, waiter);
@@ -320,9 +334,19 @@ impl Shared {
     ) -> Option<Grant> {
         let mut own_grant = None;
         let mut orphans = Vec::new();
+        let now = Instant::now();
         for p in placed {
             let grant = self.grant_for(inner, p.lease, p.host);
             inner.granted += 1;
+            inner.granted_local += u64::from(grant == Grant::Local);
+            if let Some(j) = inner.jobs.get_mut(&p.lease) {
+                j.started = Some(now);
+                let wait = now.duration_since(j.since).as_secs_f64();
+                if inner.waits.len() == WAITS_KEPT {
+                    inner.waits.pop_front();
+                }
+                inner.waits.push_back(wait);
+            }
             if Some(p.lease) == own {
                 own_grant = Some(grant);
             } else if let Some(tx) = inner.waiters.remove(&p.lease)
@@ -331,7 +355,6 @@ impl Shared {
                 orphans.push(p.lease);
             }
         }
-        let now = Instant::now();
         for lease in orphans {
             // The client went away between being placed and hearing of it.
             self.end_lease(inner, lease, now);
@@ -404,6 +427,10 @@ impl Shared {
         if let Some((work, weight)) = inner.costs.evidence(key.as_deref(), size) {
             inner.sched.observe(host, work, secs, weight);
         }
+        let name = inner.sched.host(host).spec.name.clone();
+        let timed = inner.job_secs.entry(name).or_default();
+        timed.0 += secs;
+        timed.1 += 1;
         // The job's work in seconds on a host of speed 1.0.
         let cost = secs * inner.sched.speed(inner.sched.host(host));
         inner.costs.record(key.as_deref(), size, cost);
@@ -492,6 +519,11 @@ impl Shared {
                     .as_ref()
                     .map(|(_, t)| now.duration_since(*t).as_secs()),
                 local_only: h.local_only,
+                mean_job_s: inner
+                    .job_secs
+                    .get(&h.spec.name)
+                    .filter(|(_, n)| *n > 0 && !h.local_only)
+                    .map(|(secs, n)| secs / *n as f64),
             })
             .collect();
         // Farm order; hosts on their way out and the local-jobs pool last.
@@ -520,6 +552,22 @@ impl Shared {
                 })
             })
             .collect();
+        let mut compiling: Vec<RunningJob> = inner
+            .jobs
+            .iter()
+            .filter_map(|(lease, j)| {
+                let started = j.started?;
+                let host = inner.sched.placed(*lease)?;
+                Some(RunningJob {
+                    host: inner.sched.host(host).spec.name.clone(),
+                    pid: j.pid,
+                    source: j.source.clone(),
+                    elapsed_s: now.duration_since(started).as_secs_f64(),
+                })
+            })
+            .collect();
+        compiling.sort_by(|a, b| b.elapsed_s.total_cmp(&a.elapsed_s));
+        let (wait_mean_s, wait_p95_s) = wait_stats(&inner.waits);
         StatusSnapshot {
             broker: Some(BrokerInfo {
                 pid: std::process::id(),
@@ -534,8 +582,24 @@ impl Shared {
             fell_back: inner.fell_back,
             over_limit: inner.over_limit,
             unparsed_streams: inner.unparsed,
+            granted_local: inner.granted_local,
+            wait_mean_s,
+            wait_p95_s,
             queue,
+            compiling,
             hosts,
         }
     }
+}
+
+/// Mean and 95th percentile of `waits`.
+fn wait_stats(waits: &std::collections::VecDeque<f64>) -> (Option<f64>, Option<f64>) {
+    if waits.is_empty() {
+        return (None, None);
+    }
+    let mut v: Vec<f64> = waits.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let p95 = v[((v.len() - 1) as f64 * 0.95).round() as usize];
+    (Some(mean), Some(p95))
 }

@@ -1,0 +1,132 @@
+//! `tcpb status --watch` and `tcpb top`: the live view, redrawn in place
+//! like distccmon-text: one bar per host with the files compiling there and
+//! for how long, the queue, and the compile rate. On a terminal it uses the
+//! alternate screen and leaves the terminal as it was on exit and on
+//! Ctrl-C; piped, it prints one frame after another.
+
+use crate::paths::Paths;
+use crate::protocol::StatusSnapshot;
+use crate::status::{snapshot, state_cell, use_color};
+use anyhow::Result;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Files shown per host, and queued compiles shown.
+const SHOWN: usize = 8;
+
+/// Runs the live view until SIGINT or SIGTERM.
+pub fn watch(paths: &Paths, interval: Duration) -> Result<()> {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let tty = {
+        use std::io::IsTerminal;
+        std::io::stdout().is_terminal()
+    };
+    let color = use_color();
+    let mut out = std::io::stdout().lock();
+    if tty {
+        write!(out, "\x1b[?1049h\x1b[?25l")?;
+    }
+    let mut last: Option<(Instant, u64)> = None;
+    let result = (|| -> Result<()> {
+        while !STOP.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            let frame = match snapshot(paths) {
+                Ok(s) => {
+                    let rate = last.map(|(t, g)| {
+                        s.granted.saturating_sub(g) as f64 / now.duration_since(t).as_secs_f64()
+                    });
+                    last = Some((now, s.granted));
+                    render(&s, rate, color)
+                }
+                Err(e) => format!("tcpb: {e:#}\n"),
+            };
+            if tty {
+                write!(out, "\x1b[H\x1b[2J{frame}")?;
+            } else {
+                writeln!(out, "{frame}")?;
+            }
+            out.flush()?;
+            let until = now + interval;
+            while Instant::now() < until && !STOP.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    })();
+    if tty {
+        write!(out, "\x1b[?25h\x1b[?1049l")?;
+        out.flush()?;
+    }
+    result
+}
+
+/// One frame.
+pub fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> String {
+    let mut f = String::new();
+    let broker = s
+        .broker
+        .as_ref()
+        .map_or("no broker running".to_string(), |b| {
+            format!("broker pid {}, up {}s", b.pid, b.uptime_s)
+        });
+    let rate = rate.map_or("-".to_string(), |r| format!("{r:.1}/s"));
+    let _ = writeln!(
+        f,
+        "tcpb  {broker}  farm {}  compiles {} ({rate})  running {}  queued {}",
+        s.farm_origin, s.granted, s.running, s.queued
+    );
+    let w = s
+        .hosts
+        .iter()
+        .map(|h| h.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for h in &s.hosts {
+        let slots = h.slots.max(1) as usize;
+        let busy = (h.busy as usize).min(slots);
+        let bar_len = slots.min(32);
+        let filled = (busy * bar_len).div_ceil(slots);
+        let bar = format!("{}{}", "#".repeat(filled), ".".repeat(bar_len - filled));
+        let learned = h
+            .learned_speed
+            .map_or(String::new(), |l| format!("  speed {l:.2}"));
+        let _ = writeln!(
+            f,
+            "\n{:<w$}  [{bar}] {:>3}/{:<3} {}{learned}",
+            h.name,
+            h.busy,
+            h.slots,
+            state_cell(h.state, 9, color).trim_end()
+        );
+        let jobs: Vec<_> = s.compiling.iter().filter(|j| j.host == h.name).collect();
+        for j in jobs.iter().take(SHOWN) {
+            let src = j.source.as_deref().unwrap_or("(local job)");
+            let _ = writeln!(f, "    {:>6.1}s  {src}", j.elapsed_s);
+        }
+        if jobs.len() > SHOWN {
+            let _ = writeln!(f, "    … and {} more", jobs.len() - SHOWN);
+        }
+    }
+    if s.queued > 0 {
+        let _ = writeln!(f, "\nqueue: {} waiting", s.queued);
+        for q in s.queue.iter().take(SHOWN) {
+            let src = q.source.as_deref().unwrap_or("(local job)");
+            let _ = writeln!(f, "  {:>3}  {:>6.1}s  {src}", q.position, q.waited_s);
+        }
+    }
+    f
+}
