@@ -18,6 +18,20 @@ pub struct Config {
     /// not have is added to the farm.
     #[serde(default, rename = "host")]
     pub hosts: Vec<HostConfig>,
+    /// The optional HTTP endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: `/status` (JSON) and `/metrics` (Prometheus), off by default.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `ADDR:PORT` to serve on, e.g. `127.0.0.1:9464`; none: no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Must be true to listen on an address other than loopback: anyone
+    /// who can reach it reads the farm's status.
+    pub public: bool,
 }
 
 /// `[broker]` options.
@@ -128,6 +142,18 @@ impl Config {
                     .to_string(),
             });
         }
+        if let Some(addr) = config.http.listen
+            && !addr.ip().is_loopback()
+            && !config.http.public
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                message: format!(
+                    "[http] listen = \"{addr}\" is not a loopback address: it would show the \
+                     farm's status to anyone who can reach it; add public = true to mean it"
+                ),
+            });
+        }
         for h in &config.hosts {
             let bad = |what: &str| ConfigError::Invalid {
                 path: path.to_string(),
@@ -164,6 +190,24 @@ fn one_line(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_is_off_by_default_and_loopback_unless_public() {
+        assert_eq!(Config::parse("", "/c.toml").unwrap().http.listen, None);
+        let c = Config::parse("[http]\nlisten = \"127.0.0.1:9464\"\n", "/c.toml").unwrap();
+        assert_eq!(c.http.listen.unwrap().port(), 9464);
+        let e = Config::parse("[http]\nlisten = \"0.0.0.0:9464\"\n", "/c.toml").unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("/c.toml") && e.contains("0.0.0.0:9464") && e.contains("public = true"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "[http]\nlisten = \"0.0.0.0:9464\"\npublic = true\n",
+            "/c.toml",
+        );
+        assert!(c.is_ok());
+    }
 
     #[test]
     fn full_file() {

@@ -206,6 +206,16 @@ pub struct StatusSnapshot {
     /// 95th percentile of that wait, in seconds.
     #[serde(default)]
     pub wait_p95_s: Option<f64>,
+    /// Every wait since the broker started, as a cumulative histogram:
+    /// (upper bound in seconds, grants that waited at most that long).
+    #[serde(default)]
+    pub wait_histogram: Vec<(f64, u64)>,
+    /// The sum of those waits, in seconds.
+    #[serde(default)]
+    pub wait_sum_s: f64,
+    /// How many waits (grants) there were.
+    #[serde(default)]
+    pub wait_count: u64,
     /// The first compiles in the queue.
     #[serde(default)]
     pub queue: Vec<QueuedJob>,

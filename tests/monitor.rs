@@ -189,3 +189,61 @@ fn wait_for_pid(exe: &str) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// One HTTP/1.1 GET (or `method`) to 127.0.0.1:`port`: status code and body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+#[test]
+fn http_endpoint_serves_status_and_metrics_on_loopback() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_config(&format!(
+        "[broker]\nidle_exit_s = 120\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    write_c(&env, "h.c", "int h;\n");
+    assert!(
+        env.tcpb()
+            .args(["gcc", "-c", "h.c"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pid = env.status("")["broker"]["pid"].as_u64().unwrap();
+    wait_for(Duration::from_secs(5), "the HTTP endpoint", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (code, body) = http(port, "GET", "/status");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["broker"]["pid"].as_u64(), Some(pid));
+    assert_eq!(v["granted"], 1);
+    let (code, body) = http(port, "GET", "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "tcpb_compiles_total 1",
+        "tcpb_compiles_local_total 1",
+        "tcpb_queue_length 0",
+        "tcpb_queue_wait_seconds_count 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line:?} not in\n{body}");
+    }
+    assert_eq!(http(port, "GET", "/nope").0, 404);
+    assert_eq!(http(port, "POST", "/status").0, 405);
+}

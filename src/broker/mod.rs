@@ -7,6 +7,7 @@ pub mod costs;
 pub mod eft;
 pub mod health;
 pub mod host;
+pub mod http;
 pub mod learn;
 pub mod observe;
 pub mod overlay;
@@ -133,6 +134,7 @@ pub async fn run(
     ensure_private_dir(&distcc_dir)?;
     prune_distcc_locks(&distcc_dir);
     let grace = Duration::from_secs(config.broker.shutdown_grace_s);
+    let http_addr = config.http.listen;
     let (saved, warning) = store::load(&store::path(&paths.state_dir));
     if let Some(w) = warning {
         tracing::warn!("{w}");
@@ -146,6 +148,8 @@ pub async fn run(
         "broker started"
     );
     let ticker = tokio::spawn(tick(Arc::clone(&shared)));
+    // Changes to [http] take effect when the broker restarts.
+    let http = http_addr.map(|addr| tokio::spawn(http::serve(Arc::clone(&shared), addr)));
     let hup = tokio::spawn(reload_on_sighup(Arc::clone(&shared)));
     let mut stop = shared.shutdown.subscribe();
     tokio::pin!(shutdown);
@@ -175,6 +179,9 @@ pub async fn run(
     }
     ticker.abort();
     hup.abort();
+    if let Some(h) = http {
+        h.abort();
+    }
     let mut inner = shared.lock();
     shared.save(&mut inner);
     tracing::info!(running = inner.sched.running(), "broker stopped");

@@ -49,6 +49,10 @@ struct JobInfo {
 
 /// Queue waits remembered for the status's mean and p95.
 const WAITS_KEPT: usize = 1000;
+/// Upper bounds (seconds) of the wait histogram's buckets.
+pub const WAIT_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 /// What the broker is told of a compile when it asks for a slot.
 pub struct JobFacts {
@@ -94,6 +98,10 @@ pub struct Inner {
     granted_local: u64,
     /// The last `WAITS_KEPT` queue waits, in seconds.
     waits: std::collections::VecDeque<f64>,
+    /// Waits per `WAIT_BUCKETS` bucket (not cumulative), and their sum.
+    wait_counts: [u64; WAIT_BUCKETS.len()],
+    wait_sum: f64,
+    wait_count: u64,
     /// Per host name: server seconds and jobs the relay timed.
     job_secs: HashMap<String, (f64, u64)>,
     unparsed: u64,
@@ -135,6 +143,9 @@ impl Shared {
                 over_limit: 0,
                 granted_local: 0,
                 waits: std::collections::VecDeque::new(),
+                wait_counts: [0; WAIT_BUCKETS.len()],
+                wait_sum: 0.0,
+                wait_count: 0,
                 job_secs: HashMap::new(),
                 unparsed: 0,
                 last_active: now,
@@ -346,6 +357,11 @@ impl Shared {
                     inner.waits.pop_front();
                 }
                 inner.waits.push_back(wait);
+                inner.wait_sum += wait;
+                inner.wait_count += 1;
+                if let Some(b) = WAIT_BUCKETS.iter().position(|le| wait <= *le) {
+                    inner.wait_counts[b] += 1;
+                }
             }
             if Some(p.lease) == own {
                 own_grant = Some(grant);
@@ -585,6 +601,16 @@ impl Shared {
             granted_local: inner.granted_local,
             wait_mean_s,
             wait_p95_s,
+            wait_histogram: WAIT_BUCKETS
+                .iter()
+                .zip(inner.wait_counts.iter().scan(0, |acc, n| {
+                    *acc += n;
+                    Some(*acc)
+                }))
+                .map(|(le, n)| (*le, n))
+                .collect(),
+            wait_sum_s: inner.wait_sum,
+            wait_count: inner.wait_count,
             queue,
             compiling,
             hosts,

@@ -1,0 +1,262 @@
+//! The optional HTTP endpoint (`[http] listen`): `/status`, the same JSON
+//! as `tcpb status --json`, and `/metrics` in Prometheus' text format.
+//! Read-only; loopback unless the config says `public = true`.
+
+use super::state::Shared;
+use crate::protocol::{HostState, StatusSnapshot};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Serves `addr` until the task is aborted. A bind failure is logged; the
+/// broker goes on without the endpoint.
+pub async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("[http] cannot listen on {addr}: {e}; no HTTP endpoint");
+            return;
+        }
+    };
+    tracing::info!(%addr, "HTTP endpoint: /status, /metrics");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, std::convert::Infallible>(answer(&shared, &req)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(io, service);
+            if let Err(e) = conn.await {
+                tracing::debug!("HTTP connection: {e}");
+            }
+        });
+    }
+}
+
+fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let reply = |code: StatusCode, kind: &str, body: String| {
+        Response::builder()
+            .status(code)
+            .header("content-type", kind)
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts")
+    };
+    if req.method() != Method::GET {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/status" => {
+            let json = serde_json::to_string_pretty(&shared.snapshot()).unwrap_or_default();
+            reply(StatusCode::OK, "application/json", json + "\n")
+        }
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(&shared.snapshot()),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /status or /metrics\n".into(),
+        ),
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+/// The snapshot in Prometheus' text exposition format.
+pub fn metrics(s: &StatusSnapshot) -> String {
+    let mut m = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in rows {
+            let _ = writeln!(m, "{name}{labels} {value}");
+        }
+    };
+    let hosts: Vec<_> = s.hosts.iter().filter(|h| !h.local_only).collect();
+    let per_host = |f: &dyn Fn(&crate::protocol::HostStatus) -> Option<String>| {
+        hosts
+            .iter()
+            .filter_map(|h| Some((format!("{{host=\"{}\"}}", label(&h.name)), f(h)?)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "tcpb_host_slots",
+        "gauge",
+        "Slots of the host.",
+        per_host(&|h| Some(h.slots.to_string())),
+    );
+    family(
+        "tcpb_host_busy_slots",
+        "gauge",
+        "Slots in use.",
+        per_host(&|h| Some(h.busy.to_string())),
+    );
+    family(
+        "tcpb_host_jobs_total",
+        "counter",
+        "Jobs the host finished.",
+        per_host(&|h| Some(h.jobs.to_string())),
+    );
+    family(
+        "tcpb_host_failures_total",
+        "counter",
+        "Failures the relay saw.",
+        per_host(&|h| Some(h.failures.to_string())),
+    );
+    family(
+        "tcpb_host_learned_speed",
+        "gauge",
+        "Speed learned from recent jobs, in the units of the configured speed.",
+        per_host(&|h| h.learned_speed.map(|l| l.to_string())),
+    );
+    let states = [
+        HostState::Up,
+        HostState::Suspect,
+        HostState::Down,
+        HostState::Draining,
+        HostState::Disabled,
+    ];
+    let state_rows = hosts
+        .iter()
+        .flat_map(|h| {
+            states.iter().map(move |st| {
+                let name = format!("{st:?}").to_lowercase();
+                let labels = format!("{{host=\"{}\",state=\"{name}\"}}", label(&h.name));
+                (labels, u8::from(h.state == *st).to_string())
+            })
+        })
+        .collect();
+    family(
+        "tcpb_host_state",
+        "gauge",
+        "1 for the host's current state.",
+        state_rows,
+    );
+    let one = |v: String| vec![(String::new(), v)];
+    family(
+        "tcpb_queue_length",
+        "gauge",
+        "Compiles waiting for a slot.",
+        one(s.queued.to_string()),
+    );
+    family(
+        "tcpb_running",
+        "gauge",
+        "Compiles holding a slot.",
+        one(s.running.to_string()),
+    );
+    family(
+        "tcpb_compiles_total",
+        "counter",
+        "Compiles granted a slot.",
+        one(s.granted.to_string()),
+    );
+    family(
+        "tcpb_compiles_local_total",
+        "counter",
+        "Compiles granted a slot on this machine.",
+        one(s.granted_local.to_string()),
+    );
+    family(
+        "tcpb_fell_back_total",
+        "counter",
+        "Jobs a failing host lost, compiled locally.",
+        one(s.fell_back.to_string()),
+    );
+    let mut buckets: Vec<(String, String)> = s
+        .wait_histogram
+        .iter()
+        .map(|(le, n)| (format!("_bucket{{le=\"{le}\"}}"), n.to_string()))
+        .collect();
+    buckets.push(("_bucket{le=\"+Inf\"}".into(), s.wait_count.to_string()));
+    buckets.push(("_sum".into(), s.wait_sum_s.to_string()));
+    buckets.push(("_count".into(), s.wait_count.to_string()));
+    family(
+        "tcpb_queue_wait_seconds",
+        "histogram",
+        "Time compiles waited for a slot.",
+        buckets,
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::HostStatus;
+
+    #[test]
+    fn metrics_text() {
+        let h = HostStatus {
+            name: "b\"1".into(),
+            state: HostState::Down,
+            slots: 4,
+            busy: 1,
+            speed: 1.0,
+            learned_speed: Some(2.5),
+            samples: 3,
+            jobs: 7,
+            failures: 2,
+            fallbacks: 0,
+            last_error: None,
+            last_error_age_s: None,
+            local_only: false,
+            mean_job_s: None,
+        };
+        let s = StatusSnapshot {
+            broker: None,
+            farm_origin: String::new(),
+            queued: 3,
+            running: 1,
+            granted: 9,
+            queue_timeouts: 0,
+            fell_back: 0,
+            over_limit: 0,
+            unparsed_streams: 0,
+            granted_local: 2,
+            wait_mean_s: None,
+            wait_p95_s: None,
+            wait_histogram: vec![(0.1, 4), (1.0, 8)],
+            wait_sum_s: 2.5,
+            wait_count: 9,
+            queue: Vec::new(),
+            compiling: Vec::new(),
+            hosts: vec![h],
+        };
+        let m = metrics(&s);
+        for line in [
+            "tcpb_host_busy_slots{host=\"b\\\"1\"} 1",
+            "tcpb_host_state{host=\"b\\\"1\",state=\"down\"} 1",
+            "tcpb_host_state{host=\"b\\\"1\",state=\"up\"} 0",
+            "tcpb_host_learned_speed{host=\"b\\\"1\"} 2.5",
+            "tcpb_queue_length 3",
+            "tcpb_queue_wait_seconds_bucket{le=\"1\"} 8",
+            "tcpb_queue_wait_seconds_bucket{le=\"+Inf\"} 9",
+            "tcpb_queue_wait_seconds_count 9",
+            "# TYPE tcpb_queue_wait_seconds histogram",
+        ] {
+            assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+        }
+    }
+}
