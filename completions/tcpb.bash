@@ -34,6 +34,9 @@ _tcpb() {
             tcpb,log)
                 cmd="tcpb__subcmd__log"
                 ;;
+            tcpb,man)
+                cmd="tcpb__subcmd__man"
+                ;;
             tcpb,masquerade)
                 cmd="tcpb__subcmd__masquerade"
                 ;;
@@ -66,6 +69,9 @@ _tcpb() {
                 ;;
             tcpb__subcmd__help,log)
                 cmd="tcpb__subcmd__help__subcmd__log"
+                ;;
+            tcpb__subcmd__help,man)
+                cmd="tcpb__subcmd__help__subcmd__man"
                 ;;
             tcpb__subcmd__help,masquerade)
                 cmd="tcpb__subcmd__help__subcmd__masquerade"
@@ -173,7 +179,7 @@ _tcpb() {
 
     case "${cmd}" in
         tcpb)
-            opts="-h -V --help --version status top stop host reload broker completions init masquerade log help"
+            opts="-h -V --help --version status top stop host reload broker completions init masquerade man log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,7 +221,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help)
-            opts="status top stop host reload broker completions init masquerade log help"
+            opts="status top stop host reload broker completions init masquerade man log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -397,6 +403,20 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help__subcmd__log)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -777,6 +797,20 @@ _tcpb() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__man)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

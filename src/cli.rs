@@ -22,6 +22,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "init",
     "masquerade",
     "log",
+    "man",
     "help",
 ];
 
@@ -37,6 +38,7 @@ pub const SUBCOMMANDS: &[&str] = &[
         The farm is read where distcc reads it: $DISTCC_HOSTS, $DISTCC_DIR/hosts\n\
         (~/.distcc/hosts), /etc/distcc/hosts. With none, compiles run locally,\n\
         limited to this machine's CPUs.",
+    override_usage = "tcpb COMPILER [ARGS...]      e.g. tcpb gcc -c foo.c -o foo.o\n       tcpb <COMMAND>",
     after_help = "Compile: tcpb COMPILER [ARGS...]   e.g. tcpb gcc -c foo.c -o foo.o"
 )]
 pub struct Cli {
@@ -98,6 +100,8 @@ pub enum Command {
     /// Manage the masquerade directory: links to tcpb named like compilers.
     #[command(subcommand)]
     Masquerade(MasqueradeCommand),
+    /// Print the manual page (roff): tcpb man | man -l -
+    Man,
     /// Show the broker's log (broker.log in the state directory).
     Log {
         /// How many of the last lines to show.
@@ -261,6 +265,12 @@ fn subcommand(cli: Cli) -> ExitCode {
             masquerade_install(&dir.unwrap_or_else(|| paths.masquerade_dir.clone()))
         }
         Command::Log { lines, follow } => crate::logview::log(&paths, lines, follow),
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout().lock())
+                .map_err(Into::into)
+        }
         Command::Broker => {
             init_logging();
             crate::broker::main(&paths)

@@ -275,3 +275,18 @@ fn log_shows_the_last_lines_and_follows_the_broker() {
     let _ = follow.wait();
     assert!(reader.join().unwrap(), "the followed log showed the stop");
 }
+
+#[test]
+fn man_page_renders_with_every_subcommand() {
+    let env = TestEnv::new();
+    let out = env.tcpb().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let roff = String::from_utf8_lossy(&out.stdout);
+    assert!(roff.contains(".TH tcpb 1"), "{roff}");
+    for sub in ["status", "top", "host", "init", "masquerade", "log"] {
+        assert!(
+            roff.contains(&format!("tcpb\\-{sub}")) || roff.contains(sub),
+            "{sub}"
+        );
+    }
+}
