@@ -51,6 +51,9 @@ pub struct BrokerConfig {
     pub client_timeout_s: u64,
     /// Seconds a stopping broker waits for leases still running.
     pub shutdown_grace_s: u64,
+    /// The broker log (`broker.log`) is set aside as `broker.log.old` and
+    /// started anew past this many KiB.
+    pub log_max_kib: u64,
     /// Compiles that may wait in the queue; one more compiles locally, with
     /// a warning, instead of waiting.
     pub max_queue: usize,
@@ -69,6 +72,7 @@ impl Default for BrokerConfig {
             queue_timeout_s: 0,
             client_timeout_s: 10,
             shutdown_grace_s: 10,
+            log_max_kib: 4096,
             max_queue: 10_000,
             max_connections: 16_384,
         }

@@ -76,6 +76,11 @@ impl Paths {
     pub fn log_file(&self) -> PathBuf {
         self.state_dir.join("broker.log")
     }
+
+    /// Where a full log is set aside.
+    pub fn old_log_file(&self) -> PathBuf {
+        self.state_dir.join("broker.log.old")
+    }
 }
 
 /// This process's effective uid: whose compiles the broker serves.

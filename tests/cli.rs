@@ -290,3 +290,38 @@ fn man_page_renders_with_every_subcommand() {
         );
     }
 }
+
+#[test]
+fn a_full_log_is_set_aside_while_the_broker_runs() {
+    let env = TestEnv::new();
+    env.write_config("[broker]\nidle_exit_s = 120\nlog_max_kib = 1\n");
+    let compile = |name: &str| {
+        std::fs::write(env.path(&format!("work/{name}.c")), "int v;\n").unwrap();
+        let out = env
+            .tcpb()
+            .args(["gcc", "-c", &format!("{name}.c")])
+            .env("TCPB_LOG", "debug")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    };
+    compile("first");
+    let pid = env.status("")["broker"]["pid"].clone();
+    for i in 0..20 {
+        compile(&format!("f{i}"));
+    }
+    let old = env.path("state/broker.log.old");
+    wait_for(std::time::Duration::from_secs(10), "broker.log.old", || {
+        old.exists()
+    });
+    assert!(
+        std::fs::read_to_string(&old)
+            .unwrap()
+            .contains("broker started")
+    );
+    compile("after");
+    wait_for(std::time::Duration::from_secs(5), "the new log", || {
+        env.log().contains("log set aside")
+    });
+    assert_eq!(env.status("")["broker"]["pid"], pid, "the same broker");
+}

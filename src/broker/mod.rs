@@ -192,6 +192,7 @@ pub async fn run(
 async fn tick(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_log_check = Instant::now();
     loop {
         every.tick().await;
         let now = Instant::now();
@@ -204,7 +205,52 @@ async fn tick(shared: Arc<Shared>) {
             tokio::spawn(probe(Arc::clone(&shared), name, host, port, timeout));
         }
         shared.tick(now);
+        if now.duration_since(last_log_check) >= Duration::from_secs(1) {
+            last_log_check = now;
+            let max = shared.lock().config.broker.log_max_kib.max(1) << 10;
+            rotate_log(&shared.paths, max);
+        }
     }
+}
+
+/// When the log this broker writes to (its stdout and stderr) is over
+/// `max` bytes, sets it aside as `broker.log.old` and writes a new one.
+fn rotate_log(paths: &Paths, max: u64) {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let log = paths.log_file();
+    let Ok(meta) = std::fs::metadata(&log) else {
+        return;
+    };
+    // Only the file our stderr is (a foreground broker writes elsewhere).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only into `st`.
+    let ours = unsafe { libc::fstat(2, &mut st) } == 0
+        && st.st_ino == meta.ino()
+        && st.st_dev == meta.dev();
+    if !ours || meta.len() <= max {
+        return;
+    }
+    if std::fs::rename(&log, paths.old_log_file()).is_err() {
+        return;
+    }
+    let Ok(new) = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log)
+    else {
+        return;
+    };
+    // SAFETY: dup2 onto our own stdout and stderr; `new` stays open until
+    // then and its descriptor is closed after.
+    unsafe {
+        libc::dup2(new.as_raw_fd(), 1);
+        libc::dup2(new.as_raw_fd(), 2);
+    }
+    tracing::info!(
+        "log set aside as {} past {max} bytes",
+        paths.old_log_file().display()
+    );
 }
 
 /// One probe: a TCP connect with a timeout, then close.

@@ -189,7 +189,7 @@ fn spawn_broker(paths: &Paths) -> io::Result<std::process::Child> {
     std::fs::create_dir_all(&paths.state_dir)?;
     let log = paths.log_file();
     if std::fs::metadata(&log).is_ok_and(|m| m.len() > LOG_LIMIT) {
-        let _ = std::fs::rename(&log, log.with_extension("log.old"));
+        let _ = std::fs::rename(&log, paths.old_log_file());
     }
     let out = File::options().create(true).append(true).open(&log)?;
     let err = out.try_clone()?;
