@@ -247,3 +247,30 @@ fn http_endpoint_serves_status_and_metrics_on_loopback() {
     assert_eq!(http(port, "GET", "/nope").0, 404);
     assert_eq!(http(port, "POST", "/status").0, 405);
 }
+
+#[test]
+fn status_colours_states_on_a_terminal_unless_no_color() {
+    if which::which("script").is_err() {
+        eprintln!("\n!!!!!!!!!! SKIPPED: script (util-linux) is missing !!!!!!!!!!\n");
+        return;
+    }
+    let env = TestEnv::new();
+    let on_tty = |no_color: Option<&str>| {
+        let mut c = env.cmd("script");
+        c.args(["-qec", &format!("{TCPB} status"), "/dev/null"])
+            .env("DISTCC_HOSTS", "127.0.0.1:1/2");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = output_within(c, Duration::from_secs(20));
+        assert!(out.status.success(), "{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_tty(None);
+    assert!(coloured.contains("\x1b[32mup"), "{coloured:?}");
+    let plain = on_tty(Some("1"));
+    assert!(
+        plain.contains("up") && !plain.contains("\x1b[32m"),
+        "{plain:?}"
+    );
+}
