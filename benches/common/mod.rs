@@ -79,6 +79,22 @@ impl Broker {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// CPU seconds (user + system) the broker has used, from /proc.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_default();
+        // Fields after the command name, which is in parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // utime and stime are fields 14 and 15 of stat: 11 and 12 here.
+        let ticks = f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0);
+        // SAFETY: sysconf has no preconditions.
+        ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
     /// Environment for a `tcpb` process that should use this broker.
     pub fn env(&self, cmd: &mut Command) {
         env(cmd, self.dir.path());
