@@ -17,18 +17,20 @@
 //! - `farm`: the host list merged with the config into the scheduler's farm.
 //! - `paths`: runtime, state and config locations, all overridable.
 //! - `protocol`: the typed control messages; `frame`: their framing.
-//! - `broker`: the daemon. `broker::sched` owns slot accounting, the hosts
-//!   (`broker::host`) and the queue, as pure code with the time passed in; it serves
-//!   the fair queue of `broker::queue` through the earliest-finish-time
-//!   simulation of `broker::eft`, with speeds learned by `broker::learn`
-//!   and host health from the up/suspect/down machine of `broker::health`.
-//!   `broker::state` shares the scheduler between tasks and keeps the
-//!   per-file cost memory of `broker::costs`; `broker::control` serves one
-//!   control connection; `broker::relay` owns the loopback relay ports,
-//!   copies jobs and classifies how they end, reading distcc's token stream
-//!   with `broker::observe` and asking `broker::peer` who connected; `broker::admin` runs `tcpb host …` against
-//!   `broker::overlay`, the runtime farm changes that `broker::store`
-//!   persists.
+//! - `broker`: the daemon. `broker::sched` owns slot accounting, the
+//!   hosts (`broker::host`) and the queue, as pure code with the time
+//!   passed in; it serves the fair queue of `broker::queue` through the
+//!   earliest-finish-time simulation of `broker::eft`, with speeds learned
+//!   by `broker::learn` and host health from the up/suspect/down machine of
+//!   `broker::health`. `broker::state` shares the scheduler between tasks
+//!   and keeps the per-file cost memory of `broker::costs`;
+//!   `broker::control` serves one control connection; `broker::relay` owns
+//!   the loopback relay ports, copies jobs and classifies how they end,
+//!   reading distcc's token stream with `broker::observe` and asking
+//!   `broker::peer` who connected; `broker::admin` runs `tcpb host …`
+//!   against `broker::overlay`, the runtime farm changes that
+//!   `broker::store` persists; `broker::http` serves the optional
+//!   `/status` and `/metrics`.
 //! - `status`: `tcpb status` and `tcpb stop`; `watch`: `tcpb status
 //!   --watch` / `tcpb top`; `admin`: `tcpb host …` and
 //!   `tcpb reload` (client side).

@@ -81,8 +81,8 @@ impl Broker {
 
     /// CPU seconds (user + system) the broker has used, from /proc.
     pub fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name, which is in parentheses.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let f: Vec<u64> = rest
