@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,
 //! `--quick`, `--only heterogeneous|uniform`, `--j N`; `--j 0` runs only
-//! the two-build memory comparison). Needs distcc, distccd, haproxy and make; says loudly what it
+//! the two-build memory comparison, `--no-memory` skips it; `--seed N`
+//! another job set). Needs distcc, distccd, haproxy and make; says loudly what it
 //! skips.
 
 use std::path::{Path, PathBuf};
@@ -67,11 +68,11 @@ fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
 
 /// Writes the job set of `common::job_set` as C files and a Makefile.
 /// Returns the work of each job in ms.
-fn write_job_set(dir: &Path, n: usize, mean_ms: f64) -> Vec<u64> {
+fn write_job_set(dir: &Path, n: usize, mean_ms: f64, seed: u64) -> Vec<u64> {
     std::fs::create_dir_all(dir).unwrap();
     let mut works = Vec::new();
     let mut objs = Vec::new();
-    for (i, (w, size)) in common::job_set(n, mean_ms, 0).into_iter().enumerate() {
+    for (i, (w, size)) in common::job_set(n, mean_ms, seed).into_iter().enumerate() {
         works.push(w);
         let pad = "x".repeat(size as usize);
         let src = format!(
@@ -286,24 +287,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs every tool at every -j on one farm; prints the table.
 /// What to run.
 struct Opts {
     jobs: usize,
     reps: usize,
     only_j: Option<u32>,
     tools: Vec<Tool>,
+    /// The job set (0: the one BENCHMARKS.md reports).
+    seed: u64,
+    /// Run the two-build comparison.
+    memory: bool,
 }
 
+/// Runs every tool at every -j on one farm; prints the table.
 fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &Opts) {
     let Opts {
         jobs,
         reps,
         only_j,
         ref tools,
+        seed,
+        memory,
     } = *opts;
     let project = root.join(format!("proj-{name}"));
-    let works = write_job_set(&project, jobs, mean_ms);
+    let works = write_job_set(&project, jobs, mean_ms, seed);
     let hosts: Vec<Host> = farm
         .iter()
         .enumerate()
@@ -371,7 +378,7 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
     // file's cost (and the speeds it learned). With the speeds configured,
     // and left to be learned.
     let j = slots * 2;
-    for speeds in [true, false] {
+    for speeds in [true, false].into_iter().filter(|_| memory) {
         write_tcpb_config(root, &world.hosts, speeds);
         let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
         for rep in 0..reps {
@@ -446,6 +453,8 @@ fn main() {
         reps,
         only_j,
         tools,
+        seed: opt("--seed", 0) as u64,
+        memory: !args.iter().any(|a| a == "--no-memory"),
     };
     let only = args
         .iter()
