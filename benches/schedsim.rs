@@ -12,7 +12,8 @@
 //! fresh scheduler that knows every file's exact cost.
 //!
 //! Run: `cargo bench --bench schedsim` (options: `--jobs N`, `--overhead S`,
-//! `--seeds N`, `--unconfigured`: every host configured at speed 1.0).
+//! `--seeds N`, `--seed FIRST`, `--trace`, `--unconfigured`: every host
+//! configured at speed 1.0).
 
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -225,6 +226,7 @@ fn main() {
     let seeds = opt("--seeds", 9.0) as u64;
     let unconfigured = args.iter().any(|a| a == "--unconfigured");
     let trace = args.iter().any(|a| a == "--trace");
+    let first_seed = opt("--seed", 0.0) as u64;
     type F<'a> = (&'a str, &'a [(f64, u32)], f64);
     let farms: [F; 2] = [
         ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
@@ -250,7 +252,7 @@ fn main() {
         );
         for j in [slots / 2, slots, slots * 2] {
             let mut runs: [Vec<f64>; 5] = Default::default();
-            for seed in 0..seeds {
+            for seed in first_seed..first_seed + seeds {
                 let set = common::job_set(n, mean, seed);
                 let jobs: Vec<Sim> = set
                     .iter()
@@ -286,11 +288,11 @@ fn main() {
                 }
                 let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0).0;
                 let (distcc, distcc_starts) = distcc_build(&jobs, spec, j, overhead);
-                if trace && seed == 0 && j == 2 * slots as usize {
+                if trace && seed == first_seed && j == 2 * slots as usize {
                     let mut longest: Vec<usize> = (0..jobs.len()).collect();
                     longest.sort_by(|a, b| jobs[*b].work.total_cmp(&jobs[*a].work));
                     println!(
-                        "  seed 0, -j{j}: the longest jobs (index, work): start under tcpb / distcc"
+                        "  seed {seed}, -j{j}: the longest jobs (index, work): start under tcpb / distcc"
                     );
                     for i in longest.into_iter().take(6) {
                         println!(
