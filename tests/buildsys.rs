@@ -7,38 +7,13 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 const MIXED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mixed");
 const MIXED_OBJECTS: [&str; 4] = ["main.cpp.o", "shapes.cpp.o", "stats.c.o", "text.c.o"];
 
-/// True when `tools` and distccd are installed. Outside CI a missing one is
-/// a loud skip; under CI=true it is a failure (`.ci/run` installs them).
+/// True when `tools` and distccd are installed.
 fn have(tools: &[&str]) -> bool {
-    if !have_distccd() {
-        return false;
-    }
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| which::which(t).is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and {missing:?} not installed: .ci/run must install them");
-    }
-    eprintln!("\n!!!!!!!!!! SKIPPED: {missing:?} not installed !!!!!!!!!!\n");
-    false
-}
-
-/// Runs `cmd` (bounded), asserting success; returns stdout.
-fn run(cmd: Command) -> String {
-    let what = format!("{cmd:?}");
-    let out = output_within(cmd, Duration::from_secs(180));
-    assert!(out.status.success(), "{what}:\n{}", output_text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    have_distccd() && have_tools(tools)
 }
 
 /// Copies the mixed C/C++ fixture into `dest`.
@@ -80,12 +55,12 @@ fn cmake_ninja_with_the_compiler_launcher_matches_a_plain_build() {
             c.arg(format!("-DCMAKE_C_COMPILER_LAUNCHER={TCPB}"))
                 .arg(format!("-DCMAKE_CXX_COMPILER_LAUNCHER={TCPB}"));
         }
-        run(c);
+        run_ok(c);
         let mut b = env.cmd("cmake");
         b.arg("--build")
             .arg(env.path(build))
             .env("DISTCC_HOSTS", d.host(4));
-        run(b);
+        run_ok(b);
     };
     configure("ref", false);
     let before = d.compiles_ok(0);
@@ -97,7 +72,7 @@ fn cmake_ninja_with_the_compiler_launcher_matches_a_plain_build() {
         4,
         "each C and C++ file compiled on the farm"
     );
-    let out = run(Command::new(env.path("farm/mixed")));
+    let out = run_ok(Command::new(env.path("farm/mixed")));
     assert!(out.contains("area=19 mean=2.5 words=6"), "{out}");
 }
 
@@ -119,7 +94,7 @@ fn ccache_in_front_sends_misses_to_the_farm_and_hits_never_reach_the_broker() {
             .env("DISTCC_HOSTS", d.host(4))
             .env("CCACHE_PREFIX", TCPB)
             .env("CCACHE_DIR", env.path("ccache"));
-        run(c);
+        run_ok(c);
     };
     let n = fixture_sources().len();
     make(None);
@@ -157,13 +132,13 @@ fn meson_with_cc_tcpb_gcc_matches_a_plain_build() {
         if let Some((cc, cxx)) = cc {
             c.env("CC", cc).env("CXX", cxx);
         }
-        run(c);
+        run_ok(c);
         let before = d.compiles_ok(0);
         let mut b = env.cmd("meson");
         b.args(["compile", "-C", name])
             .current_dir(env.dir.path())
             .env("DISTCC_HOSTS", d.host(4));
-        run(b);
+        run_ok(b);
         d.compiles_ok(before + expect) - before
     };
     build("ref", None);
@@ -171,7 +146,7 @@ fn meson_with_cc_tcpb_gcc_matches_a_plain_build() {
     let dir = |b: &str| env.path(&format!("{b}/mixed.p"));
     assert_same_files(&objects_in(&dir("ref")), &objects_in(&dir("farm")));
     assert_eq!(remote, 4, "each C and C++ file compiled on the farm");
-    let out = run(Command::new(env.path("farm/mixed")));
+    let out = run_ok(Command::new(env.path("farm/mixed")));
     assert!(out.contains("area=19"), "{out}");
 }
 
@@ -194,11 +169,11 @@ fn cxx_through_tcpb_gxx_matches_local() {
         "farm.o",
     ])
     .env("DISTCC_HOSTS", d.host(2));
-    run(c);
+    run_ok(c);
     let mut l = Command::new("g++");
     l.args(["-O2", "-std=c++17", "-c", "shapes.cpp", "-o", "local.o"])
         .current_dir(env.path("work"));
-    run(l);
+    run_ok(l);
     assert_same_files(&[env.path("work/local.o")], &[env.path("work/farm.o")]);
     assert_eq!(d.compiles_ok(1), 1, "compiled on the farm");
 }

@@ -7,26 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
-
-/// True when `tool` is installed; a loud skip outside CI, a failure in CI.
-fn have(tool: &str) -> bool {
-    if which::which(tool).is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and {tool} is not installed: .ci/run must install it");
-    }
-    eprintln!("\n!!!!!!!!!! SKIPPED: {tool} is not installed !!!!!!!!!!\n");
-    false
-}
-
-fn run(cmd: Command) -> String {
-    let what = format!("{cmd:?}");
-    let out = output_within(cmd, Duration::from_secs(60));
-    assert!(out.status.success(), "{what}:\n{}", output_text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Installs the masquerade directory, then runs `script` in `shell` with
 /// tcpb's directory on PATH. Returns stdout.
@@ -34,7 +14,7 @@ fn in_shell(env: &TestEnv, shell: &str, script: &str) -> String {
     let masq = env.path("masq dir");
     let mut install = env.tcpb();
     install.args(["masquerade", "install"]).arg(&masq);
-    let out = run(install);
+    let out = run_ok(install);
     assert!(out.contains("linked") && out.contains("/gcc"), "{out}");
     let bin = Path::new(TCPB).parent().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
@@ -47,11 +27,11 @@ fn in_shell(env: &TestEnv, shell: &str, script: &str) -> String {
     cmd.args(flags)
         .arg(script.replace("DIR", &masq.display().to_string()))
         .env("PATH", path);
-    run(cmd)
+    run_ok(cmd)
 }
 
 fn check_shell(shell: &str, script: &str) {
-    if !have(shell) || !have_distccd() {
+    if !have_tools(&[shell]) || !have_distccd() {
         return;
     }
     let env = TestEnv::new();
@@ -121,30 +101,30 @@ fn scripts_pass_shellcheck_and_the_shells_syntax_checks() {
         ("zsh", vec!["-n"]),
         ("fish", vec!["--no-execute"]),
     ] {
-        if !have(shell) {
+        if !have_tools(&[shell]) {
             continue;
         }
         for cc in ["", "--cc"] {
             let mut init = env.tcpb();
             init.args(["init", shell])
                 .args((!cc.is_empty()).then_some(cc));
-            let script = run(init);
+            let script = run_ok(init);
             assert!(!script.contains("__TCPB"), "{shell}: placeholders filled");
             let file = env.path(&format!("init.{shell}"));
             std::fs::write(&file, &script).unwrap();
             let mut c = Command::new(shell);
             c.args(&check).arg(&file);
-            run(c);
-            if shell == "bash" && have("shellcheck") {
+            run_ok(c);
+            if shell == "bash" && have_tools(&["shellcheck"]) {
                 let mut sc = Command::new("shellcheck");
                 sc.args(["-s", "bash"]).arg(&file);
-                run(sc);
+                run_ok(sc);
             }
         }
     }
-    if have("shellcheck") {
+    if have_tools(&["shellcheck"]) {
         let mut sc = Command::new("shellcheck");
         sc.args(["-s", "bash"]).arg(shell_dir.join("tcpb.bash"));
-        run(sc);
+        run_ok(sc);
     }
 }

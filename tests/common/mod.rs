@@ -387,3 +387,29 @@ pub fn assert_same_object(env: &TestEnv, obj: &str, src: &str) {
         "{obj} differs from a local gcc -O2 build of {src}"
     );
 }
+
+/// True when every one of `tools` is on PATH. Outside CI a missing one is a
+/// loud skip; under CI=true it is a failure (`.ci/run` installs them).
+pub fn have_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which::which(t).is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {missing:?} not installed: .ci/run must install them");
+    }
+    eprintln!("\n!!!!!!!!!! SKIPPED: {missing:?} not installed !!!!!!!!!!\n");
+    false
+}
+
+/// Runs `cmd` (killed after 180 s), asserting success; returns stdout.
+pub fn run_ok(cmd: Command) -> String {
+    let what = format!("{cmd:?}");
+    let out = output_within(cmd, Duration::from_secs(180));
+    assert!(out.status.success(), "{what}:\n{}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
