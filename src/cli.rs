@@ -127,7 +127,8 @@ pub enum MasqueradeCommand {
 /// `tcpb host …`. HOST is `HOST[:PORT]` (port 3632 if left out) or `localhost`.
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Add a host: HOST[:PORT][/SLOTS][,lzo][,cpp].
+    /// Add a host, in distcc's host-list grammar.
+    #[command(about = "Add a host: HOST[:PORT][/SLOTS][,lzo][,cpp]")]
     Add {
         /// The host spec, in distcc's grammar.
         spec: String,
