@@ -244,36 +244,47 @@ fn log_shows_the_last_lines_and_follows_the_broker() {
     assert!(String::from_utf8_lossy(&all.stdout).contains("broker started"));
     let one = env.tcpb().args(["log", "-n", "1"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&one.stdout).lines().count(), 1);
-    // Follow: the stop appears in the followed output.
+    // Follow: once the follower has printed the last line (so it has
+    // read the log), the stop appears in what it prints next.
     let mut follow = env
         .tcpb()
-        .args(["log", "-f", "-n", "0"])
+        .args(["log", "-f", "-n", "1"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = follow.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-            if n == 0 {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
                 break;
             }
-            seen.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&seen).contains("broker stopped") {
-                return true;
-            }
         }
-        false
     });
+    let limit = std::time::Duration::from_secs(10);
+    let mut seen = rx
+        .recv_timeout(limit)
+        .expect("the follower printed the last line");
     assert!(env.tcpb().arg("stop").status().unwrap().success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !reader.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let deadline = std::time::Instant::now() + limit;
+    while !seen.contains("broker stopped") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(more) => seen.push_str(&more),
+            Err(_) => break,
+        }
     }
     let _ = follow.kill();
     let _ = follow.wait();
-    assert!(reader.join().unwrap(), "the followed log showed the stop");
+    assert!(
+        seen.contains("broker stopped"),
+        "the followed log showed the stop: {seen}"
+    );
 }
 
 #[test]
