@@ -30,6 +30,10 @@ pub const GUESS: f64 = 0.5;
 pub struct Learned {
     /// (ln of work per second, weight), oldest first.
     samples: VecDeque<(f64, f64)>,
+    /// The weighted sum of the clipped samples and their total weight,
+    /// kept current by `add`: the scheduler asks for every host's speed
+    /// after each job, which must not re-sort every window.
+    clipped: (f64, f64),
 }
 
 impl Learned {
@@ -44,6 +48,15 @@ impl Learned {
             self.samples.pop_front();
         }
         self.samples.push_back(((work / secs).ln(), weight));
+        let Some(mid) = median(self.samples.iter().map(|s| s.0).collect()) else {
+            return;
+        };
+        self.clipped = self
+            .samples
+            .iter()
+            .fold((0.0, 0.0), |(sum, total), (l, w)| {
+                (sum + w * l.clamp(mid - CLIP, mid + CLIP), total + w)
+            });
     }
 
     /// Jobs recorded.
@@ -57,13 +70,8 @@ impl Learned {
         if self.samples.len() < MIN_SAMPLES || !(prior.is_finite() && prior > 0.0) {
             return None;
         }
-        let mid = median(self.samples.iter().map(|s| s.0).collect())?;
-        let (mut sum, mut weight) = (PRIOR_WEIGHT * prior.ln(), PRIOR_WEIGHT);
-        for (l, w) in &self.samples {
-            sum += w * l.clamp(mid - CLIP, mid + CLIP);
-            weight += w;
-        }
-        Some((sum / weight).exp())
+        let (sum, weight) = self.clipped;
+        Some(((PRIOR_WEIGHT * prior.ln() + sum) / (PRIOR_WEIGHT + weight)).exp())
     }
 }
 
