@@ -171,7 +171,7 @@ pub enum Grant {
 }
 
 /// What `tcpb status` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     /// The broker process; `None` when no broker runs.
     pub broker: Option<BrokerInfo>,

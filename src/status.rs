@@ -1,5 +1,5 @@
 //! `tcpb status` and `tcpb stop`: they talk to a running broker and never
-//! start one. `status::watch` is the live view.
+//! start one. The live view is `watch`.
 
 use crate::client::connect;
 use crate::config::Config;
@@ -41,24 +41,9 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
         })
         .collect();
     Ok(StatusSnapshot {
-        broker: None,
         farm_origin: farm.origin,
-        queued: 0,
-        running: 0,
-        granted: 0,
-        queue_timeouts: 0,
-        fell_back: 0,
-        over_limit: 0,
-        unparsed_streams: 0,
-        granted_local: 0,
-        wait_mean_s: None,
-        wait_p95_s: None,
-        wait_histogram: Vec::new(),
-        wait_sum_s: 0.0,
-        wait_count: 0,
-        queue: Vec::new(),
-        compiling: Vec::new(),
         hosts,
+        ..StatusSnapshot::default()
     })
 }
 

@@ -74,8 +74,12 @@ pub async fn serve(shared: Arc<Shared>, conn: Stream) {
             let counted = Counted::new(&shared);
             match counted.over {
                 Some(max) => {
-                    let message =
-                        shared.over_limit(&mut shared.lock(), None, "max_connections", max);
+                    let message = shared.over_limit(
+                        &mut shared.lock(),
+                        None,
+                        ("max_connections", "compiles connected"),
+                        max,
+                    );
                     send(&conn, Response::Error { message }).await
                 }
                 None => lease(&shared, &conn, req).await,
@@ -179,8 +183,9 @@ async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::i
         };
         let (id, g) = shared.request(&mut inner, need, facts, tx, started);
         let max = inner.config.broker.max_queue;
-        let full = (g.is_none() && inner.sched.queued() > max)
-            .then(|| shared.over_limit(&mut inner, Some(id), "max_queue", max));
+        let full = (g.is_none() && inner.sched.queued() > max).then(|| {
+            shared.over_limit(&mut inner, Some(id), ("max_queue", "queued compiles"), max)
+        });
         (id, g, inner.config.broker.queue_timeout_s, full)
     };
     let mut give_up = (queue_timeout > 0)

@@ -225,24 +225,15 @@ mod tests {
             mean_job_s: None,
         };
         let s = StatusSnapshot {
-            broker: None,
-            farm_origin: String::new(),
             queued: 3,
             running: 1,
             granted: 9,
-            queue_timeouts: 0,
-            fell_back: 0,
-            over_limit: 0,
-            unparsed_streams: 0,
             granted_local: 2,
-            wait_mean_s: None,
-            wait_p95_s: None,
             wait_histogram: vec![(0.1, 4), (1.0, 8)],
             wait_sum_s: 2.5,
             wait_count: 9,
-            queue: Vec::new(),
-            compiling: Vec::new(),
             hosts: vec![h],
+            ..StatusSnapshot::default()
         };
         let m = metrics(&s);
         for line in [

@@ -290,7 +290,7 @@ impl Shared {
         &self,
         inner: &mut Inner,
         id: Option<LeaseId>,
-        key: &str,
+        (key, what): (&str, &str),
         max: usize,
     ) -> String {
         if let Some(id) = id {
@@ -299,12 +299,7 @@ impl Shared {
         }
         inner.over_limit += 1;
         let message = format!(
-            "at its limit of {max} {} ({key} in {})",
-            if key == "max_queue" {
-                "queued compiles"
-            } else {
-                "connections"
-            },
+            "at its limit of {max} {what} ({key} in {})",
             self.paths.config_file.display()
         );
         if inner.over_limit.is_power_of_two() {
