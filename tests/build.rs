@@ -213,3 +213,45 @@ fn compile_errors_pass_through_unchanged() {
     );
     assert_eq!(h["state"], "up");
 }
+
+/// A compile whose preprocessed source and object are megabytes: the
+/// relay moves those payloads through a pipe unseen; the object and the
+/// remote compiler's warnings must still arrive intact.
+#[test]
+fn large_source_and_object_arrive_intact() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 1);
+    let mut src = String::from(
+        "int warn(int x) { int unused_here; return x; }\nconst unsigned table[] = {\n",
+    );
+    let mut x = 12345u32;
+    for i in 0..300_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        src.push_str(&format!("{x},{}", if i % 16 == 15 { "\n" } else { " " }));
+    }
+    src.push_str("};\n");
+    write_c(&env, "big.c", &src);
+    let out = env
+        .tcpb()
+        .args(["gcc", "-O2", "-Wall", "-c", "big.c", "-o", "big.o"])
+        .env("DISTCC_HOSTS", d.host(1))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unused_here"),
+        "the remote warning reached the user: {}",
+        output_text(&out)
+    );
+    let object = std::fs::read(env.path("work/big.o")).unwrap();
+    assert!(
+        object.len() > 1 << 20,
+        "a megabyte object: {}",
+        object.len()
+    );
+    assert_same_object(&env, "big.o", "big.c");
+    assert_eq!(d.compiles_ok(1), 1, "compiled on the farm");
+}

@@ -12,6 +12,7 @@ pub mod learn;
 pub mod observe;
 pub mod overlay;
 pub mod peer;
+pub mod pump;
 pub mod queue;
 pub mod relay;
 pub mod sched;

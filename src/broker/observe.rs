@@ -1,7 +1,8 @@
 //! Reads distcc's token stream as the relay copies it, without altering or
 //! holding back a byte. A token is 12 bytes: a 4-letter tag and 8 hex
 //! digits; for some tags the digits are the length of a payload that
-//! follows. Payloads are counted and skipped, so memory stays constant.
+//! follows. Payloads are counted and skipped, so memory stays constant;
+//! the relay may move a payload without showing it (`opaque`, `skip`).
 //!
 //! Request: `DIST ARGC ARGV… DOTI` (protocols 1, 2), or `DIST CDIR ARGC
 //! ARGV… NFIL (NAME FILE|LINK)…` (protocol 3). Response: `DONE STAT SERR SOUT
@@ -33,18 +34,37 @@ struct Tokens {
 }
 
 impl Tokens {
+    /// Bytes that follow and need not be looked at: the rest of the
+    /// current payload, or everything once the stream is broken.
+    fn opaque(&self) -> u64 {
+        if self.broken {
+            u64::MAX
+        } else {
+            self.skipping.map_or(0, |(_, left)| left)
+        }
+    }
+
+    /// Passes over `n` bytes (at most `opaque()`) without their contents.
+    fn skip(&mut self, n: u64, out: &mut Vec<Event>) {
+        let Some((tag, left)) = self.skipping.filter(|_| !self.broken) else {
+            return;
+        };
+        debug_assert!(n <= left, "skipped past the payload");
+        let left = left.saturating_sub(n);
+        if left == 0 {
+            self.skipping = None;
+            out.push(Event::PayloadEnd(tag));
+        } else {
+            self.skipping = Some((tag, left));
+        }
+    }
+
     fn feed(&mut self, mut data: &[u8], out: &mut Vec<Event>) {
         while !data.is_empty() && !self.broken {
-            if let Some((tag, left)) = self.skipping {
+            if let Some((_, left)) = self.skipping {
                 let n = (left as usize).min(data.len());
                 data = &data[n..];
-                let left = left - n as u64;
-                if left == 0 {
-                    self.skipping = None;
-                    out.push(Event::PayloadEnd(tag));
-                } else {
-                    self.skipping = Some((tag, left));
-                }
+                self.skip(n as u64, out);
                 continue;
             }
             let n = (12 - self.have).min(data.len());
@@ -104,6 +124,33 @@ impl RequestWatch {
         }
         self.events.clear();
         self.tokens.feed(data, &mut self.events);
+        self.judge()
+    }
+
+    /// Bytes the client sends next that need not be fed: the rest of a
+    /// payload, or everything after the end of the request or a parse error.
+    pub fn opaque(&self) -> u64 {
+        if self.complete || self.broken {
+            u64::MAX
+        } else {
+            self.tokens.opaque()
+        }
+    }
+
+    /// Counts `n` bytes (at most `opaque()`) passed on unseen; true when
+    /// they complete the request.
+    pub fn skip(&mut self, n: u64) -> bool {
+        self.bytes += n;
+        if self.complete || self.broken {
+            return false;
+        }
+        self.events.clear();
+        self.tokens.skip(n, &mut self.events);
+        self.judge()
+    }
+
+    /// Applies the tokenizer's events; true when they complete the request.
+    fn judge(&mut self) -> bool {
         for i in 0..self.events.len() {
             if self.complete {
                 // Whatever follows the request is not judged: the same
@@ -154,6 +201,19 @@ pub struct ResponseWatch {
 }
 
 impl ResponseWatch {
+    /// Bytes the server sends next that need not be fed (see
+    /// `RequestWatch::opaque`).
+    pub fn opaque(&self) -> u64 {
+        self.tokens.opaque()
+    }
+
+    /// Counts `n` bytes (at most `opaque()`) passed on unseen.
+    pub fn skip(&mut self, n: u64) {
+        self.bytes += n;
+        self.events.clear();
+        self.tokens.skip(n, &mut self.events);
+    }
+
     /// Feeds bytes sent by the server; true when they hold `DONE`.
     pub fn feed(&mut self, data: &[u8]) -> bool {
         self.bytes += data.len() as u64;
@@ -304,6 +364,56 @@ mod tests {
             prop_assert_eq!(
                 (whole_r.done, whole_r.stat, whole_r.broken, whole_r.object_bytes),
                 (split_r.done, split_r.stat, split_r.broken, split_r.object_bytes)
+            );
+        }
+
+        /// The relay splices payloads past the watchers unseen: skipping
+        /// what they call opaque concludes the same as showing every byte.
+        #[test]
+        fn skipping_opaque_bytes_does_not_change_the_verdict(
+            s in stream(),
+            steps in proptest::collection::vec(1usize..20, 1..64),
+        ) {
+            let (mut whole, mut whole_r) = (RequestWatch::default(), ResponseWatch::default());
+            whole.feed(&s);
+            whole_r.feed(&s);
+            let (mut req, mut resp) = (RequestWatch::default(), ResponseWatch::default());
+            let (mut at_req, mut at_resp, mut completed) = (0, 0, 0);
+            for step in steps.iter().cycle().take(4 * s.len() + 4) {
+                let left = |at: usize| s.len() - at;
+                match req.opaque().min(left(at_req) as u64) as usize {
+                    0 => {
+                        let n = (*step).min(left(at_req));
+                        completed += usize::from(req.feed(&s[at_req..at_req + n]));
+                        at_req += n;
+                    }
+                    n => {
+                        let n = n.min(*step * 3);
+                        completed += usize::from(req.skip(n as u64));
+                        at_req += n;
+                    }
+                }
+                match resp.opaque().min(left(at_resp) as u64) as usize {
+                    0 => {
+                        let n = (*step).min(left(at_resp));
+                        resp.feed(&s[at_resp..at_resp + n]);
+                        at_resp += n;
+                    }
+                    n => {
+                        resp.skip(n as u64);
+                        at_resp += n;
+                    }
+                }
+            }
+            prop_assert_eq!((at_req, at_resp), (s.len(), s.len()));
+            prop_assert_eq!(completed, usize::from(whole.complete));
+            prop_assert_eq!(
+                (whole.complete, whole.broken, whole.source_bytes, whole.bytes),
+                (req.complete, req.broken, req.source_bytes, req.bytes)
+            );
+            prop_assert_eq!(
+                (whole_r.done, whole_r.stat, whole_r.broken, whole_r.object_bytes, whole_r.bytes),
+                (resp.done, resp.stat, resp.broken, resp.object_bytes, resp.bytes)
             );
         }
     }

@@ -2,26 +2,23 @@
 //! host of the one lease that owns it. distcc never deletes its per-port
 //! lock files, so ports are reused rather than opened anew.
 //!
-//! A job's bytes are copied both ways until both sides close. The relay
-//! never half-closes toward distccd (distccd kills a job whose client side
-//! reads EOF). What ends the copy tells whether the host failed.
+//! A job's bytes are copied both ways (`broker::pump`) until both sides
+//! close. The relay never half-closes toward distccd (distccd kills a job
+//! whose client side reads EOF). What ends the copy tells whether the host
+//! failed.
 
 use super::health::Failure;
-use super::observe::{RequestWatch, ResponseWatch};
+use super::pump::{End, Watch, pump};
 use super::sched::LeaseId;
 use super::state::Shared;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The most relay ports one broker opens.
 pub const MAX_PORTS: usize = 4096;
-/// Copy buffer per direction (256 KiB measured no clear gain on loopback
-/// and would cost 512 KiB per running job).
-const BUF: usize = 64 * 1024;
 
 /// Relay ports and their owners.
 #[derive(Debug, Default)]
@@ -180,17 +177,6 @@ fn target(shared: &Shared, lease: LeaseId) -> Option<Target> {
     })
 }
 
-/// How a relayed job ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum End {
-    /// The host answered and both sides closed, or the client left.
-    Done,
-    /// The host closed or reset the connection before a complete answer.
-    HostLost(String),
-    /// No byte either way for the job timeout.
-    Hung,
-}
-
 /// Enables TCP keepalive, so a host that vanishes from the network is
 /// noticed even when no byte is due.
 fn keepalive(s: &TcpStream) {
@@ -201,86 +187,7 @@ fn keepalive(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
 }
 
-/// What the relay learned of one job from its bytes.
-#[derive(Debug, Default)]
-pub struct Watch {
-    /// The client's side.
-    pub request: RequestWatch,
-    /// The server's side.
-    pub response: ResponseWatch,
-    /// When the request was complete.
-    pub request_end: Option<Instant>,
-    /// When the server said `DONE`.
-    pub done_at: Option<Instant>,
-}
-
-impl Watch {
-    /// Seconds the server took, from the end of the request to `DONE`.
-    pub fn server_secs(&self) -> Option<f64> {
-        let secs = self.done_at?.checked_duration_since(self.request_end?)?;
-        (!self.request.broken && !self.response.broken).then_some(secs.as_secs_f64())
-    }
-}
-
-/// Copies both ways until both sides close, or nothing moves for `idle`,
-/// watching the token stream as it passes.
-pub async fn pump(
-    client: &mut TcpStream,
-    server: &mut TcpStream,
-    idle: Duration,
-    watch: &mut Watch,
-) -> (End, u64, u64) {
-    let (mut cr, mut cw) = client.split();
-    let (mut sr, mut sw) = server.split();
-    let (mut cbuf, mut sbuf) = (vec![0u8; BUF], vec![0u8; BUF]);
-    let (mut up, mut down) = (0u64, 0u64);
-    let mut server_open = true;
-    let mut deadline = tokio::time::Instant::now() + idle;
-    loop {
-        tokio::select! {
-            r = cr.read(&mut cbuf) => match r {
-                // distcc never half-closes: the client is gone, and the job
-                // with it. Not the host's fault.
-                Ok(0) | Err(_) => return (End::Done, up, down),
-                Ok(n) => {
-                    if watch.request.feed(&cbuf[..n]) {
-                        watch.request_end = Some(Instant::now());
-                    }
-                    if tokio::time::timeout(idle, sw.write_all(&cbuf[..n])).await.map_or(true, |r| r.is_err()) {
-                        return (End::HostLost("could not send to the host".into()), up, down);
-                    }
-                    up += n as u64;
-                    deadline = tokio::time::Instant::now() + idle;
-                }
-            },
-            r = sr.read(&mut sbuf), if server_open => match r {
-                Ok(0) if down == 0 => return (End::HostLost("closed the connection before answering".into()), up, down),
-                Err(e) if down == 0 => return (End::HostLost(format!("connection failed before answering: {e}")), up, down),
-                Err(e) => return (End::HostLost(format!("connection failed while answering: {e}")), up, down),
-                Ok(0) => {
-                    server_open = false;
-                    let _ = cw.shutdown().await;
-                }
-                Ok(n) => {
-                    if watch.response.feed(&sbuf[..n]) {
-                        watch.done_at = Some(Instant::now());
-                    }
-                    if tokio::time::timeout(idle, cw.write_all(&sbuf[..n])).await.map_or(true, |r| r.is_err()) {
-                        return (End::Done, up, down); // the client went away
-                    }
-                    down += n as u64;
-                    deadline = tokio::time::Instant::now() + idle;
-                }
-            },
-            // Silence after the host has answered in full is the client's.
-            _ = tokio::time::sleep_until(deadline) => {
-                return (if server_open { End::Hung } else { End::Done }, up, down);
-            }
-        }
-    }
-}
-
-async fn relay(shared: Arc<Shared>, lease: LeaseId, mut client: TcpStream) {
+async fn relay(shared: Arc<Shared>, lease: LeaseId, client: TcpStream) {
     let _ = client.set_nodelay(true);
     loop {
         let Some(t) = target(&shared, lease) else {
@@ -288,18 +195,18 @@ async fn relay(shared: Arc<Shared>, lease: LeaseId, mut client: TcpStream) {
         };
         let connect = TcpStream::connect((t.host.as_str(), t.port));
         let error = match tokio::time::timeout(t.connect, connect).await {
-            Ok(Ok(mut server)) => {
+            Ok(Ok(server)) => {
                 let _ = server.set_nodelay(true);
                 keepalive(&server);
                 keepalive(&client);
                 let started = Instant::now();
                 let mut watch = Watch::default();
-                let (end, up, down) = pump(&mut client, &mut server, t.idle, &mut watch).await;
+                let (end, moved) = pump(&client, &server, t.idle, &mut watch).await;
                 let ms = started.elapsed().as_millis() as u64;
                 let failure = match end {
                     End::Done => {
                         let server_s = watch.server_secs();
-                        tracing::debug!(host = %t.name, lease, up, down, ms, ?server_s, "relay done");
+                        tracing::debug!(host = %t.name, lease, ?moved, ms, ?server_s, "relay done");
                         shared.observed(lease, &watch);
                         return;
                     }
@@ -309,7 +216,7 @@ async fn relay(shared: Arc<Shared>, lease: LeaseId, mut client: TcpStream) {
                         Failure::Hang,
                     ),
                 };
-                tracing::warn!(host = %t.name, lease, up, down, ms, "{}; distcc compiles the job locally", failure.0);
+                tracing::warn!(host = %t.name, lease, up = moved.up, down = moved.down, ms, "{}; distcc compiles the job locally", failure.0);
                 let mut inner = shared.lock();
                 if let Some(id) = inner.sched.placed(lease) {
                     inner

@@ -4,6 +4,7 @@
 
 use super::costs::{self, Costs};
 use super::overlay::Overlay;
+use super::pump;
 use super::relay::{self, RelayPorts};
 use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
 use super::store::{self, HostCounters, Saved};
@@ -422,7 +423,7 @@ impl Shared {
     }
 
     /// The relay finished watching a job of `lease`.
-    pub fn observed(&self, lease: LeaseId, watch: &relay::Watch) {
+    pub fn observed(&self, lease: LeaseId, watch: &pump::Watch) {
         let mut inner = self.lock();
         if watch.request.broken || watch.response.broken {
             inner.unparsed += 1;

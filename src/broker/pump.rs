@@ -1,0 +1,432 @@
+//! Copies one job's bytes both ways between distcc and its host, watching
+//! distcc's token stream as it passes. Token headers and small payloads are
+//! read into a buffer and shown to the watchers; the bulk of a job (the
+//! preprocessed source going up, the object coming down) is a payload the
+//! watchers only count, so it moves socket to pipe to socket with
+//! `splice(2)` and never enters user space.
+
+use super::observe::{RequestWatch, ResponseWatch};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Copy buffer per direction, for headers and small payloads.
+const BUF: usize = 16 * 1024;
+/// Payloads at least this long are spliced, not copied.
+const SPLICE_MIN: u64 = 4 * 1024;
+/// Pipe capacity asked for (the kernel's default is 64 KiB).
+const PIPE: usize = 1024 * 1024;
+
+/// How a relayed job ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The host answered and both sides closed, or the client left.
+    Done,
+    /// The host closed or reset the connection before a complete answer.
+    HostLost(String),
+    /// No byte either way for the job timeout.
+    Hung,
+}
+
+/// What the relay learned of one job from its bytes.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// The client's side.
+    pub request: RequestWatch,
+    /// The server's side.
+    pub response: ResponseWatch,
+    /// When the request was complete.
+    pub request_end: Option<Instant>,
+    /// When the server said `DONE`.
+    pub done_at: Option<Instant>,
+}
+
+impl Watch {
+    /// Seconds the server took, from the end of the request to `DONE`.
+    pub fn server_secs(&self) -> Option<f64> {
+        let secs = self.done_at?.checked_duration_since(self.request_end?)?;
+        (!self.request.broken && !self.response.broken).then_some(secs.as_secs_f64())
+    }
+}
+
+/// Bytes a job moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// From the client to the host.
+    pub up: u64,
+    /// From the host to the client.
+    pub down: u64,
+    /// Of those, how many went through a pipe unseen.
+    pub spliced: u64,
+}
+
+/// Bytes taken from one side, waiting to be given to the other.
+#[derive(Debug, Clone, Copy)]
+enum Got {
+    /// This many bytes at the start of the lane's buffer.
+    Read(usize),
+    /// This many bytes in the lane's pipe.
+    Piped(usize),
+}
+
+impl Got {
+    fn spliced(self) -> u64 {
+        match self {
+            Got::Read(_) => 0,
+            Got::Piped(n) => n as u64,
+        }
+    }
+}
+
+/// One direction of the copy.
+struct Lane {
+    buf: Vec<u8>,
+    pipe: Option<Pipe>,
+    /// A pipe could not be made: copy everything.
+    no_pipe: bool,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Lane {
+            buf: vec![0; BUF],
+            pipe: None,
+            no_pipe: false,
+        }
+    }
+
+    /// The lane's pipe, made on first use.
+    fn pipe(&mut self) -> Option<&Pipe> {
+        if self.pipe.is_none() && !self.no_pipe {
+            match Pipe::new() {
+                Ok(p) => self.pipe = Some(p),
+                Err(e) => {
+                    tracing::debug!("no pipe for splicing ({e}); copying");
+                    self.no_pipe = true;
+                }
+            }
+        }
+        self.pipe.as_ref()
+    }
+
+    /// Takes what `src` has, splicing when the next `opaque` bytes need not
+    /// be seen. Cancel-safe: bytes are only taken in the poll that returns.
+    /// `None` when the side has closed.
+    async fn receive(&mut self, src: &TcpStream, opaque: u64) -> io::Result<Option<Got>> {
+        if opaque >= SPLICE_MIN {
+            let want = opaque.min(PIPE as u64) as usize;
+            if let Some(pipe) = self.pipe() {
+                // The pipe is empty here (each `give` drains it), so
+                // EAGAIN means the socket has nothing.
+                let n = loop {
+                    src.readable().await?;
+                    match src.try_io(Interest::READABLE, || {
+                        splice(src.as_raw_fd(), pipe.w.as_raw_fd(), want)
+                    }) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => break r?,
+                    }
+                };
+                return Ok((n > 0).then_some(Got::Piped(n)));
+            }
+        }
+        let n = loop {
+            src.readable().await?;
+            match src.try_read(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => break r?,
+            }
+        };
+        Ok((n > 0).then_some(Got::Read(n)))
+    }
+
+    /// Gives everything `got` holds to `dst`.
+    async fn give(&self, dst: &TcpStream, got: Got) -> io::Result<()> {
+        let (mut done, len) = match got {
+            Got::Read(n) | Got::Piped(n) => (0, n),
+        };
+        while done < len {
+            dst.writable().await?;
+            let r = match (got, &self.pipe) {
+                (Got::Piped(_), Some(p)) => dst.try_io(Interest::WRITABLE, || {
+                    splice(p.r.as_raw_fd(), dst.as_raw_fd(), len - done)
+                }),
+                _ => dst.try_write(&self.buf[done..len]),
+            };
+            match r {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A non-blocking pipe that spliced bytes pass through.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Self> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are open descriptors we own.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // A larger pipe means fewer splices; the default size still works.
+        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own.
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE as libc::c_int) };
+        Ok(Pipe { r, w })
+    }
+}
+
+/// Moves up to `len` bytes from `from` to `to`, one of which is a pipe.
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    // SAFETY: plain descriptors and null offsets (neither side seeks).
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Copies both ways until both sides close, or nothing moves for `idle`,
+/// watching the token stream as it passes. Returns how it ended and the
+/// bytes moved.
+pub async fn pump(
+    client: &TcpStream,
+    server: &TcpStream,
+    idle: Duration,
+    watch: &mut Watch,
+) -> (End, Moved) {
+    let (mut upward, mut downward) = (Lane::new(), Lane::new());
+    let mut moved = Moved::default();
+    let mut server_open = true;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        tokio::select! {
+            r = upward.receive(client, watch.request.opaque()) => match r {
+                // distcc never half-closes: the client is gone, and the job
+                // with it. Not the host's fault.
+                Ok(None) | Err(_) => return (End::Done, moved),
+                Ok(Some(got)) => {
+                    let (n, complete) = match got {
+                        Got::Read(n) => (n, watch.request.feed(&upward.buf[..n])),
+                        Got::Piped(n) => (n, watch.request.skip(n as u64)),
+                    };
+                    if complete {
+                        watch.request_end = Some(Instant::now());
+                    }
+                    if tokio::time::timeout(idle, upward.give(server, got)).await.map_or(true, |r| r.is_err()) {
+                        return (End::HostLost("could not send to the host".into()), moved);
+                    }
+                    moved.up += n as u64;
+                    moved.spliced += got.spliced();
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+            },
+            r = downward.receive(server, watch.response.opaque()), if server_open => match r {
+                Ok(None) if moved.down == 0 => return (End::HostLost("closed the connection before answering".into()), moved),
+                Err(e) if moved.down == 0 => return (End::HostLost(format!("connection failed before answering: {e}")), moved),
+                Err(e) => return (End::HostLost(format!("connection failed while answering: {e}")), moved),
+                Ok(None) => {
+                    server_open = false;
+                    let _ = socket2::SockRef::from(client).shutdown(std::net::Shutdown::Write);
+                }
+                Ok(Some(got)) => {
+                    let n = match got {
+                        Got::Read(n) => {
+                            if watch.response.feed(&downward.buf[..n]) {
+                                watch.done_at = Some(Instant::now());
+                            }
+                            n
+                        }
+                        Got::Piped(n) => {
+                            watch.response.skip(n as u64);
+                            n
+                        }
+                    };
+                    if tokio::time::timeout(idle, downward.give(client, got)).await.map_or(true, |r| r.is_err()) {
+                        return (End::Done, moved); // the client went away
+                    }
+                    moved.down += n as u64;
+                    moved.spliced += got.spliced();
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+            },
+            // Silence after the host has answered in full is the client's.
+            _ = tokio::time::sleep_until(deadline) => {
+                return (if server_open { End::Hung } else { End::Done }, moved);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Bytes no two offsets of which repeat in a short cycle.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn tok(tag: &str, v: usize) -> Vec<u8> {
+        format!("{tag}{v:08x}").into_bytes()
+    }
+
+    /// A connected pair over loopback: (the end the test drives, the end
+    /// the relay holds).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let outer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (inner, _) = l.accept().await.unwrap();
+        (outer, inner)
+    }
+
+    /// Writes `bytes` in pieces of varied size, so headers and payloads
+    /// arrive cut at many places.
+    async fn write_in_pieces(s: &mut TcpStream, bytes: &[u8]) {
+        let mut at = 0;
+        for size in [1usize, 11, 13, 5000, 70_000, 3, 300_000].iter().cycle() {
+            if at == bytes.len() {
+                break;
+            }
+            let n = (*size).min(bytes.len() - at);
+            s.write_all(&bytes[at..at + n]).await.unwrap();
+            at += n;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_compile_with_large_payloads_arrives_intact_and_mostly_spliced() {
+        let (mut distcc, client) = pair().await;
+        let (mut distccd, server) = pair().await;
+        let source = noise(3 << 20, 1);
+        let object = noise(2 << 20, 2);
+        let mut request = [tok("DIST", 1), tok("ARGC", 1), tok("ARGV", 3)].concat();
+        request.extend(b"gcc");
+        request.extend(tok("DOTI", source.len()));
+        request.extend(&source);
+        let mut response = [tok("DONE", 1), tok("STAT", 0), tok("SERR", 5)].concat();
+        response.extend(b"warn\n");
+        response.extend([tok("SOUT", 0), tok("DOTO", object.len())].concat());
+        response.extend(&object);
+
+        let relay = tokio::spawn(async move {
+            let mut watch = Watch::default();
+            let (end, moved) = pump(&client, &server, Duration::from_secs(20), &mut watch).await;
+            (end, moved, watch)
+        });
+        let host = {
+            let (request, response) = (request.clone(), response.clone());
+            tokio::spawn(async move {
+                let mut got = vec![0u8; request.len()];
+                distccd.read_exact(&mut got).await.unwrap();
+                assert!(got == request, "the host got the request unaltered");
+                write_in_pieces(&mut distccd, &response).await;
+                // distccd closes once it has answered.
+            })
+        };
+        write_in_pieces(&mut distcc, &request).await;
+        let mut answer = Vec::new();
+        distcc.read_to_end(&mut answer).await.unwrap();
+        host.await.unwrap();
+        assert!(answer == response, "the client got the answer unaltered");
+        drop(distcc);
+        let (end, moved, watch) = relay.await.unwrap();
+
+        assert_eq!(end, End::Done);
+        assert_eq!(
+            (moved.up, moved.down),
+            (request.len() as u64, response.len() as u64)
+        );
+        assert!(
+            moved.spliced > (source.len() + object.len()) as u64 * 9 / 10,
+            "payloads go through the pipe: {moved:?}"
+        );
+        assert!(watch.request.complete && !watch.request.broken);
+        assert_eq!(watch.request.source_bytes, source.len() as u64);
+        assert_eq!(watch.request.bytes, request.len() as u64);
+        assert!(watch.response.done && !watch.response.broken);
+        assert_eq!(watch.response.stat, Some(0));
+        assert_eq!(watch.response.object_bytes, object.len() as u64);
+        assert!(watch.server_secs().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_is_not_distcc_is_relayed_untouched() {
+        let (mut peer, client) = pair().await;
+        let (mut host, server) = pair().await;
+        let mut bytes = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        bytes.extend(noise(1 << 20, 3));
+        let relay = tokio::spawn(async move {
+            let mut watch = Watch::default();
+            let (end, moved) = pump(&client, &server, Duration::from_secs(20), &mut watch).await;
+            (end, moved, watch)
+        });
+        let echo = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut seen = 0;
+            while seen < (1 << 20) + 18 {
+                let n = host.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the host saw the stream end early");
+                host.write_all(&buf[..n]).await.unwrap();
+                seen += n;
+            }
+        });
+        let (mut rd, mut wr) = peer.split();
+        let back = async {
+            let mut back = vec![0u8; bytes.len()];
+            rd.read_exact(&mut back).await.unwrap();
+            back
+        };
+        let (_, back) = tokio::join!(write_in_pieces_half(&mut wr, &bytes), back);
+        echo.await.unwrap();
+        assert!(back == bytes, "the echo came back unaltered");
+        drop(peer);
+        let (end, moved, watch) = relay.await.unwrap();
+        assert_eq!(end, End::Done);
+        assert_eq!(
+            (moved.up, moved.down),
+            (bytes.len() as u64, bytes.len() as u64)
+        );
+        assert!(watch.request.broken && watch.response.broken);
+        assert!(watch.server_secs().is_none());
+    }
+
+    async fn write_in_pieces_half(w: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8]) {
+        for piece in bytes.chunks(40_000) {
+            w.write_all(piece).await.unwrap();
+        }
+    }
+}
