@@ -3,11 +3,15 @@
 //! direct loopback connection, (b) tcpb's relay (a lease per connection,
 //! as a compile takes one), (c) HAProxy in TCP mode.
 //!
-//! Reported per path: stream throughput (median of runs), connection
+//! The stream is one distcc request whose preprocessed source (`DOTI`) is
+//! the whole stream, answered as distccd answers, so the relay treats it
+//! as it treats a compile. Reported per path: stream throughput (median of
+//! runs), connection
 //! setup (connect to the first answered byte) and the round trip of a
 //! 64-byte request/response on an open connection.
 //!
-//! Run: `cargo bench --bench relay` (`-- --mib N --conns N --runs N`).
+//! Run: `cargo bench --bench relay` (`-- --mib N --conns N --runs N`;
+//! `--only direct|tcpb|HAProxy` runs one path, for a profile).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -25,10 +29,19 @@ use tcpb::protocol::{
 
 const CHUNK: usize = 256 * 1024;
 
-/// The sink: each connection either streams (first byte `S`, then the
-/// length as 8 bytes: read that much, answer with the byte count; distcc
-/// never half-closes, and the relay takes a client's EOF as its end) or echoes (first byte `E`: echo 64-byte
-/// messages until EOF). Anything else (the broker's probes) is dropped.
+/// A distcc request header announcing a `DOTI` payload of `len` bytes.
+fn request_header(len: u32) -> Vec<u8> {
+    format!("DIST00000001ARGC00000000DOTI{len:08x}").into_bytes()
+}
+
+/// The answer the sink gives a request (an 8-byte object: the byte count).
+const ANSWER: &[u8] = b"DONE00000001STAT00000000SERR00000000SOUT00000000DOTO00000008";
+
+/// The sink: each connection either streams (a distcc request whose `DOTI`
+/// payload is the stream: read it, answer as distccd does with the byte
+/// count as the object, so the relay watches and splices as for a compile)
+/// or echoes (first byte `E`: echo 64-byte messages until EOF). Anything
+/// else (the broker's probes) is dropped.
 fn sink() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
     let port = l.local_addr().expect("addr").port();
@@ -47,21 +60,24 @@ fn serve(mut s: TcpStream) {
         return;
     }
     match kind[0] {
-        b'S' => {
-            let mut len = [0u8; 8];
-            if s.read_exact(&mut len).is_err() {
+        b'D' => {
+            let mut header = vec![0u8; request_header(0).len() - 1];
+            if s.read_exact(&mut header).is_err() {
                 return;
             }
-            let want = u64::from_be_bytes(len);
+            let hex = std::str::from_utf8(&header[header.len() - 8..]).unwrap_or("");
+            let want = u64::from_str_radix(hex, 16).unwrap_or(0);
             let mut buf = vec![0u8; CHUNK];
-            let mut total: u64 = 9;
+            let mut total: u64 = 0;
             while total < want {
                 match s.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n as u64,
                 }
             }
-            let _ = s.write_all(&total.to_be_bytes());
+            let mut answer = ANSWER.to_vec();
+            answer.extend(total.to_be_bytes());
+            let _ = s.write_all(&answer);
         }
         b'E' => {
             let mut msg = [0u8; 64];
@@ -134,6 +150,15 @@ impl Path {
         }
     }
 
+    /// The relaying process, if any.
+    fn relay_pid(&self, haproxy: Option<u32>) -> Option<u32> {
+        match self {
+            Path::Direct(_) => None,
+            Path::Tcpb { broker, .. } => Some(broker.pid()),
+            Path::Haproxy(_) => haproxy,
+        }
+    }
+
     fn connect(&self, port_and_lease: (u16, Option<UnixStream>)) -> Conn {
         let (port, lease) = port_and_lease;
         let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -142,22 +167,24 @@ impl Path {
     }
 }
 
-/// Streams `bytes` through `path`; returns MiB/s.
+/// Streams `bytes` through `path` as one distcc request; returns MiB/s.
 fn stream(path: &Path, bytes: u64) -> f64 {
     let mut c = path.connect(path.prepare());
     let buf = vec![0x5au8; CHUNK];
     let t = Instant::now();
-    c.tcp.write_all(b"S").expect("write");
-    c.tcp.write_all(&bytes.to_be_bytes()).expect("write");
-    let mut sent = 9u64;
+    let len = u32::try_from(bytes).expect("a DOTI payload is under 4 GiB");
+    c.tcp.write_all(&request_header(len)).expect("write");
+    let mut sent = 0u64;
     while sent < bytes {
         let n = CHUNK.min((bytes - sent) as usize);
         c.tcp.write_all(&buf[..n]).expect("write");
         sent += n as u64;
     }
-    let mut count = [0u8; 8];
-    c.tcp.read_exact(&mut count).expect("count");
+    let mut answer = vec![0u8; ANSWER.len() + 8];
+    c.tcp.read_exact(&mut answer).expect("answer");
     let secs = t.elapsed().as_secs_f64();
+    assert_eq!(&answer[..ANSWER.len()], ANSWER);
+    let count: [u8; 8] = answer[ANSWER.len()..].try_into().expect("8 bytes");
     assert_eq!(u64::from_be_bytes(count), bytes, "the sink got every byte");
     bytes as f64 / secs / (1 << 20) as f64
 }
@@ -190,6 +217,7 @@ fn exchanges(path: &Path, conns: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Du
 
 fn main() {
     let (mut mib, mut conns, mut runs) = (2048u64, 2000usize, 5usize);
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().and_then(|n| n.parse().ok());
@@ -197,6 +225,7 @@ fn main() {
             "--mib" => mib = value().unwrap_or(mib as usize) as u64,
             "--conns" => conns = value().unwrap_or(conns),
             "--runs" => runs = value().unwrap_or(runs),
+            "--only" => only = args.next(),
             _ => {}
         }
     }
@@ -206,7 +235,7 @@ fn main() {
     let broker = Broker::start("");
     let farm = hosts::parse(&format!("127.0.0.1:{port}/64"), "DISTCC_HOSTS").expect("hosts");
     let mut paths = vec![Path::Direct(port), Path::Tcpb { broker, farm }];
-    let _haproxy = if common::have("haproxy") {
+    let haproxy = if common::have("haproxy") {
         let (guard, hp) = common::haproxy(dir.path(), &[(port, 1, 0)]);
         paths.push(Path::Haproxy(hp));
         Some(guard)
@@ -214,13 +243,26 @@ fn main() {
         common::skipped("the HAProxy column", "haproxy", "haproxy");
         None
     };
+    let haproxy_pid = haproxy.as_ref().map(|g| g.0.id());
+    if let Some(only) = &only {
+        // One path alone, to profile it (`perf record -a` meanwhile).
+        paths.retain(|p| p.name().starts_with(only.as_str()));
+    }
     println!(
         "relay: {mib} MiB stream x {runs} runs (interleaved), {conns} connections with 10 round trips each"
     );
     let mut speeds: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    // CPU seconds of the two ends (this process) and of the relay.
+    let mut cpu = vec![(0.0, 0.0); paths.len()];
+    let me = std::process::id();
     for _ in 0..runs {
         for (i, p) in paths.iter().enumerate() {
+            let relay = p.relay_pid(haproxy_pid);
+            let cpu_of = |pid: Option<u32>| pid.map_or(0.0, common::cpu_secs);
+            let before = (common::cpu_secs(me), cpu_of(relay));
             speeds[i].push(stream(p, mib << 20));
+            cpu[i].0 += common::cpu_secs(me) - before.0;
+            cpu[i].1 += cpu_of(relay) - before.1;
         }
     }
     let direct = median(speeds[0].clone());
@@ -257,6 +299,23 @@ fn main() {
             l50,
             r50,
             r99
+        );
+    }
+    // What each path costs the machine: its throughput cannot exceed the
+    // cores divided by the CPU a GiB takes (ends, relay and the kernel's
+    // work for both TCP hops, which is charged to whoever runs it).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let gib = (runs as u64 * mib) as f64 / 1024.0;
+    println!("CPU per GiB streamed (user + system; {cores} cores):");
+    for (i, p) in paths.iter().enumerate() {
+        let (ends, relay) = (cpu[i].0 / gib, cpu[i].1 / gib);
+        println!(
+            "  {:<11} ends {:.3} s + relay {:.3} s = {:.3} s  -> at most {:.0} MiB/s with every core busy",
+            p.name(),
+            ends,
+            relay,
+            ends + relay,
+            cores * 1024.0 / (ends + relay)
         );
     }
 }
