@@ -25,9 +25,10 @@
 //!   `broker::health`. `broker::state` shares the scheduler between tasks
 //!   and keeps the per-file cost memory of `broker::costs`;
 //!   `broker::control` serves one control connection; `broker::relay` owns
-//!   the loopback relay ports, copies jobs and classifies how they end,
-//!   reading distcc's token stream with `broker::observe` and asking
-//!   `broker::peer` who connected; `broker::admin` runs `tcpb host …`
+//!   the loopback relay ports, connects each job to its host and
+//!   classifies how it ended, asking `broker::peer` who connected;
+//!   `broker::pump` copies a job's bytes (splicing payloads), reading
+//!   distcc's token stream with `broker::observe`; `broker::admin` runs `tcpb host …`
 //!   against `broker::overlay`, the runtime farm changes that
 //!   `broker::store` persists; `broker::http` serves the optional
 //!   `/status` and `/metrics`.
