@@ -89,7 +89,7 @@ fn build(
     j: usize,
     overhead: f64,
     t0: f64,
-) -> (f64, Vec<f64>) {
+) -> (f64, Vec<(f64, usize)>) {
     let epoch = b.epoch;
     let at = |s: f64| epoch + Duration::from_secs_f64(s);
     let mut now = t0;
@@ -151,9 +151,9 @@ fn build(
         );
         done += 1;
     }
-    let mut starts = vec![f64::NAN; jobs.len()];
+    let mut starts = vec![(f64::NAN, usize::MAX); jobs.len()];
     for (job, placed) in leases {
-        starts[job] = placed.map_or(f64::NAN, |p| p.1 - t0);
+        starts[job] = placed.map_or((f64::NAN, usize::MAX), |p| (p.1 - t0, p.0));
     }
     (now - t0, starts)
 }
@@ -227,6 +227,8 @@ fn main() {
     let unconfigured = args.iter().any(|a| a == "--unconfigured");
     let trace = args.iter().any(|a| a == "--trace");
     let first_seed = opt("--seed", 0.0) as u64;
+    // A further -j level (for example one as wide as the build).
+    let extra_j = Some(opt("--j", 0.0) as u32).filter(|j| *j > 0);
     type F<'a> = (&'a str, &'a [(f64, u32)], f64);
     let farms: [F; 2] = [
         ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
@@ -250,7 +252,9 @@ fn main() {
             "{:>4}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
             "-j", "first", "second", "gain", "memory", "oracle", "distcc"
         );
-        for j in [slots / 2, slots, slots * 2] {
+        let mut levels = vec![slots / 2, slots, slots * 2];
+        levels.extend(extra_j);
+        for j in levels {
             let mut runs: [Vec<f64>; 5] = Default::default();
             for seed in first_seed..first_seed + seeds {
                 let set = common::job_set(n, mean, seed);
@@ -288,16 +292,21 @@ fn main() {
                 }
                 let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0).0;
                 let (distcc, distcc_starts) = distcc_build(&jobs, spec, j, overhead);
-                if trace && seed == first_seed && j == 2 * slots as usize {
+                if trace && seed == first_seed && j == extra_j.unwrap_or(2 * slots) as usize {
                     let mut longest: Vec<usize> = (0..jobs.len()).collect();
                     longest.sort_by(|a, b| jobs[*b].work.total_cmp(&jobs[*a].work));
                     println!(
-                        "  seed {seed}, -j{j}: the longest jobs (index, work): start under tcpb / distcc"
+                        "  seed {seed}, -j{j}: the longest jobs (index, work, size guess): start and host speed under tcpb, start under distcc"
                     );
-                    for i in longest.into_iter().take(6) {
+                    for i in longest.into_iter().take(10) {
+                        let (start, host) = starts[i];
                         println!(
-                            "    j{i:<3} {:5.2} s: {:5.2} / {:5.2}",
-                            jobs[i].work, starts[i], distcc_starts[i]
+                            "    j{i:<3} {:5.2} s {:>7} B: {:5.2} on {} / {:5.2}",
+                            jobs[i].work,
+                            jobs[i].size,
+                            start,
+                            speeds.get(host).copied().unwrap_or(f64::NAN),
+                            distcc_starts[i]
                         );
                     }
                 }
