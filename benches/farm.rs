@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,
 //! `--quick`, `--only heterogeneous|uniform`, `--j N`; `--j 0` runs only
-//! the two-build memory comparison, `--no-memory` skips it; `--seed N`
+//! the two-build memory comparison, `--no-memory` skips it, `--memory-j
+//! 16,80` sets its -j levels (default twice the slots); `--seed N`
 //! another job set). Needs distcc, distccd, haproxy and make; says loudly what it
 //! skips.
 
@@ -297,6 +298,8 @@ struct Opts {
     seed: u64,
     /// Run the two-build comparison.
     memory: bool,
+    /// Its -j levels (none given: twice the slots).
+    memory_j: Vec<u32>,
 }
 
 /// Runs every tool at every -j on one farm; prints the table.
@@ -308,6 +311,7 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         ref tools,
         seed,
         memory,
+        ref memory_j,
     } = *opts;
     let project = root.join(format!("proj-{name}"));
     let works = write_job_set(&project, jobs, mean_ms, seed);
@@ -377,12 +381,20 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
     // The same tree twice through one broker: the second build knows each
     // file's cost (and the speeds it learned). With the speeds configured,
     // and left to be learned.
-    let j = slots * 2;
-    for speeds in [true, false].into_iter().filter(|_| memory) {
+    let memory_j = if memory_j.is_empty() {
+        vec![slots * 2]
+    } else {
+        memory_j.clone()
+    };
+    for (j, speeds) in memory_j
+        .iter()
+        .flat_map(|j| [(*j, true), (*j, false)])
+        .filter(|_| memory)
+    {
         write_tcpb_config(root, &world.hosts, speeds);
         let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
         for rep in 0..reps {
-            let state = root.join(format!("tcpb-state-{name}-memory-{speeds}-{rep}"));
+            let state = root.join(format!("tcpb-state-{name}-memory-{j}-{speeds}-{rep}"));
             firsts.push(world.build(Tool::Tcpb, j, &state).as_secs_f64());
             if rep == 0 {
                 println!(
@@ -455,6 +467,12 @@ fn main() {
         tools,
         seed: opt("--seed", 0) as u64,
         memory: !args.iter().any(|a| a == "--no-memory"),
+        memory_j: args
+            .iter()
+            .position(|a| a == "--memory-j")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.split(',').filter_map(|j| j.parse().ok()).collect())
+            .unwrap_or_default(),
     };
     let only = args
         .iter()
