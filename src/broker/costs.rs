@@ -2,7 +2,8 @@
 //! a host of speed 1.0, keyed by its canonical path and kept in the state
 //! directory. A later build uses it as the job's expected size. A file never
 //! seen is expected to cost its source size at the running cost per byte
-//! (bigger sources tend to take longer), or the running average.
+//! (bigger sources tend to take longer; before any measurement, at a prior
+//! cost per byte), or the running average.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -12,6 +13,10 @@ use std::path::{Path, PathBuf};
 const MAX_FILES: usize = 50_000;
 /// The cost of a file before anything is known at all.
 const UNKNOWN: f64 = 1.0;
+/// Seconds per source byte before any compile was measured (a 20 KB file
+/// takes about a second): with no measurement yet, a build that queues
+/// every file at once is still served biggest first.
+const PRIOR_PER_BYTE: f64 = 1.0 / 20_000.0;
 
 /// What is saved.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -79,9 +84,10 @@ impl Costs {
             e.1 = self.clock;
             return e.0;
         }
-        match self.per_byte {
-            Some(pb) if size > 0 => pb * size as f64,
-            _ => self.mean.unwrap_or(UNKNOWN),
+        match (self.per_byte, self.mean) {
+            (Some(pb), _) if size > 0 => pb * size as f64,
+            (None, None) if size > 0 => PRIOR_PER_BYTE * size as f64,
+            (_, mean) => mean.unwrap_or(UNKNOWN),
         }
     }
 
@@ -185,6 +191,18 @@ mod tests {
         let (work, weight) = c.evidence(Some("/b.c"), 300).unwrap();
         assert!((work - 6.0).abs() < 1e-9 && weight == crate::broker::learn::GUESS);
         assert_eq!(c.evidence(None, 0), None);
+    }
+
+    #[test]
+    fn before_any_measurement_bigger_files_are_expected_heavier() {
+        let mut c = Costs::default();
+        let (small, big) = (c.expected(None, 4_000), c.expected(None, 40_000));
+        assert!(big > small && small > 0.0, "{small} {big}");
+        assert_eq!(c.expected(None, 0), UNKNOWN, "no size: the default");
+        assert_eq!(c.evidence(None, 40_000), None, "a prior is not evidence");
+        // Once a compile was measured, its cost per byte takes over.
+        c.record(Some("/a.c"), 1_000, 3.0);
+        assert!((c.expected(None, 2_000) - 6.0).abs() < 1e-9);
     }
 
     #[test]
