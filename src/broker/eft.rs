@@ -129,6 +129,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The speed of the fastest host that takes a job of `need` (0 if none).
+    pub fn fastest(&self, need: Need) -> f64 {
+        self.order
+            .iter()
+            .map(|k| HostId(k.2))
+            .find(|id| self.accepts(*id, need))
+            .map_or(0.0, |id| self.host(id).speed)
+    }
+
     /// Hosts with a slot free now, fastest first, that take some job.
     pub fn free_hosts(&self) -> impl Iterator<Item = HostId> + '_ {
         self.free.iter().map(|k| HostId(k.2)).filter(|id| {
@@ -203,9 +212,14 @@ impl<'a> View<'a> {
     /// a slot free now, then the faster host, then the one with more free
     /// slots.
     pub fn pick(&mut self, cost: f64, margin: f64, need: Need) -> Option<Pick> {
+        self.pick_on(cost, margin, need, 0.0)
+    }
+
+    /// `pick` among the hosts of at least `min_speed`.
+    pub fn pick_on(&mut self, cost: f64, margin: f64, need: Need, min_speed: f64) -> Option<Pick> {
         let free_now = self
             .free_hosts()
-            .find(|id| self.accepts(*id, need))
+            .find(|id| self.accepts(*id, need) && self.host(*id).speed >= min_speed)
             .map(|id| Pick {
                 host: id,
                 start: 0.0,
@@ -218,6 +232,10 @@ impl<'a> View<'a> {
             let id = HostId(key.2);
             if !self.accepts(id, need) {
                 continue;
+            }
+            if self.host(id).speed < min_speed {
+                // The walk goes fastest first: none further qualifies.
+                break;
             }
             let run = cost / self.host(id).speed.max(1e-6);
             // Every host from here on is no faster: none beats the free

@@ -51,6 +51,9 @@ pub struct Scheduler {
     unlearned: usize,
     /// Time zero of the seconds kept in running jobs.
     epoch: Instant,
+    /// Compiles requested, and the running mean of their expected cost.
+    requests: u64,
+    mean_cost: f64,
 }
 
 /// Waiting for a busy host must beat a free slot by this factor. Trusting
@@ -58,6 +61,18 @@ pub struct Scheduler {
 /// the scheduler simulation (`benches/schedsim.rs`) at every `-j` below
 /// twice the slots: a waiting compile holds one of make's jobs.
 const WAIT_MARGIN: f64 = 0.6;
+
+/// In a deep queue, a compile whose cost is only a guess and above the
+/// mean goes only to hosts at least this share of the fastest one's speed.
+/// A size guess can be several times off; a heavy file guessed medium that
+/// lands on a slow host late finishes last, long after the rest (seen in
+/// the farm benchmark at -j80: 11.2 s against 5.4 s once the cost was
+/// known). Light compiles, most of a heavy-tailed build, keep the slower
+/// hosts busy meanwhile.
+const DEEP_QUEUE_SPEED_SHARE: f64 = 0.75;
+
+/// Requests the mean compile cost is taken over (a running mean).
+const MEAN_OVER: u64 = 256;
 
 /// How often a host still without enough samples is given a job anyway.
 const EXPLORE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -81,6 +96,8 @@ impl Scheduler {
             learned_any: false,
             unlearned: 0,
             epoch: now,
+            requests: 0,
+            mean_cost: 0.0,
         };
         s.set_farm(farm, now);
         s
@@ -255,6 +272,8 @@ impl Scheduler {
     /// Queues `lease` and places whatever can run now, in serving order.
     /// The caller finds `lease` among the placements, or it waits.
     pub fn request(&mut self, lease: LeaseId, job: Job, now: Instant) -> Vec<Placement> {
+        self.requests += 1;
+        self.mean_cost += (job.cost - self.mean_cost) / self.requests.min(MEAN_OVER) as f64;
         self.queue.push(lease, job);
         self.dispatch(now)
     }
@@ -473,6 +492,11 @@ impl Scheduler {
             .sum();
         let lookahead = (2 * self.total_slots + 8).min(LOOKAHEAD).min(4 * free + 8);
         let explore = self.learned_any && self.unlearned > 0;
+        // More waiting than make's usual -j (twice the slots) would leave:
+        // the whole build is queued, and the slower hosts can be given the
+        // lighter compiles further down the queue.
+        let deep = self.queue.len() > 2 * self.total_slots;
+        let fastest = view.fastest(Need::Remote);
         let mut out: Vec<Decision> = Vec::new();
         let mut waited = 0;
         for (lease, job) in self.queue.iter() {
@@ -496,7 +520,12 @@ impl Scheduler {
             // Past the lookahead a free slot goes to the next compile that
             // fits it rather than stay idle.
             let margin = if waited > lookahead { 0.0 } else { WAIT_MARGIN };
-            let Some(pick) = view.pick(job.cost, margin, job.need) else {
+            let min_speed = if deep && !job.known && job.cost > self.mean_cost {
+                DEEP_QUEUE_SPEED_SHARE * fastest
+            } else {
+                0.0
+            };
+            let Some(pick) = view.pick_on(job.cost, margin, job.need, min_speed) else {
                 waited += 1;
                 continue;
             };

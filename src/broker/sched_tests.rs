@@ -482,3 +482,63 @@ fn a_host_without_samples_is_tried_now_and_then() {
     let p = s.request(4, light, later);
     assert_eq!(name(&s, &p), ["b"]);
 }
+
+/// A fast host busy with two long jobs, a slow one with two short ones;
+/// then `heavy` (cost 4, its cost a guess unless `known`) and `light`
+/// compiles of cost 0.5 wait. Returns what the release of a short job on
+/// the slow host places there: the heavy compile (0) or a light one.
+fn slow_slot_goes_to(known: bool, light: u64) -> Vec<(LeaseId, String)> {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("fast", 2, 4.0), remote("slow", 2, 1.0)]),
+        hc(),
+        t,
+    );
+    let long = Job {
+        cost: 8.0,
+        ..Job::of(Need::Remote)
+    };
+    let short = Job {
+        cost: 0.1,
+        ..Job::of(Need::Remote)
+    };
+    for (l, job) in [(100, long), (101, long), (102, short), (103, short)] {
+        let p = s.request(l, job, t);
+        assert_eq!(p.len(), 1, "lease {l} placed at once");
+    }
+    let guess = |cost| Job {
+        cost,
+        known: false,
+        ..Job::of(Need::Remote)
+    };
+    let heavy = Job {
+        known,
+        ..guess(4.0)
+    };
+    assert!(s.request(0, heavy, t).is_empty());
+    for l in 1..=light {
+        assert!(s.request(l, guess(0.5), t).is_empty());
+    }
+    let later = t + Duration::from_millis(200);
+    let placed = s.release(102, later);
+    s.check().unwrap();
+    placed
+        .iter()
+        .map(|p| (p.lease, s.host(p.host).spec.name.clone()))
+        .collect()
+}
+
+#[test]
+fn a_deep_queue_keeps_heavy_guesses_off_slow_hosts() {
+    // Thirteen waiting on a farm of six slots (two of them local): deeper
+    // than make's -j twice the slots leaves. The heavy compile's cost is a
+    // guess: it waits for the fast host and a light one takes the slow slot.
+    let got = slow_slot_goes_to(false, 12);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].0 != 0 && got[0].1 == "slow", "{got:?}");
+    // Its cost measured before: finishing there (4 s) beats waiting for
+    // the fast host (1.8 s + 1 s) by less than the margin, so it goes.
+    assert_eq!(slow_slot_goes_to(true, 12), [(0, "slow".to_string())]);
+    // A shallow queue (make's usual -j): a free slot is not kept idle.
+    assert_eq!(slow_slot_goes_to(false, 2), [(0, "slow".to_string())]);
+}
