@@ -497,6 +497,7 @@ impl Scheduler {
         // lighter compiles further down the queue.
         let deep = self.queue.len() > 2 * self.total_slots;
         let fastest = view.fastest(Need::Remote);
+        let mut fast_booked = false;
         let mut out: Vec<Decision> = Vec::new();
         let mut waited = 0;
         for (lease, job) in self.queue.iter() {
@@ -520,7 +521,13 @@ impl Scheduler {
             // Past the lookahead a free slot goes to the next compile that
             // fits it rather than stay idle.
             let margin = if waited > lookahead { 0.0 } else { WAIT_MARGIN };
-            let min_speed = if deep && !job.known && job.cost > self.mean_cost {
+            let restricted = deep && !job.known && job.cost > self.mean_cost;
+            if restricted && fast_booked {
+                // An earlier, heavier one already waits for a fast host:
+                // this one would only book a later slot there.
+                continue;
+            }
+            let min_speed = if restricted {
                 DEEP_QUEUE_SPEED_SHARE * fastest
             } else {
                 0.0
@@ -533,6 +540,7 @@ impl Scheduler {
             if pick.start == 0.0 {
                 out.push(Decision::new(lease, pick.host, job, false));
             } else {
+                fast_booked |= restricted;
                 waited += 1;
             }
         }
