@@ -424,6 +424,56 @@ mod tests {
         assert!(watch.server_secs().is_none());
     }
 
+    #[tokio::test]
+    async fn a_host_that_resets_during_the_object_is_lost_and_the_client_freed() {
+        let (mut distcc, client) = pair().await;
+        let (mut distccd, server) = pair().await;
+        let source = noise(1 << 20, 4);
+        let mut request = [tok("DIST", 1), tok("ARGC", 0), tok("DOTI", source.len())].concat();
+        request.extend(&source);
+        let relay = tokio::spawn(async move {
+            let mut watch = Watch::default();
+            let (end, moved) = pump(&client, &server, Duration::from_secs(20), &mut watch).await;
+            (end, moved, watch)
+        });
+        let len = request.len();
+        let (answered, heard) = tokio::sync::oneshot::channel::<()>();
+        let host = tokio::spawn(async move {
+            let mut got = vec![0u8; len];
+            distccd.read_exact(&mut got).await.unwrap();
+            let mut answer = [tok("DONE", 1), tok("STAT", 0), tok("SERR", 0)].concat();
+            answer.extend([tok("SOUT", 0), tok("DOTO", 4 << 20)].concat());
+            answer.extend(noise(1 << 20, 5)); // a quarter of the object
+            distccd.write_all(&answer).await.unwrap();
+            // Once the answer has begun to reach distcc:
+            heard.await.unwrap();
+            socket2::SockRef::from(&distccd)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(distccd); // a reset, not a close
+        });
+        distcc.write_all(&request).await.unwrap();
+        // distcc reads the answer as it comes; once the relay is done with
+        // the job it reads the end, and falls back to compiling locally.
+        let reader = tokio::spawn(async move {
+            let mut first = [0u8; 12];
+            distcc.read_exact(&mut first).await.unwrap();
+            answered.send(()).unwrap();
+            let mut got = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), distcc.read_to_end(&mut got));
+            read.await.is_ok()
+        });
+        host.await.unwrap();
+        let (end, moved, watch) = relay.await.unwrap();
+        assert!(
+            matches!(&end, End::HostLost(why) if why.contains("while answering")),
+            "{end:?}"
+        );
+        assert!(moved.down > 0 && moved.down < 4 << 20, "{moved:?}");
+        assert!(watch.response.done && watch.request.complete);
+        assert!(reader.await.unwrap(), "the client was not left hanging");
+    }
+
     async fn write_in_pieces_half(w: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8]) {
         for piece in bytes.chunks(40_000) {
             w.write_all(piece).await.unwrap();
