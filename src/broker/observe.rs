@@ -201,6 +201,13 @@ pub struct ResponseWatch {
 }
 
 impl ResponseWatch {
+    /// True when the stream, ended here, would be an answer cut short: no
+    /// `DONE` yet, or a token or payload begun and not finished. A stream
+    /// that does not parse is not judged.
+    pub fn cut_short(&self) -> bool {
+        !self.broken && (!self.done || self.tokens.have > 0 || self.tokens.skipping.is_some())
+    }
+
     /// Bytes the server sends next that need not be fed (see
     /// `RequestWatch::opaque`).
     pub fn opaque(&self) -> u64 {
@@ -318,6 +325,16 @@ mod tests {
         assert!(w.feed(&b[..14]), "DONE seen in the first chunk");
         assert!(!w.feed(&b[14..]));
         assert_eq!((w.stat, w.object_bytes, w.broken), (Some(0x100), 4, false));
+
+        assert!(!w.cut_short(), "a whole answer");
+        let mut cut = ResponseWatch::default();
+        for (end, short) in [(6, true), (14, true), (40, true), (b.len() - 1, true)] {
+            cut = ResponseWatch::default();
+            cut.feed(&b[..end]);
+            assert_eq!(cut.cut_short(), short, "cut at {end}");
+        }
+        cut.feed(&b[b.len() - 1..]);
+        assert!(!cut.cut_short());
 
         let mut g = RequestWatch::default();
         g.feed(b"GET / HTTP/1.1\r\n\r\n");

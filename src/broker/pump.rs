@@ -248,6 +248,9 @@ pub async fn pump(
                 Ok(None) if moved.down == 0 => return (End::HostLost("closed the connection before answering".into()), moved),
                 Err(e) if moved.down == 0 => return (End::HostLost(format!("connection failed before answering: {e}")), moved),
                 Err(e) => return (End::HostLost(format!("connection failed while answering: {e}")), moved),
+                // distccd closes once it has answered in full; a close in
+                // the middle of the answer is a host that went away.
+                Ok(None) if watch.response.cut_short() => return (End::HostLost("closed the connection in the middle of its answer".into()), moved),
                 Ok(None) => {
                     server_open = false;
                     let _ = socket2::SockRef::from(client).shutdown(std::net::Shutdown::Write);
@@ -472,6 +475,34 @@ mod tests {
         assert!(moved.down > 0 && moved.down < 4 << 20, "{moved:?}");
         assert!(watch.response.done && watch.request.complete);
         assert!(reader.await.unwrap(), "the client was not left hanging");
+    }
+
+    #[tokio::test]
+    async fn a_host_that_closes_in_the_middle_of_its_answer_is_lost() {
+        let (mut distcc, client) = pair().await;
+        let (mut distccd, server) = pair().await;
+        let request = [tok("DIST", 1), tok("ARGC", 0), tok("DOTI", 0)].concat();
+        let relay = tokio::spawn(async move {
+            let mut watch = Watch::default();
+            pump(&client, &server, Duration::from_secs(20), &mut watch).await
+        });
+        distcc.write_all(&request).await.unwrap();
+        let mut got = vec![0u8; request.len()];
+        distccd.read_exact(&mut got).await.unwrap();
+        let mut answer = [tok("DONE", 1), tok("STAT", 0), tok("SERR", 0)].concat();
+        answer.extend([tok("SOUT", 0), tok("DOTO", 100_000)].concat());
+        answer.extend(noise(60_000, 6));
+        distccd.write_all(&answer).await.unwrap();
+        drop(distccd); // an orderly close, 40,000 bytes early
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), distcc.read_to_end(&mut seen));
+        assert!(read.await.is_ok(), "the client was let go");
+        let (end, moved) = relay.await.unwrap();
+        assert_eq!(
+            end,
+            End::HostLost("closed the connection in the middle of its answer".into())
+        );
+        assert_eq!(moved.down, answer.len() as u64);
     }
 
     async fn write_in_pieces_half(w: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8]) {
