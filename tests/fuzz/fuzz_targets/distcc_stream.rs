@@ -25,42 +25,8 @@ fuzz_target!(|data: &[u8]| {
     // unseen, the rest fed in pieces of at most `cut` bytes.
     let step = cut.max(1);
     let (mut relay_req, mut relay_resp) = (RequestWatch::default(), ResponseWatch::default());
-    let mut at = 0;
-    while at < stream.len() {
-        let left = stream.len() - at;
-        match usize::try_from(relay_req.opaque())
-            .unwrap_or(usize::MAX)
-            .min(left)
-        {
-            0 => {
-                let n = step.min(left);
-                relay_req.feed(&stream[at..at + n]);
-                at += n;
-            }
-            n => {
-                relay_req.skip(n as u64);
-                at += n;
-            }
-        }
-    }
-    at = 0;
-    while at < stream.len() {
-        let left = stream.len() - at;
-        match usize::try_from(relay_resp.opaque())
-            .unwrap_or(usize::MAX)
-            .min(left)
-        {
-            0 => {
-                let n = step.min(left);
-                relay_resp.feed(&stream[at..at + n]);
-                at += n;
-            }
-            n => {
-                relay_resp.skip(n as u64);
-                at += n;
-            }
-        }
-    }
+    as_relay(&mut relay_req, stream, step);
+    as_relay(&mut relay_resp, stream, step);
     assert_eq!(
         (
             whole_req.complete,
@@ -111,3 +77,54 @@ fuzz_target!(|data: &[u8]| {
         )
     );
 });
+
+/// The calls the relay makes on either watcher.
+trait Watcher {
+    fn feed(&mut self, data: &[u8]);
+    fn skip(&mut self, n: u64);
+    fn opaque(&self) -> u64;
+}
+
+impl Watcher for RequestWatch {
+    fn feed(&mut self, data: &[u8]) {
+        RequestWatch::feed(self, data);
+    }
+    fn skip(&mut self, n: u64) {
+        RequestWatch::skip(self, n);
+    }
+    fn opaque(&self) -> u64 {
+        RequestWatch::opaque(self)
+    }
+}
+
+impl Watcher for ResponseWatch {
+    fn feed(&mut self, data: &[u8]) {
+        ResponseWatch::feed(self, data);
+    }
+    fn skip(&mut self, n: u64) {
+        ResponseWatch::skip(self, n);
+    }
+    fn opaque(&self) -> u64 {
+        ResponseWatch::opaque(self)
+    }
+}
+
+/// Shows `stream` to `w` as the relay does: opaque runs skipped, the rest
+/// fed `step` bytes at a time.
+fn as_relay(w: &mut impl Watcher, stream: &[u8], step: usize) {
+    let mut at = 0;
+    while at < stream.len() {
+        let left = stream.len() - at;
+        match usize::try_from(w.opaque()).unwrap_or(usize::MAX).min(left) {
+            0 => {
+                let n = step.min(left);
+                w.feed(&stream[at..at + n]);
+                at += n;
+            }
+            n => {
+                w.skip(n as u64);
+                at += n;
+            }
+        }
+    }
+}
