@@ -219,6 +219,9 @@ fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("backoff_"))
         .collect();
     assert_eq!(backoff.len(), 1, "distcc backed off the relay port");
+    let s = env.status(&hosts);
+    assert_eq!(s["fell_back"], 1, "counted as a local fallback: {s:#}");
+    assert_eq!(s["hosts"][0]["fallbacks"], 1, "{s:#}");
 
     // The host comes back on the same port.
     let d = Distccd::start_on(&env, dead.revive(), 2).expect("distccd on the freed port");

@@ -231,10 +231,11 @@ async fn relay(shared: Arc<Shared>, lease: LeaseId, client: TcpStream) {
             Err(_) => format!("connect timed out after {} ms", t.connect.as_millis()),
         };
         tracing::warn!(host = %t.name, lease, "{error}");
-        let next = shared.lock().sched.reroute(lease, error, Instant::now());
-        if next.is_none() {
+        let mut inner = shared.lock();
+        if inner.sched.reroute(lease, error, Instant::now()).is_none() {
             // Nothing forwarded yet and no other host: closing makes distcc
             // compile locally.
+            Shared::count_fallback(&mut inner);
             return;
         }
     }

@@ -409,7 +409,12 @@ impl Scheduler {
             let s = &self.host(from).spec;
             (s.lzo, s.cpp)
         };
-        let to = self.best(|h| !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp)?;
+        let to = self.best(|h| !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp);
+        let Some(to) = to else {
+            // Nowhere else to go: distcc compiles the job locally.
+            self.host_mut(from).fallbacks += 1;
+            return None;
+        };
         let run = self.unrun(from, lease)?;
         self.run_on(to, run);
         Some(to)
