@@ -65,6 +65,9 @@ pub struct Distccd {
     log: PathBuf,
     /// A wrapper directory to remove with the daemon.
     extra_dir: Option<PathBuf>,
+    /// The daemon's TMPDIR: the temporary files of jobs killed mid-compile
+    /// go with it rather than stay in /tmp.
+    _tmp: tempfile::TempDir,
 }
 
 impl Distccd {
@@ -120,6 +123,18 @@ impl Distccd {
         let log = env.path(&format!("distccd-{port}.log"));
         let err = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new("distccd");
+        // distccd drops to its own user when started as root: the directory
+        // must be writable by it, as /tmp is.
+        let tmp = tempfile::Builder::new()
+            .prefix("tcpb-distccd")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        cmd.env("TMPDIR", tmp.path());
         if let Some(dir) = path_prefix {
             let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
                 std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
@@ -144,6 +159,7 @@ impl Distccd {
             child,
             log,
             extra_dir: None,
+            _tmp: tmp,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
