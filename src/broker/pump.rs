@@ -144,16 +144,21 @@ impl Lane {
 
     /// Gives everything `got` holds to `dst`.
     async fn give(&self, dst: &TcpStream, got: Got) -> io::Result<()> {
-        let (mut done, len) = match got {
-            Got::Read(n) | Got::Piped(n) => (0, n),
+        let (pipe, len) = match got {
+            Got::Read(n) => (None, n),
+            Got::Piped(n) => (
+                Some(self.pipe.as_ref().expect("piped bytes are in the pipe")),
+                n,
+            ),
         };
+        let mut done = 0;
         while done < len {
             dst.writable().await?;
-            let r = match (got, &self.pipe) {
-                (Got::Piped(_), Some(p)) => dst.try_io(Interest::WRITABLE, || {
+            let r = match pipe {
+                Some(p) => dst.try_io(Interest::WRITABLE, || {
                     splice(p.r.as_raw_fd(), dst.as_raw_fd(), len - done)
                 }),
-                _ => dst.try_write(&self.buf[done..len]),
+                None => dst.try_write(&self.buf[done..len]),
             };
             match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
