@@ -17,7 +17,7 @@ const BUF: usize = 16 * 1024;
 /// Payloads at least this long are spliced, not copied.
 const SPLICE_MIN: u64 = 4 * 1024;
 /// Pipe capacity asked for (the kernel's default is 64 KiB).
-const PIPE: usize = 1024 * 1024;
+const PIPE: usize = 256 * 1024;
 
 /// How a relayed job ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,6 +72,12 @@ enum Got {
 }
 
 impl Got {
+    fn len(self) -> usize {
+        match self {
+            Got::Read(n) | Got::Piped(n) => n,
+        }
+    }
+
     fn spliced(self) -> u64 {
         match self {
             Got::Read(_) => 0,
@@ -234,9 +240,9 @@ pub async fn pump(
                 // with it. Not the host's fault.
                 Ok(None) | Err(_) => return (End::Done, moved),
                 Ok(Some(got)) => {
-                    let (n, complete) = match got {
-                        Got::Read(n) => (n, watch.request.feed(&upward.buf[..n])),
-                        Got::Piped(n) => (n, watch.request.skip(n as u64)),
+                    let complete = match got {
+                        Got::Read(n) => watch.request.feed(&upward.buf[..n]),
+                        Got::Piped(n) => watch.request.skip(n as u64),
                     };
                     if complete {
                         watch.request_end = Some(Instant::now());
@@ -244,7 +250,7 @@ pub async fn pump(
                     if tokio::time::timeout(idle, upward.give(server, got)).await.map_or(true, |r| r.is_err()) {
                         return (End::HostLost("could not send to the host".into()), moved);
                     }
-                    moved.up += n as u64;
+                    moved.up += got.len() as u64;
                     moved.spliced += got.spliced();
                     deadline = tokio::time::Instant::now() + idle;
                 }
@@ -261,22 +267,18 @@ pub async fn pump(
                     let _ = socket2::SockRef::from(client).shutdown(std::net::Shutdown::Write);
                 }
                 Ok(Some(got)) => {
-                    let n = match got {
+                    match got {
                         Got::Read(n) => {
                             if watch.response.feed(&downward.buf[..n]) {
                                 watch.done_at = Some(Instant::now());
                             }
-                            n
                         }
-                        Got::Piped(n) => {
-                            watch.response.skip(n as u64);
-                            n
-                        }
-                    };
+                        Got::Piped(n) => watch.response.skip(n as u64),
+                    }
                     if tokio::time::timeout(idle, downward.give(client, got)).await.map_or(true, |r| r.is_err()) {
                         return (End::Done, moved); // the client went away
                     }
-                    moved.down += n as u64;
+                    moved.down += got.len() as u64;
                     moved.spliced += got.spliced();
                     deadline = tokio::time::Instant::now() + idle;
                 }
