@@ -501,7 +501,11 @@ impl Scheduler {
         // the whole build is queued, and the slower hosts can be given the
         // lighter compiles further down the queue.
         let deep = self.queue.len() > 2 * self.total_slots;
-        let fastest = view.fastest(Need::Remote);
+        let fastest = if deep {
+            view.fastest(Need::Remote)
+        } else {
+            0.0
+        };
         let mut fast_booked = false;
         let mut out: Vec<Decision> = Vec::new();
         let mut waited = 0;
@@ -526,7 +530,8 @@ impl Scheduler {
             // Past the lookahead a free slot goes to the next compile that
             // fits it rather than stay idle.
             let margin = if waited > lookahead { 0.0 } else { WAIT_MARGIN };
-            let restricted = deep && !job.known && job.cost > self.mean_cost;
+            let restricted =
+                deep && job.need == Need::Remote && !job.known && job.cost > self.mean_cost;
             if restricted && fast_booked {
                 // An earlier, heavier one already waits for a fast host:
                 // this one would only book a later slot there.

@@ -542,3 +542,27 @@ fn a_deep_queue_keeps_heavy_guesses_off_slow_hosts() {
     // A shallow queue (make's usual -j): a free slot is not kept idle.
     assert_eq!(slow_slot_goes_to(false, 2), [(0, "slow".to_string())]);
 }
+
+#[test]
+fn a_deep_queue_does_not_hold_back_local_only_jobs() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("fast", 1, 4.0)]), hc(), t);
+    let long = Job {
+        cost: 8.0,
+        ..Job::of(Need::Remote)
+    };
+    assert_eq!(s.request(100, long, t).len(), 1);
+    let guess = |cost, need| Job {
+        cost,
+        known: false,
+        ..Job::of(need)
+    };
+    for l in 1..=8 {
+        assert!(s.request(l, guess(0.5, Need::Remote), t).is_empty());
+    }
+    // Eight wait for the one farm slot: deeper than twice the slots. A link
+    // (local only, its cost a guess above the mean) still takes a local slot.
+    let p = s.request(0, guess(4.0, Need::Local), t);
+    assert_eq!(name(&s, &p), ["localhost"]);
+    s.check().unwrap();
+}
