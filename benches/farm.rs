@@ -4,7 +4,9 @@
 //! Each simulated host is a distccd on 127.0.0.1 whose compiler is a small
 //! wrapper: it reads the job's declared work (`tcpb_work_ms` in the
 //! preprocessed source), sleeps work ÷ the host's speed, then really
-//! compiles. Job work follows a heavy-tailed (Pareto) distribution.
+//! compiles. Job work follows a heavy-tailed (Pareto) distribution, or
+//! with `--profile openssl|libgit2` the compile times and source sizes
+//! measured on a real project's build (`benches/data`).
 //!
 //! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,
 //! `--quick`, `--only heterogeneous|uniform`, `--j N`; `--j 0` runs only
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{TCPB, free_port};
+use common::{Profile, TCPB, free_port};
 
 /// One simulated farm host; its distccd stops when dropped.
 struct Host {
@@ -67,13 +69,13 @@ fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
     }
 }
 
-/// Writes the job set of `common::job_set` as C files and a Makefile.
-/// Returns the work of each job in ms.
-fn write_job_set(dir: &Path, n: usize, mean_ms: f64, seed: u64) -> Vec<u64> {
+/// Writes a job set as C files and a Makefile. Returns the work of each
+/// job in ms.
+fn write_job_set(dir: &Path, set: Vec<(u64, u64)>) -> Vec<u64> {
     std::fs::create_dir_all(dir).unwrap();
     let mut works = Vec::new();
     let mut objs = Vec::new();
-    for (i, (w, size)) in common::job_set(n, mean_ms, seed).into_iter().enumerate() {
+    for (i, (w, size)) in set.into_iter().enumerate() {
         works.push(w);
         let pad = "x".repeat(size as usize);
         let src = format!(
@@ -294,6 +296,8 @@ struct Opts {
     reps: usize,
     only_j: Option<u32>,
     tools: Vec<Tool>,
+    /// Where the job sets come from.
+    profile: Profile,
     /// The job set (0: the one BENCHMARKS.md reports).
     seed: u64,
     /// Run the two-build comparison.
@@ -309,12 +313,13 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         reps,
         only_j,
         ref tools,
+        profile,
         seed,
         memory,
         ref memory_j,
     } = *opts;
     let project = root.join(format!("proj-{name}"));
-    let works = write_job_set(&project, jobs, mean_ms, seed);
+    let works = write_job_set(&project, profile.job_set(jobs, mean_ms, seed));
     let hosts: Vec<Host> = farm
         .iter()
         .enumerate()
@@ -453,8 +458,10 @@ fn main() {
         .tempdir()
         .unwrap();
     chmod(root.path(), 0o755);
+    let profile = Profile::from_args(&args);
     println!(
-        "tcpb farm benchmark: {jobs} jobs, mean work 1 s (Pareto alpha 1.6), {reps} rep(s), median shown"
+        "tcpb farm benchmark: {jobs} jobs ({}), {reps} rep(s), median shown",
+        profile.describe()
     );
     let only_j = args
         .iter()
@@ -465,6 +472,7 @@ fn main() {
         reps,
         only_j,
         tools,
+        profile,
         seed: opt("--seed", 0) as u64,
         memory: !args.iter().any(|a| a == "--no-memory"),
         memory_j: args

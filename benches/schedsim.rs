@@ -13,7 +13,8 @@
 //!
 //! Run: `cargo bench --bench schedsim` (options: `--jobs N`, `--overhead S`,
 //! `--seeds N`, `--seed FIRST`, `--trace`, `--unconfigured`: every host
-//! configured at speed 1.0).
+//! configured at speed 1.0; `--profile openssl|libgit2`: job sets drawn
+//! from a real project's measured build).
 
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -234,8 +235,10 @@ fn main() {
         ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
         ("uniform", &[(1.0, 3), (1.0, 3), (1.0, 2)], 500.0),
     ];
+    let profile = common::Profile::from_args(&args);
     println!(
-        "scheduler simulation: {n} jobs, {overhead} s overhead per job, {seeds} job sets, speeds {}",
+        "scheduler simulation: {n} jobs ({}), {overhead} s overhead per job, {seeds} job sets, speeds {}",
+        profile.describe(),
         if unconfigured {
             "left to be learned (all configured 1.0)"
         } else {
@@ -257,7 +260,7 @@ fn main() {
         for j in levels {
             let mut runs: [Vec<f64>; 5] = Default::default();
             for seed in first_seed..first_seed + seeds {
-                let set = common::job_set(n, mean, seed);
+                let set = profile.job_set(n, mean, seed);
                 let jobs: Vec<Sim> = set
                     .iter()
                     .enumerate()

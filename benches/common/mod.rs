@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod jobs;
+#[allow(unused_imports)]
+pub use jobs::Profile;
+
 /// The `tcpb` binary under test.
 pub const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
 
@@ -250,32 +254,4 @@ pub fn distccd(log: &Path, jobs: u32, path: Option<&str>) -> (Guard, u16) {
         }
     }
     panic!("distccd did not start");
-}
-
-/// A deterministic heavy-tailed job set (the farm benchmark's and the
-/// scheduler simulation's): Pareto(alpha 1.6) work with the given mean in
-/// ms, capped at 8 x the mean, and each file's padding in bytes. Compile
-/// time grows with source size, but loosely (headers and templates matter
-/// as much): 20 bytes per ms of work times a factor from 1/3 to 3
-/// (log-uniform). `seed` 0 is the benchmark's set.
-pub fn job_set(n: usize, mean_ms: f64, seed: u64) -> Vec<(u64, u64)> {
-    let (alpha, mut x) = (
-        1.6f64,
-        0x9e3779b97f4a7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d),
-    );
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let xm = mean_ms * (alpha - 1.0) / alpha;
-    (0..n)
-        .map(|_| {
-            let u = next().max(1e-9);
-            let w = (xm / u.powf(1.0 / alpha)).min(8.0 * mean_ms) as u64;
-            let noise = 3f64.powf(2.0 * next() - 1.0);
-            (w, (w as f64 * 20.0 * noise) as u64)
-        })
-        .collect()
 }
