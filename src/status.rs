@@ -205,23 +205,52 @@ pub fn write_table(
     Ok(())
 }
 
-/// `tcpb stop`.
+/// `tcpb stop`: returns once the broker has exited, its state saved (it
+/// first lets running compiles finish, for `shutdown_grace_s`). A broker
+/// of another protocol version is sent SIGTERM.
 pub fn stop(paths: &Paths) -> Result<()> {
-    match connect::call(paths, Request::Stop, false)? {
+    let pid = match connect::ask(paths, Request::Stop, false)? {
         None => {
             println!("tcpb: no broker running");
             return Ok(());
         }
-        Some(Response::Stopping) => (),
-        Some(other) => bail!("unexpected answer from the broker: {other:?}"),
+        Some(connect::Answer::Msg(m)) if m.resp == Response::Stopping => m.pid,
+        Some(connect::Answer::Msg(m)) => bail!("unexpected answer from the broker: {:?}", m.resp),
+        Some(connect::Answer::OtherVersion { v, pid: 0 }) => bail!(
+            "the broker at {} speaks protocol {v} and gives no pid: stop it by hand",
+            paths.socket().display()
+        ),
+        Some(connect::Answer::OtherVersion { v, pid }) => {
+            println!("tcpb: the broker (pid {pid}) speaks protocol {v}; sending it SIGTERM");
+            // SAFETY: signalling a process that answered on our socket.
+            if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
+                bail!(
+                    "cannot signal the broker (pid {pid}): {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            pid
+        }
     };
-    // The socket goes as soon as the broker stops accepting.
-    for _ in 0..500 {
-        if connect::connect(paths).is_err() {
-            println!("tcpb: broker stopped");
-            return Ok(());
+    let grace = Config::load(&paths.config_file)
+        .map(|c| c.broker.shutdown_grace_s)
+        .unwrap_or(10);
+    let start = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(grace + 5);
+    let mut told = false;
+    while connect::running(pid) {
+        if start.elapsed() > limit {
+            bail!(
+                "the broker (pid {pid}) did not exit within {}s",
+                limit.as_secs()
+            );
+        }
+        if !told && start.elapsed() > std::time::Duration::from_secs(1) {
+            println!("tcpb: waiting for the broker (pid {pid}) to finish its running compiles");
+            told = true;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    bail!("the broker did not stop within 5s")
+    println!("tcpb: broker stopped");
+    Ok(())
 }

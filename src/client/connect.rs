@@ -47,6 +47,17 @@ pub fn connect(paths: &Paths) -> io::Result<Stream> {
 /// the broker (`status`, `stop`, `host`, `reload`). With `start` false and no
 /// broker running, `Ok(None)`.
 pub fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Response>> {
+    match ask(paths, req, start)? {
+        None => Ok(None),
+        Some(Answer::Msg(msg)) => Ok(Some(msg.resp)),
+        Some(Answer::OtherVersion { v, pid }) => anyhow::bail!(
+            "the broker (pid {pid}) speaks protocol {v}, this tcpb {PROTOCOL_VERSION}: run `tcpb stop`"
+        ),
+    }
+}
+
+/// Like `call`, but a broker of another version is an answer too.
+pub fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Answer>> {
     use anyhow::Context;
     let mut conn = if start {
         let mut started = false;
@@ -66,12 +77,17 @@ pub fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<R
     )?;
     let payload = frame::read_sync(&mut conn)?
         .ok_or_else(|| anyhow::anyhow!("the broker closed the connection"))?;
-    match answer(&payload).context("cannot read the broker's answer")? {
-        Answer::Msg(msg) => Ok(Some(msg.resp)),
-        Answer::OtherVersion { v, pid } => anyhow::bail!(
-            "the broker (pid {pid}) speaks protocol {v}, this tcpb {PROTOCOL_VERSION}: run `tcpb stop`"
-        ),
-    }
+    Ok(Some(
+        answer(&payload).context("cannot read the broker's answer")?,
+    ))
+}
+
+/// Whether process `pid` is still running (a zombie is not).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// A broker's answer, as far as this tcpb can read it.
