@@ -5,7 +5,7 @@
 //! wrapper: it reads the job's declared work (`tcpb_work_ms` in the
 //! preprocessed source), sleeps work ÷ the host's speed, then really
 //! compiles. Job work follows a heavy-tailed (Pareto) distribution, or
-//! with `--profile openssl|libgit2` the compile times and source sizes
+//! with `--profile openssl|libgit2|protobuf` the compile times and source sizes
 //! measured on a real project's build (`benches/data`).
 //!
 //! Run: `cargo bench --bench farm` (options: `--reps N`, `--jobs N`,

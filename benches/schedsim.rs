@@ -13,7 +13,7 @@
 //!
 //! Run: `cargo bench --bench schedsim` (options: `--jobs N`, `--overhead S`,
 //! `--seeds N`, `--seed FIRST`, `--trace`, `--unconfigured`: every host
-//! configured at speed 1.0; `--profile openssl|libgit2`: job sets drawn
+//! configured at speed 1.0; `--profile openssl|libgit2|protobuf`: job sets drawn
 //! from a real project's measured build).
 
 use std::collections::BinaryHeap;

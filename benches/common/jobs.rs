@@ -15,9 +15,10 @@ pub enum Profile {
 }
 
 /// The real builds measured, by name.
-const PROJECTS: [(&str, &str); 2] = [
+const PROJECTS: [(&str, &str); 3] = [
     ("openssl", include_str!("../data/openssl.txt")),
     ("libgit2", include_str!("../data/libgit2.txt")),
+    ("protobuf", include_str!("../data/protobuf.txt")),
 ];
 
 impl Profile {
