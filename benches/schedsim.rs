@@ -26,6 +26,10 @@ use tcpb::farm::{Admin, Farm, HostSpec};
 #[path = "common/mod.rs"]
 mod common;
 
+/// The part of a job's fixed overhead spent on the server (the relay
+/// counts it in the server time the broker learns speeds from).
+const SERVER_SHARE: f64 = 0.5;
+
 /// One simulated compile.
 struct Sim {
     work: f64,
@@ -137,7 +141,9 @@ fn build(
         now = t;
         let (job, host) = leases[lease as usize];
         let (s, h) = (&jobs[job], host.expect("placed").0);
-        let server = s.work / speeds[h];
+        // The server's time: the work, and its share of the overhead
+        // (receiving the job and the real compile, at any host speed).
+        let server = s.work / speeds[h] + SERVER_SHARE * overhead;
         let id = HostId(h);
         if let Some((work, weight)) = b.costs.evidence(Some(&s.key), s.size) {
             b.sched.observe(id, work, server, weight);
@@ -298,6 +304,16 @@ fn main() {
                 if trace && seed == first_seed && j == extra_j.unwrap_or(2 * slots) as usize {
                     let mut longest: Vec<usize> = (0..jobs.len()).collect();
                     longest.sort_by(|a, b| jobs[*b].work.total_cmp(&jobs[*a].work));
+                    let learned: Vec<String> = (0..speeds.len())
+                        .map(|h| {
+                            let l = b.sched.learned_speed(b.sched.host(HostId(h)));
+                            format!("{}:{:.2}", speeds[h], l.unwrap_or(f64::NAN))
+                        })
+                        .collect();
+                    println!(
+                        "  seed {seed}, -j{j}: learned after two builds (true:learned) {}",
+                        learned.join(" ")
+                    );
                     println!(
                         "  seed {seed}, -j{j}: the longest jobs (index, work, size guess): start and host speed under tcpb, start under distcc"
                     );

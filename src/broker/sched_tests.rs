@@ -1,5 +1,5 @@
 use super::*;
-use crate::broker::learn::MEASURED;
+use crate::broker::learn::{GUESS, MEASURED};
 use crate::protocol::HostState;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -446,12 +446,41 @@ fn learned_speed_overrides_configured_speed() {
         s.learned_speed(s.host(a)).unwrap(),
         s.learned_speed(s.host(b)).unwrap(),
     );
+    // Relative: they keep the geometric mean of the configured speeds.
     assert!(
-        la < 1.2 && lb > 3.0,
+        lb / la > 2.5 && la < 1.0,
         "measurements outweigh the configuration: {la} {lb}"
     );
+    assert!(((la * lb).sqrt() / 2f64.sqrt() - 1.0).abs() < 1e-9);
     let p = s.request(1, Job::of(Need::Remote), t);
     assert_eq!(name(&s, &p), ["b"]);
+}
+
+#[test]
+fn a_biased_work_guess_does_not_shrink_the_farm() {
+    // Guessed work is in the units of the speeds that measured earlier
+    // jobs; a guess that runs at half the true work must not drag every
+    // host down (costs recorded at the lower speeds would then lower the
+    // guesses further).
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("fast", 2, 4.0), remote("slow", 2, 1.0)]),
+        hc(),
+        t,
+    );
+    let (fast, slow) = (HostId(0), HostId(1));
+    for _ in 0..15 {
+        s.observe(fast, 0.5 * 4.0, 1.0, GUESS);
+        s.observe(slow, 0.5 * 1.0, 1.0, GUESS);
+    }
+    let (lf, ls) = (
+        s.learned_speed(s.host(fast)).unwrap(),
+        s.learned_speed(s.host(slow)).unwrap(),
+    );
+    assert!(
+        (lf / 4.0 - 1.0).abs() < 0.05 && (ls - 1.0).abs() < 0.05,
+        "configured 4 and 1, learned {lf} and {ls}"
+    );
 }
 
 #[test]
