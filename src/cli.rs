@@ -68,7 +68,7 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
         interval: f64,
     },
-    /// Ask the broker to exit once running compiles finish.
+    /// Stop the broker; returns once it has exited, its compiles finished.
     Stop,
     /// Change the farm at run time; kept across broker restarts.
     #[command(subcommand)]
