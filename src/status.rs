@@ -222,19 +222,16 @@ pub fn stop(paths: &Paths) -> Result<()> {
         ),
         Some(connect::Answer::OtherVersion { v, pid }) => {
             println!("tcpb: the broker (pid {pid}) speaks protocol {v}; sending it SIGTERM");
-            // SAFETY: signalling a process that answered on our socket.
-            if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
-                bail!(
-                    "cannot signal the broker (pid {pid}): {}",
-                    std::io::Error::last_os_error()
-                );
+            if let Err(e) = connect::terminate(pid) {
+                bail!("cannot signal the broker (pid {pid}): {e}");
             }
             pid
         }
     };
     let grace = Config::load(&paths.config_file)
-        .map(|c| c.broker.shutdown_grace_s)
-        .unwrap_or(10);
+        .unwrap_or_default()
+        .broker
+        .shutdown_grace_s;
     let start = std::time::Instant::now();
     let limit = std::time::Duration::from_secs(grace + 5);
     let mut told = false;

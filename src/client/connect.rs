@@ -82,6 +82,15 @@ pub fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<An
     ))
 }
 
+/// Sends SIGTERM to a broker (of another version) that gave `pid`.
+pub fn terminate(pid: u32) -> io::Result<()> {
+    // SAFETY: kill(2) only signals; the pid came from our own socket.
+    match unsafe { libc::kill(pid as i32, libc::SIGTERM) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Whether process `pid` is still running (a zombie is not).
 pub fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

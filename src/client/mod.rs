@@ -152,8 +152,7 @@ fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseErro
                 eprintln!(
                     "tcpb: broker pid {pid} speaks protocol {theirs}, this tcpb {PROTOCOL_VERSION}; restarting it"
                 );
-                // SAFETY: signalling a process of our own user.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                let _ = connect::terminate(pid);
                 wait_gone(paths);
                 restarted = true;
             }
