@@ -232,6 +232,36 @@ impl World {
             .join(" ")
     }
 
+    /// How well the broker's cost memory (`costs.json`, written when it
+    /// stops) knows each file's declared work: the median of cost ÷ work,
+    /// the 10%-90% spread around it, and the rank correlation of the two.
+    fn memory_accuracy(&self, state: &Path, works: &[u64]) -> String {
+        let text = std::fs::read_to_string(state.join("costs.json")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let mut pairs = Vec::new();
+        for (i, w) in works.iter().enumerate() {
+            let file = self.project.join(format!("j{i}.c"));
+            let key = std::fs::canonicalize(&file).unwrap_or(file);
+            if let Some(c) = v["files"][key.to_string_lossy().as_ref()].as_f64() {
+                pairs.push((c, *w as f64 / 1000.0));
+            }
+        }
+        if pairs.len() < 2 {
+            return format!("{} of {} files remembered", pairs.len(), works.len());
+        }
+        let mut ratios: Vec<f64> = pairs.iter().map(|(c, w)| c / w).collect();
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+        let mid = at(0.5);
+        format!(
+            "{} files, cost / work {mid:.2} (10%-90%: {:.2}x-{:.2}x of it), rank correlation {:.2}",
+            pairs.len(),
+            at(0.1) / mid,
+            at(0.9) / mid,
+            spearman(&pairs)
+        )
+    }
+
     fn stop_tcpb(&self, state: &Path) {
         let mut cmd = Command::new(TCPB);
         cmd.arg("stop").stdout(Stdio::null());
@@ -283,6 +313,23 @@ fn start_haproxy(root: &Path, hosts: &[Host]) -> (Child, u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, port)
+}
+
+/// Spearman's rank correlation of the pairs (ties broken by position).
+fn spearman(pairs: &[(f64, f64)]) -> f64 {
+    let ranks = |key: &dyn Fn(&(f64, f64)) -> f64| {
+        let mut idx: Vec<usize> = (0..pairs.len()).collect();
+        idx.sort_by(|a, b| key(&pairs[*a]).total_cmp(&key(&pairs[*b])));
+        let mut r = vec![0.0; pairs.len()];
+        for (rank, i) in idx.into_iter().enumerate() {
+            r[i] = rank as f64;
+        }
+        r
+    };
+    let (a, b) = (ranks(&|p| p.0), ranks(&|p| p.1));
+    let n = pairs.len() as f64;
+    let d2: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -409,12 +456,26 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
             }
             seconds.push(world.build(Tool::Tcpb, j, &state).as_secs_f64());
             world.stop_tcpb(&state);
+            if rep == 0 {
+                println!(
+                    "  memory after two builds: {}",
+                    world.memory_accuracy(&state, &works)
+                );
+            }
         }
+        // Each repetition's second build against its own first: the VM's
+        // noise moves whole repetitions, so the pairs say more than medians.
+        let paired: Vec<String> = firsts
+            .iter()
+            .zip(&seconds)
+            .map(|(f, s)| format!("{:+.1}%", 100.0 * (s / f - 1.0)))
+            .collect();
         let (first, second) = (median(firsts), median(seconds));
         println!(
-            "tcpb -j{j}, speeds {}: first build {first:.2} s, second build {second:.2} s ({:+.1}%)",
+            "tcpb -j{j}, speeds {}: first build {first:.2} s, second build {second:.2} s ({:+.1}%; each repetition {})",
             if speeds { "configured" } else { "learned  " },
-            100.0 * (second / first - 1.0)
+            100.0 * (second / first - 1.0),
+            paired.join(" ")
         );
     }
     write_tcpb_config(root, &world.hosts, true);

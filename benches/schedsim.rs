@@ -293,7 +293,7 @@ fn main() {
                 let mut b = broker(Costs::default());
                 let (first, starts) = build(&mut b, &jobs, &speeds, j, overhead, 0.0);
                 let mut memory = broker(b.costs.clone());
-                let second = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0).0;
+                let (second, starts2) = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0);
                 let memory = build(&mut memory, &jobs, &speeds, j, overhead, 0.0).0;
                 let mut exact = Costs::default();
                 for s in &jobs {
@@ -315,16 +315,32 @@ fn main() {
                         learned.join(" ")
                     );
                     println!(
-                        "  seed {seed}, -j{j}: the longest jobs (index, work, size guess): start and host speed under tcpb, start under distcc"
+                        "  seed {seed}, -j{j}: the longest jobs, then the last to end in the second build (index, work, size): start and host speed under tcpb, first and second build, start under distcc"
                     );
-                    for i in longest.into_iter().take(10) {
-                        let (start, host) = starts[i];
+                    let end = |i: usize, (start, host): (f64, usize)| {
+                        start + jobs[i].work / speeds.get(host).copied().unwrap_or(f64::NAN)
+                    };
+                    let mut last: Vec<usize> = (0..jobs.len()).collect();
+                    last.sort_by(|a, b| end(*b, starts2[*b]).total_cmp(&end(*a, starts2[*a])));
+                    longest.truncate(10);
+                    let late: Vec<usize> = last
+                        .into_iter()
+                        .take(5)
+                        .filter(|i| !longest.contains(i))
+                        .collect();
+                    longest.extend(late);
+                    for i in longest {
+                        let on = |(start, host): (f64, usize)| {
+                            let speed = speeds.get(host).copied().unwrap_or(f64::NAN);
+                            let end = start + jobs[i].work / speed + overhead;
+                            format!("{start:5.2}-{end:5.2} on {speed}")
+                        };
                         println!(
-                            "    j{i:<3} {:5.2} s {:>7} B: {:5.2} on {} / {:5.2}",
+                            "    j{i:<3} {:5.2} s {:>7} B: {} | {} / {:5.2}",
                             jobs[i].work,
                             jobs[i].size,
-                            start,
-                            speeds.get(host).copied().unwrap_or(f64::NAN),
+                            on(starts[i]),
+                            on(starts2[i]),
                             distcc_starts[i]
                         );
                     }
