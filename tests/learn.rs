@@ -159,4 +159,28 @@ fn learned_speeds_order_a_fast_and_a_slow_host() {
     }
     assert_eq!(fast.compiles_ok(before.0 + 3), before.0 + 3);
     assert_eq!(slow.compiles_ok(0), before.1);
+    // A broker started later knows what this one learned: its first
+    // compile goes to the fast host, not to the one configured faster.
+    let out = env.tcpb().arg("stop").output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "one.c", "-o", "again.o"])
+        .env("DISTCC_HOSTS", &hosts)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(env.brokers_started(), 2, "{}", env.log());
+    assert_eq!(fast.compiles_ok(before.0 + 4), before.0 + 4);
+    assert_eq!(slow.compiles_ok(0), before.1);
+    let s = env.status(&hosts);
+    let (f, sl) = (
+        host_of(&s, &fast.name()).unwrap(),
+        host_of(&s, &slow.name()).unwrap(),
+    );
+    let (rf, rs) = (
+        f["learned_speed"].as_f64().unwrap(),
+        sl["learned_speed"].as_f64().unwrap(),
+    );
+    assert!(rf > rs * 2.0, "restored speeds: {rf} vs {rs}");
 }

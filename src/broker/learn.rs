@@ -44,10 +44,32 @@ impl Learned {
         if !(ok(work) && ok(weight) && secs.is_finite() && secs > 0.0005) {
             return;
         }
+        self.push((work / secs).ln(), weight);
+    }
+
+    /// The samples as (ln of work per second, weight), oldest first: what
+    /// a broker keeps across restarts.
+    pub fn saved(&self) -> Vec<(f64, f64)> {
+        self.samples.iter().copied().collect()
+    }
+
+    /// A host's estimate from samples `saved` earlier (the newest window;
+    /// anything not a number is dropped).
+    pub fn restore(saved: &[(f64, f64)]) -> Learned {
+        let mut l = Learned::default();
+        for (ln, weight) in saved {
+            if ln.is_finite() && weight.is_finite() && *weight > 0.0 {
+                l.push(*ln, *weight);
+            }
+        }
+        l
+    }
+
+    fn push(&mut self, ln: f64, weight: f64) {
         if self.samples.len() == WINDOW {
             self.samples.pop_front();
         }
-        self.samples.push_back(((work / secs).ln(), weight));
+        self.samples.push_back((ln, weight));
         let Some(mid) = median(self.samples.iter().map(|s| s.0).collect()) else {
             return;
         };
@@ -153,6 +175,29 @@ mod tests {
             l.add(1.0, 1.0, MEASURED);
         }
         assert!(close(l.speed(1.0).unwrap(), 1.0, 1e-9), "and recovered");
+    }
+
+    #[test]
+    fn restored_samples_give_the_same_estimate() {
+        let mut l = Learned::default();
+        for i in 0..(WINDOW + 5) {
+            l.add(
+                1.0 + i as f64,
+                1.0,
+                if i % 2 == 0 { MEASURED } else { GUESS },
+            );
+        }
+        let mut saved = l.saved();
+        assert_eq!(saved.len(), WINDOW);
+        let again = Learned::restore(&saved);
+        assert_eq!(again.speed(2.0), l.speed(2.0));
+        saved.push((f64::NAN, 1.0));
+        saved.push((1.0, -1.0));
+        assert_eq!(
+            Learned::restore(&saved).speed(2.0),
+            l.speed(2.0),
+            "junk dropped"
+        );
     }
 
     proptest! {

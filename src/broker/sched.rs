@@ -391,6 +391,14 @@ impl Scheduler {
         self.refresh_speeds();
     }
 
+    /// Gives host `id` the speed samples a previous broker learned.
+    pub fn restore_learned(&mut self, id: HostId, saved: &[(f64, f64)]) {
+        if let Some(h) = self.hosts[id.0].as_mut() {
+            h.learned = super::learn::Learned::restore(saved);
+            self.refresh_speeds();
+        }
+    }
+
     /// The speed used for choice: learned once the host has enough jobs,
     /// else the configured one. Both are in the units of `speed` in config.
     pub fn speed(&self, h: &Host) -> f64 {

@@ -89,6 +89,8 @@ pub struct Inner {
     farm_list: Option<HostList>,
     farm: Farm,
     counters: BTreeMap<String, HostCounters>,
+    /// Speed samples by host name, as last saved or restored.
+    learned: BTreeMap<String, Vec<(f64, f64)>>,
     costs: Costs,
     seeded: HashSet<String>,
     next_lease: LeaseId,
@@ -135,6 +137,7 @@ impl Shared {
                 farm_list: None,
                 farm,
                 counters: saved.counters,
+                learned: saved.learned,
                 costs,
                 seeded: HashSet::new(),
                 next_lease: 1,
@@ -209,6 +212,9 @@ impl Shared {
                 h.jobs += c.jobs;
                 h.failures += c.failures;
                 h.fallbacks += c.fallbacks;
+            }
+            if let Some(samples) = inner.learned.get(&name) {
+                inner.sched.restore_learned(id, samples);
             }
             inner.seeded.insert(name);
         }
@@ -472,7 +478,7 @@ impl Shared {
         }
     }
 
-    /// Writes the overlay and counters to the state file.
+    /// Writes the overlay, counters and speed samples to the state file.
     pub fn save(&self, inner: &mut Inner) {
         for (_, h) in inner.sched.hosts() {
             if !h.local_only {
@@ -482,11 +488,15 @@ impl Shared {
                     fallbacks: h.fallbacks,
                 };
                 inner.counters.insert(h.spec.name.clone(), c);
+                if h.learned.samples() > 0 {
+                    inner.learned.insert(h.spec.name.clone(), h.learned.saved());
+                }
             }
         }
         let saved = Saved {
             overlay: inner.overlay.clone(),
             counters: inner.counters.clone(),
+            learned: inner.learned.clone(),
         };
         if let Err(e) = inner.costs.save(&costs::path(&self.paths.state_dir)) {
             tracing::error!("cannot save the cost memory: {e}");

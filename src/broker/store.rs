@@ -1,6 +1,6 @@
-//! The broker's persisted state: the admin overlay and per-host counters,
-//! in one JSON file in the state directory, written atomically (temp file,
-//! fsync, rename) so a crash mid-write loses nothing.
+//! The broker's persisted state: the admin overlay, per-host counters and
+//! learned speed samples, in one JSON file in the state directory, written
+//! atomically (temp file, fsync, rename) so a crash mid-write loses nothing.
 
 use super::overlay::Overlay;
 use serde::de::DeserializeOwned;
@@ -29,6 +29,9 @@ pub struct Saved {
     pub overlay: Overlay,
     /// Counters by host name.
     pub counters: BTreeMap<String, HostCounters>,
+    /// Speed samples by host name (`learn::Learned::saved`): a broker
+    /// started later does not judge the farm on nothing again.
+    pub learned: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// The state file in `state_dir`.
