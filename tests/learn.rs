@@ -101,6 +101,16 @@ fn parser_reads_real_distcc_exchanges() {
     assert_ne!(resp.stat, Some(0), "a compile error shows in STAT");
 }
 
+/// The learned speeds of hosts `a` and `b` in a status snapshot.
+fn learned_pair(s: &serde_json::Value, a: &str, b: &str) -> (f64, f64) {
+    let speed = |name: &str| {
+        host_of(s, name)
+            .and_then(|h| h["learned_speed"].as_f64())
+            .unwrap_or_else(|| panic!("no learned speed for {name}: {s:#}"))
+    };
+    (speed(a), speed(b))
+}
+
 #[test]
 fn learned_speeds_order_a_fast_and_a_slow_host() {
     if !have_distccd() {
@@ -159,10 +169,16 @@ fn learned_speeds_order_a_fast_and_a_slow_host() {
     }
     assert_eq!(fast.compiles_ok(before.0 + 3), before.0 + 3);
     assert_eq!(slow.compiles_ok(0), before.1);
-    // A broker started later knows what this one learned: its first
-    // compile goes to the fast host, not to the one configured faster.
+    // With no broker running, status shows what was learned.
     let out = env.tcpb().arg("stop").output().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
+    let s = env.status(&hosts);
+    assert!(s["broker"].is_null(), "{s:#}");
+    let (kf, ks) = learned_pair(&s, &fast.name(), &slow.name());
+    let jobs = host_of(&s, &fast.name()).unwrap()["jobs"].as_u64();
+    assert!(kf > ks * 2.0 && jobs > Some(3), "{s:#}");
+    // A broker started later knows what this one learned: its first
+    // compile goes to the fast host, not to the one configured faster.
     let out = env
         .tcpb()
         .args(["gcc", "-c", "one.c", "-o", "again.o"])
@@ -173,14 +189,6 @@ fn learned_speeds_order_a_fast_and_a_slow_host() {
     assert_eq!(env.brokers_started(), 2, "{}", env.log());
     assert_eq!(fast.compiles_ok(before.0 + 4), before.0 + 4);
     assert_eq!(slow.compiles_ok(0), before.1);
-    let s = env.status(&hosts);
-    let (f, sl) = (
-        host_of(&s, &fast.name()).unwrap(),
-        host_of(&s, &slow.name()).unwrap(),
-    );
-    let (rf, rs) = (
-        f["learned_speed"].as_f64().unwrap(),
-        sl["learned_speed"].as_f64().unwrap(),
-    );
+    let (rf, rs) = learned_pair(&env.status(&hosts), &fast.name(), &slow.name());
     assert!(rf > rs * 2.0, "restored speeds: {rf} vs {rs}");
 }
