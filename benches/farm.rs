@@ -398,7 +398,7 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         "lower bound {bound:.2} s (total work / capacity, or longest job on the fastest host)"
     );
     println!(
-        "{:>4}  {:<8}  {:>9}  {:>6}  {:>6}",
+        "{:>4}  {:<8}  {:>9}  {:>6}  {:>6}  each repetition",
         "-j", "tool", "makespan", "xLB", "util"
     );
     let levels: Vec<u32> = match only_j {
@@ -423,10 +423,12 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         for (tool, ts) in &times {
             let m = median(ts.clone());
             let name = format!("{tool:?}").to_lowercase();
+            let each: Vec<String> = ts.iter().map(|t| format!("{t:.2}")).collect();
             println!(
-                "{j:>4}  {name:<8}  {m:>8.2}s  {:>6.2}  {:>5.0}%",
+                "{j:>4}  {name:<8}  {m:>8.2}s  {:>6.2}  {:>5.0}%  {}",
                 m / bound,
-                100.0 * total / capacity / m
+                100.0 * total / capacity / m,
+                each.join(" ")
             );
         }
     }
