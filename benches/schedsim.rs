@@ -12,7 +12,8 @@
 //! fresh scheduler that knows every file's exact cost.
 //!
 //! Run: `cargo bench --bench schedsim` (options: `--jobs N`, `--overhead S`,
-//! `--seeds N`, `--seed FIRST`, `--trace`, `--unconfigured`: every host
+//! `--seeds N`, `--seed FIRST`, `--trace`: where the longest jobs and the
+//! last to end ran in both builds, `--unconfigured`: every host
 //! configured at speed 1.0; `--profile openssl|libgit2|protobuf`: job sets drawn
 //! from a real project's measured build).
 
