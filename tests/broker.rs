@@ -139,28 +139,43 @@ fn malformed_frames_do_not_hurt_the_broker() {
     assert_eq!(s["hosts"][0]["busy"], 0, "no slot leaked");
 }
 
-/// A "broker" of protocol 999 on `env`'s socket: a `sleep` stands for its
-/// process, and one answer gives that pid. The thread ends after it.
+/// A "broker" of protocol 999 on `env`'s socket, whose one answer gives
+/// the pid of a shell standing for its process (or, `with_pid` false, no
+/// pid). The shell, on SIGTERM, takes 0.3 s to "save its state", notes in
+/// `work/early` whether a new broker had started by then, leaves
+/// `work/termed`, and exits. The thread ends after the answer.
 fn fake_broker_of_another_version(
     env: &TestEnv,
+    with_pid: bool,
 ) -> (std::process::Child, std::thread::JoinHandle<()>) {
     let dir = env.runtime_dir();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let sock = dir.join("broker.sock");
     let listener = UnixListener::bind(&sock).unwrap();
-    let old = std::process::Command::new("sleep")
-        .arg("30")
+    let script = format!(
+        "trap 'sleep 0.3; grep -qs \"broker started\" {log} && touch {early}; touch {termed}; exit 0' TERM; \
+         n=0; while [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done",
+        log = env.path("state/broker.log").display(),
+        early = env.path("work/early").display(),
+        termed = env.path("work/termed").display(),
+    );
+    let old = std::process::Command::new("sh")
+        .args(["-c", &script])
         .spawn()
         .unwrap();
-    let old_pid = old.id();
+    let pid = if with_pid {
+        format!(",\"pid\":{}", old.id())
+    } else {
+        String::new()
+    };
     let fake = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         let mut len = [0u8; 4];
         conn.read_exact(&mut len).unwrap();
         let mut body = vec![0; u32::from_be_bytes(len) as usize];
         conn.read_exact(&mut body).unwrap();
-        let reply = format!("{{\"v\":999,\"pid\":{old_pid},\"resp\":\"Whatever\"}}");
+        let reply = format!("{{\"v\":999{pid},\"resp\":\"Whatever\"}}");
         conn.write_all(&(reply.len() as u32).to_be_bytes()).unwrap();
         conn.write_all(reply.as_bytes()).unwrap();
         drop(listener); // the old broker goes away (its socket file stays: stale)
@@ -168,16 +183,22 @@ fn fake_broker_of_another_version(
     (old, fake)
 }
 
+/// `tcpb gcc -c v.c` in a process group of its own: a signal sent to the
+/// caller's group cannot reach the test.
+fn compile_alone(env: &TestEnv) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    std::fs::write(env.path("work/v.c"), "int v;\n").unwrap();
+    let mut cmd = env.tcpb();
+    cmd.args(["gcc", "-O2", "-c", "v.c", "-o", "v.o"])
+        .process_group(0);
+    output_within(cmd, Duration::from_secs(60))
+}
+
 #[test]
 fn broker_of_another_protocol_version_is_restarted() {
     let env = TestEnv::new();
-    let (mut old, fake) = fake_broker_of_another_version(&env);
-    std::fs::write(env.path("work/v.c"), "int v;\n").unwrap();
-    let out = env
-        .tcpb()
-        .args(["gcc", "-c", "v.c", "-o", "v.o"])
-        .output()
-        .unwrap();
+    let (mut old, fake) = fake_broker_of_another_version(&env, true);
+    let out = compile_alone(&env);
     fake.join().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -185,8 +206,15 @@ fn broker_of_another_protocol_version_is_restarted() {
         err.contains("protocol 999") && err.contains("restarting"),
         "{err}"
     );
-    let status = old.wait().unwrap();
-    assert!(!status.success(), "the old broker got SIGTERM");
+    old.wait().unwrap();
+    assert!(
+        env.path("work/termed").exists(),
+        "the old broker got SIGTERM"
+    );
+    assert!(
+        !env.path("work/early").exists(),
+        "the new broker started only after the old one had exited"
+    );
     assert_eq!(
         env.brokers_started(),
         1,
@@ -195,9 +223,32 @@ fn broker_of_another_protocol_version_is_restarted() {
 }
 
 #[test]
+fn a_broker_of_another_version_that_gives_no_pid_is_left_alone() {
+    let env = TestEnv::new();
+    let (mut old, fake) = fake_broker_of_another_version(&env, false);
+    let out = compile_alone(&env);
+    fake.join().unwrap();
+    // kill(0) would have ended the whole build's process group, this
+    // compile with it.
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("protocol 999")
+            && err.contains("stop it by hand")
+            && err.contains("compiling locally"),
+        "{err}"
+    );
+    assert_same_object(&env, "v.o", "v.c");
+    assert!(old.try_wait().unwrap().is_none(), "nothing was signalled");
+    old.kill().unwrap();
+    old.wait().unwrap();
+    assert_eq!(env.brokers_started(), 0);
+}
+
+#[test]
 fn stop_ends_a_broker_of_another_protocol_version() {
     let env = TestEnv::new();
-    let (mut old, fake) = fake_broker_of_another_version(&env);
+    let (mut old, fake) = fake_broker_of_another_version(&env, true);
     let out = env.tcpb().arg("stop").output().unwrap();
     fake.join().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
@@ -208,8 +259,8 @@ fn stop_ends_a_broker_of_another_protocol_version() {
             && text.contains("broker stopped"),
         "{text}"
     );
-    let status = old.wait().unwrap();
-    assert!(!status.success(), "the old broker got SIGTERM");
+    assert!(env.path("work/termed").exists(), "stop waited for the exit");
+    old.wait().unwrap();
 }
 
 #[test]

@@ -82,10 +82,27 @@ pub fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<An
     ))
 }
 
-/// Sends SIGTERM to a broker (of another version) that gave `pid`.
+/// Sends SIGTERM to a broker (of another version) that gave `pid`. Only a
+/// single process of this user's is signalled: 0 and pids past `i32::MAX`
+/// would reach a whole process group (the build's own) or every process.
 pub fn terminate(pid: u32) -> io::Result<()> {
-    // SAFETY: kill(2) only signals; the pid came from our own socket.
-    match unsafe { libc::kill(pid as i32, libc::SIGTERM) } {
+    let target = i32::try_from(pid).ok().filter(|p| *p > 1).ok_or_else(|| {
+        io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{pid} is not a broker's pid"),
+        )
+    })?;
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(format!("/proc/{target}"))?.uid();
+    // SAFETY: geteuid cannot fail.
+    if owner != unsafe { libc::geteuid() } {
+        return Err(io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!("process {pid} belongs to another user"),
+        ));
+    }
+    // SAFETY: kill(2) only signals, and `target` is one process.
+    match unsafe { libc::kill(target, libc::SIGTERM) } {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
     }
@@ -251,4 +268,19 @@ fn log_tail(paths: &Paths) -> String {
     let text = std::fs::read_to_string(paths.log_file()).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminate_signals_only_one_process_of_this_user() {
+        for pid in [0, 1, u32::MAX, i32::MAX as u32 + 1] {
+            let e = super::terminate(pid).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{pid}: {e}");
+        }
+        assert!(
+            super::terminate(i32::MAX as u32).is_err(),
+            "no such process"
+        );
+    }
 }

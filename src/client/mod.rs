@@ -152,8 +152,13 @@ fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseErro
                 eprintln!(
                     "tcpb: broker pid {pid} speaks protocol {theirs}, this tcpb {PROTOCOL_VERSION}; restarting it"
                 );
-                let _ = connect::terminate(pid);
-                wait_gone(paths);
+                if let Err(e) = connect::terminate(pid) {
+                    return Err(LeaseError::Broker(format!(
+                        "the broker at {} speaks protocol {theirs} and cannot be stopped (pid {pid}: {e}); stop it by hand",
+                        paths.socket().display()
+                    )));
+                }
+                wait_gone(paths, pid);
                 restarted = true;
             }
             // The broker went away before granting (stopping, crashed): once more.
@@ -163,11 +168,18 @@ fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseErro
     }
 }
 
-fn wait_gone(paths: &Paths) {
-    for _ in 0..500 {
-        if connect::connect(paths).is_err() {
-            return;
-        }
+/// Waits until the broker `pid` has closed its socket and exited: it saves
+/// its state last, and a new broker must read what it saved. At most its
+/// grace for running compiles and 5 s more.
+fn wait_gone(paths: &Paths, pid: u32) {
+    let grace = crate::config::Config::load(&paths.config_file)
+        .unwrap_or_default()
+        .broker
+        .shutdown_grace_s;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace + 5);
+    while (connect::connect(paths).is_ok() || connect::running(pid))
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
