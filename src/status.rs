@@ -146,6 +146,11 @@ pub fn write_table(
         )?,
     }
     writeln!(out, "farm    {}", s.farm_origin)?;
+    if s.broker.is_none() {
+        // No compile counts to give: the hosts' saved counters follow.
+        writeln!(out)?;
+        return write_hosts(out, s, color);
+    }
     writeln!(
         out,
         "jobs    {} running, {} waiting; {} compiles ({} remote, {} local), {} fell back to local, {} queue timeouts, {} over limits",
@@ -167,6 +172,11 @@ pub fn write_table(
         )?,
         _ => writeln!(out)?,
     }
+    write_hosts(out, s, color)
+}
+
+/// The host table, then the queue.
+fn write_hosts(out: &mut impl Write, s: &StatusSnapshot, color: bool) -> std::io::Result<()> {
     let names: Vec<String> = s
         .hosts
         .iter()

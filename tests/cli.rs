@@ -25,6 +25,10 @@ fn status_without_broker_shows_configured_farm_and_starts_nothing() {
         "{text}"
     );
     assert!(text.contains("DISTCC_HOSTS"), "{text}");
+    assert!(
+        !text.contains("compiles ("),
+        "no compile counts without a broker: {text}"
+    );
     let s = env.status("build1/8");
     assert!(s["broker"].is_null());
     assert_eq!(s["queued"], 0);
