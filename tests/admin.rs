@@ -147,6 +147,45 @@ fn overlay_survives_a_broker_restart_until_reset() {
 }
 
 #[test]
+fn a_host_removed_and_added_back_keeps_its_counts_and_speed() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let a = Distccd::start(&env, 2);
+    let hosts = a.host(2);
+    for i in 0..4 {
+        let src = format!("r{i}.c");
+        std::fs::write(env.path("work").join(&src), format!("int r{i};\n")).unwrap();
+        let out = env
+            .tcpb()
+            .args(["gcc", "-c", &src])
+            .env("DISTCC_HOSTS", &hosts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let before = env.wait_status(&hosts, Duration::from_secs(10), |s| {
+        host_of(s, &a.name()).is_some_and(|h| h["jobs"] == 4 && !h["learned_speed"].is_null())
+    });
+    let learned = host_of(&before, &a.name()).unwrap()["learned_speed"].clone();
+    ok_line(&host_cmd(&env, &hosts, &["remove", &a.name()]));
+    assert!(host_of(&env.status(&hosts), &a.name()).is_none());
+    ok_line(&host_cmd(&env, &hosts, &["add", &hosts]));
+    let h = host_of(&env.status(&hosts), &a.name()).expect("added back");
+    assert_eq!(h["jobs"], 4, "{h:#}");
+    assert_eq!(h["learned_speed"], learned, "{h:#}");
+    // And what it kept is what the broker saves.
+    ok_line(&env.tcpb().arg("stop").output().unwrap());
+    let h = host_of(&env.status(&hosts), &a.name()).unwrap();
+    assert_eq!(
+        (h["jobs"].as_u64(), h["samples"].as_u64()),
+        (Some(4), Some(3)),
+        "{h:#}"
+    );
+}
+
+#[test]
 fn reload_and_sighup_apply_the_config() {
     let env = TestEnv::new();
     let hosts = "build1/2";

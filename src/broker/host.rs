@@ -44,6 +44,8 @@ pub struct Host {
     pub removed: bool,
     /// The pool for local-only jobs when the farm does not list `localhost`.
     pub local_only: bool,
+    /// Given the counters and speed samples saved for its name.
+    pub seeded: bool,
 }
 
 impl Host {
@@ -62,6 +64,7 @@ impl Host {
             explored: None,
             removed: false,
             local_only,
+            seeded: false,
             spec,
         }
     }

@@ -56,6 +56,9 @@ pub struct Scheduler {
     /// Compiles requested, and the running mean of their expected cost.
     requests: u64,
     mean_cost: f64,
+    /// Hosts dropped from the farm, until `take_retired` (their counters
+    /// and learned speed outlive them in the broker's state).
+    retired: Vec<Host>,
 }
 
 /// Waiting for a busy host must beat a free slot by this factor. Trusting
@@ -101,6 +104,7 @@ impl Scheduler {
             epoch: now,
             requests: 0,
             mean_cost: 0.0,
+            retired: Vec::new(),
         };
         s.set_farm(farm, now);
         s
@@ -192,7 +196,7 @@ impl Scheduler {
         }
         for slot in &mut self.hosts {
             if slot.as_ref().is_some_and(|h| h.removed && h.busy == 0) {
-                *slot = None;
+                self.retired.extend(slot.take());
             }
         }
         self.refresh_speeds();
@@ -277,7 +281,13 @@ impl Scheduler {
         if let Some(h) = self.hosts[id.0].take() {
             self.order.remove(&order_key(id, &h));
             self.free.remove(&order_key(id, &h));
+            self.retired.push(h);
         }
+    }
+
+    /// The hosts dropped from the farm since the last call.
+    pub fn take_retired(&mut self) -> Vec<Host> {
+        std::mem::take(&mut self.retired)
     }
 
     /// Seconds from the epoch.

@@ -284,11 +284,19 @@ fn farm_change_keeps_running_jobs() {
     assert_eq!(name(&s, &p), ["b"]);
     let a = s.hosts().find(|(_, h)| h.spec.name == "a").unwrap().1;
     assert_eq!(a.state(), HostState::Draining);
+    assert!(
+        s.take_retired().is_empty(),
+        "a draining host is not retired"
+    );
     s.release(1, t);
     assert!(
         s.hosts().all(|(_, h)| h.spec.name != "a"),
         "drained host is dropped"
     );
+    let retired = s.take_retired();
+    assert_eq!(retired.len(), 1, "and handed over once, with its counts");
+    assert_eq!((retired[0].spec.name.as_str(), retired[0].jobs), ("a", 1));
+    assert!(s.take_retired().is_empty());
     s.check().unwrap();
 }
 

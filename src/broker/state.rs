@@ -6,7 +6,7 @@ use super::costs::{self, Costs};
 use super::overlay::Overlay;
 use super::pump;
 use super::relay::{self, RelayPorts};
-use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
+use super::sched::{Host, HostId, Job, LeaseId, Need, Placement, Scheduler};
 use super::store::{self, HostCounters, Saved};
 use crate::config::Config;
 use crate::farm::{self, Farm};
@@ -92,7 +92,6 @@ pub struct Inner {
     /// Speed samples by host name, as last saved or restored.
     learned: BTreeMap<String, Vec<(f64, f64)>>,
     costs: Costs,
-    seeded: HashSet<String>,
     next_lease: LeaseId,
     granted: u64,
     queue_timeouts: u64,
@@ -112,6 +111,27 @@ pub struct Inner {
     pub last_active: Instant,
     last_save: Instant,
     dirty: bool,
+}
+
+/// Notes host `h`'s counters and speed samples, to be saved and to seed a
+/// host of the same name later.
+fn remember(
+    counters: &mut BTreeMap<String, HostCounters>,
+    learned: &mut BTreeMap<String, Vec<(f64, f64)>>,
+    h: &Host,
+) {
+    if h.local_only || !h.seeded {
+        return;
+    }
+    let c = HostCounters {
+        jobs: h.jobs,
+        failures: h.failures,
+        fallbacks: h.fallbacks,
+    };
+    counters.insert(h.spec.name.clone(), c);
+    if h.learned.samples() > 0 {
+        learned.insert(h.spec.name.clone(), h.learned.saved());
+    }
 }
 
 impl Shared {
@@ -139,7 +159,6 @@ impl Shared {
                 counters: saved.counters,
                 learned: saved.learned,
                 costs,
-                seeded: HashSet::new(),
                 next_lease: 1,
                 granted: 0,
                 queue_timeouts: 0,
@@ -200,15 +219,20 @@ impl Shared {
         inner.overlay.apply(&mut farm);
         let placed = inner.sched.set_farm(&farm, now);
         inner.farm = farm;
+        // A host dropped earlier and listed again starts from what it had.
+        for h in inner.sched.take_retired() {
+            remember(&mut inner.counters, &mut inner.learned, &h);
+        }
         let fresh: Vec<(HostId, String)> = inner
             .sched
             .hosts()
-            .filter(|(_, h)| !h.local_only && !inner.seeded.contains(&h.spec.name))
+            .filter(|(_, h)| !h.local_only && !h.seeded)
             .map(|(id, h)| (id, h.spec.name.clone()))
             .collect();
         for (id, name) in fresh {
+            let h = inner.sched.host_mut(id);
+            h.seeded = true;
             if let Some(c) = inner.counters.get(&name) {
-                let h = inner.sched.host_mut(id);
                 h.jobs += c.jobs;
                 h.failures += c.failures;
                 h.fallbacks += c.fallbacks;
@@ -216,7 +240,6 @@ impl Shared {
             if let Some(samples) = inner.learned.get(&name) {
                 inner.sched.restore_learned(id, samples);
             }
-            inner.seeded.insert(name);
         }
         self.deliver(inner, placed, None);
     }
@@ -480,18 +503,15 @@ impl Shared {
 
     /// Writes the overlay, counters and speed samples to the state file.
     pub fn save(&self, inner: &mut Inner) {
-        for (_, h) in inner.sched.hosts() {
-            if !h.local_only {
-                let c = HostCounters {
-                    jobs: h.jobs,
-                    failures: h.failures,
-                    fallbacks: h.fallbacks,
-                };
-                inner.counters.insert(h.spec.name.clone(), c);
-                if h.learned.samples() > 0 {
-                    inner.learned.insert(h.spec.name.clone(), h.learned.saved());
-                }
-            }
+        let retired = inner.sched.take_retired();
+        let Inner {
+            sched,
+            counters,
+            learned,
+            ..
+        } = inner;
+        for h in sched.hosts().map(|(_, h)| h).chain(&retired) {
+            remember(counters, learned, h);
         }
         let saved = Saved {
             overlay: inner.overlay.clone(),
