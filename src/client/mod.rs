@@ -140,6 +140,15 @@ enum LeaseError {
     Broker(String),
     #[error("broker (pid {pid}) speaks protocol {theirs}, this tcpb {PROTOCOL_VERSION}")]
     Version { pid: u32, theirs: u32 },
+    #[error(
+        "the broker at {socket} speaks protocol {theirs} and cannot be stopped (pid {pid}: {why}); stop it by hand"
+    )]
+    Unstoppable {
+        socket: String,
+        theirs: u32,
+        pid: u32,
+        why: std::io::Error,
+    },
 }
 
 /// Takes a lease; the returned stream holds it until dropped.
@@ -152,11 +161,13 @@ fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseErro
                 eprintln!(
                     "tcpb: broker pid {pid} speaks protocol {theirs}, this tcpb {PROTOCOL_VERSION}; restarting it"
                 );
-                if let Err(e) = connect::terminate(pid) {
-                    return Err(LeaseError::Broker(format!(
-                        "the broker at {} speaks protocol {theirs} and cannot be stopped (pid {pid}: {e}); stop it by hand",
-                        paths.socket().display()
-                    )));
+                if let Err(why) = connect::terminate(pid) {
+                    return Err(LeaseError::Unstoppable {
+                        socket: paths.socket().display().to_string(),
+                        theirs,
+                        pid,
+                        why,
+                    });
                 }
                 wait_gone(paths, pid);
                 restarted = true;
