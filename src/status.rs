@@ -21,11 +21,12 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
     // What the last broker learned, scaled as a broker would scale it.
     let now = std::time::Instant::now();
     let mut sched = Scheduler::new(&farm, config.health, now);
-    for (name, samples) in &saved.learned {
-        if let Some(id) = sched.find(name) {
-            sched.restore_learned(id, samples);
-        }
-    }
+    let known: Vec<_> = saved
+        .learned
+        .iter()
+        .filter_map(|(name, samples)| Some((sched.find(name)?, samples.as_slice())))
+        .collect();
+    sched.restore_learned(known);
     let hosts = farm
         .hosts
         .iter()

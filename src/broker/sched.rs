@@ -401,12 +401,17 @@ impl Scheduler {
         self.refresh_speeds();
     }
 
-    /// Gives host `id` the speed samples a previous broker learned.
-    pub fn restore_learned(&mut self, id: HostId, saved: &[(f64, f64)]) {
-        if let Some(h) = self.hosts[id.0].as_mut() {
-            h.learned = super::learn::Learned::restore(saved);
-            self.refresh_speeds();
+    /// Gives hosts the speed samples a previous broker learned for them.
+    pub fn restore_learned<'a>(
+        &mut self,
+        saved: impl IntoIterator<Item = (HostId, &'a [(f64, f64)])>,
+    ) {
+        for (id, samples) in saved {
+            if let Some(h) = self.hosts[id.0].as_mut() {
+                h.learned = super::learn::Learned::restore(samples);
+            }
         }
+        self.refresh_speeds();
     }
 
     /// The speed used for choice: learned once the host has enough jobs,

@@ -219,27 +219,36 @@ impl Shared {
         inner.overlay.apply(&mut farm);
         let placed = inner.sched.set_farm(&farm, now);
         inner.farm = farm;
+        let Inner {
+            sched,
+            counters,
+            learned,
+            ..
+        } = &mut *inner;
         // A host dropped earlier and listed again starts from what it had.
-        for h in inner.sched.take_retired() {
-            remember(&mut inner.counters, &mut inner.learned, &h);
+        for h in sched.take_retired() {
+            remember(counters, learned, &h);
         }
-        let fresh: Vec<(HostId, String)> = inner
-            .sched
+        let fresh: Vec<(HostId, String)> = sched
             .hosts()
             .filter(|(_, h)| !h.local_only && !h.seeded)
             .map(|(id, h)| (id, h.spec.name.clone()))
             .collect();
+        let mut restored = Vec::new();
         for (id, name) in fresh {
-            let h = inner.sched.host_mut(id);
+            let h = sched.host_mut(id);
             h.seeded = true;
-            if let Some(c) = inner.counters.get(&name) {
+            if let Some(c) = counters.get(&name) {
                 h.jobs += c.jobs;
                 h.failures += c.failures;
                 h.fallbacks += c.fallbacks;
             }
-            if let Some(samples) = inner.learned.get(&name) {
-                inner.sched.restore_learned(id, samples);
+            if let Some(samples) = learned.get(&name) {
+                restored.push((id, samples.as_slice()));
             }
+        }
+        if !restored.is_empty() {
+            sched.restore_learned(restored);
         }
         self.deliver(inner, placed, None);
     }
