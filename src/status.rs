@@ -255,25 +255,14 @@ pub fn stop(paths: &Paths) -> Result<()> {
             pid
         }
     };
-    let grace = Config::load(&paths.config_file)
-        .unwrap_or_default()
-        .broker
-        .shutdown_grace_s;
-    let start = std::time::Instant::now();
-    let limit = std::time::Duration::from_secs(grace + 5);
-    let mut told = false;
-    while connect::running(pid) {
-        if start.elapsed() > limit {
-            bail!(
-                "the broker (pid {pid}) did not exit within {}s",
-                limit.as_secs()
-            );
-        }
-        if !told && start.elapsed() > std::time::Duration::from_secs(1) {
-            println!("tcpb: waiting for the broker (pid {pid}) to finish its running compiles");
-            told = true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    let waited = connect::wait_exit(paths, pid, || {
+        println!("tcpb: waiting for the broker (pid {pid}) to finish its running compiles")
+    });
+    if let Err(limit) = waited {
+        bail!(
+            "the broker (pid {pid}) did not exit within {}s",
+            limit.as_secs()
+        );
     }
     println!("tcpb: broker stopped");
     Ok(())

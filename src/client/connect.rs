@@ -116,6 +116,32 @@ pub fn running(pid: u32) -> bool {
     })
 }
 
+/// Waits until the broker `pid` has closed its socket and exited (it saves
+/// its state last), at most its grace for running compiles and 5 s more;
+/// `slow` is called once if that takes over a second. The error is the
+/// limit that passed.
+pub fn wait_exit(paths: &Paths, pid: u32, slow: impl FnOnce()) -> Result<(), Duration> {
+    let grace = crate::config::Config::load(&paths.config_file)
+        .unwrap_or_default()
+        .broker
+        .shutdown_grace_s;
+    let limit = Duration::from_secs(grace + 5);
+    let start = Instant::now();
+    let mut slow = Some(slow);
+    while connect(paths).is_ok() || running(pid) {
+        if start.elapsed() > limit {
+            return Err(limit);
+        }
+        if start.elapsed() > Duration::from_secs(1)
+            && let Some(f) = slow.take()
+        {
+            f();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// A broker's answer, as far as this tcpb can read it.
 pub enum Answer {
     /// A message of this protocol version.

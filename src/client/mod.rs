@@ -169,29 +169,14 @@ fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseErro
                         why,
                     });
                 }
-                wait_gone(paths, pid);
+                // A new broker must read the state the old one saves last.
+                let _ = connect::wait_exit(paths, pid, || {});
                 restarted = true;
             }
             // The broker went away before granting (stopping, crashed): once more.
             Err(LeaseError::Closed | LeaseError::Frame(_)) if !restarted => restarted = true,
             other => return other,
         }
-    }
-}
-
-/// Waits until the broker `pid` has closed its socket and exited: it saves
-/// its state last, and a new broker must read what it saved. At most its
-/// grace for running compiles and 5 s more.
-fn wait_gone(paths: &Paths, pid: u32) {
-    let grace = crate::config::Config::load(&paths.config_file)
-        .unwrap_or_default()
-        .broker
-        .shutdown_grace_s;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace + 5);
-    while (connect::connect(paths).is_ok() || connect::running(pid))
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
