@@ -9,8 +9,8 @@
 //! Run: `cargo bench --bench decide` (`-- --iters N` to change the count).
 
 use std::time::{Duration, Instant};
-use tcpb::broker::health::HealthConfig;
 use tcpb::broker::sched::{Job, LeaseId, Need, Scheduler};
+use tcpb::config::HealthConfig;
 use tcpb::farm::{Admin, Farm, HostSpec};
 
 /// A small deterministic generator, so every run sees the same farm.

@@ -184,7 +184,7 @@ fn main() {
             _ => {}
         }
     }
-    tcpb::broker::raise_open_file_limit();
+    tcpb::sys::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

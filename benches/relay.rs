@@ -229,7 +229,7 @@ fn main() {
             _ => {}
         }
     }
-    tcpb::broker::raise_open_file_limit();
+    tcpb::sys::raise_open_file_limit();
     let port = sink();
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start("");

@@ -19,9 +19,9 @@
 
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
-use tcpb::broker::costs::Costs;
-use tcpb::broker::health::HealthConfig;
+use tcpb::broker::sched::costs::Costs;
 use tcpb::broker::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
+use tcpb::config::HealthConfig;
 use tcpb::farm::{Admin, Farm, HostSpec};
 
 #[path = "common/mod.rs"]

@@ -1,8 +1,9 @@
 //! The optional `config.toml`: per-host speed and slots, extra hosts, and
 //! broker options. Unknown keys are errors that carry a line number.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::time::Duration;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -13,7 +14,7 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Host probes and failure thresholds.
     #[serde(default)]
-    pub health: crate::broker::health::HealthConfig,
+    pub health: HealthConfig,
     /// Per-host settings. A host named here that the distcc host list does
     /// not have is added to the farm.
     #[serde(default, rename = "host")]
@@ -21,6 +22,44 @@ pub struct Config {
     /// The optional HTTP endpoint.
     #[serde(default)]
     pub http: HttpConfig,
+}
+
+/// Probe and threshold settings (`[health]` in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Milliseconds between probes of a healthy host.
+    pub interval_ms: u64,
+    /// Milliseconds a probe's connect may take.
+    pub timeout_ms: u64,
+    /// Consecutive failures that make a host down.
+    pub fall: u32,
+    /// Consecutive successes that bring it back up.
+    pub rise: u32,
+    /// Cap, in milliseconds, of the growing probe interval of a down host.
+    pub max_interval_ms: u64,
+    /// Seconds a host that hung (accepted, never answered) stays down.
+    pub hang_hold_s: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_ms: 2000,
+            timeout_ms: 1000,
+            fall: 3,
+            rise: 2,
+            max_interval_ms: 30_000,
+            hang_hold_s: 60,
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The probe interval of a healthy host.
+    pub(crate) fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.max(1))
+    }
 }
 
 /// `[http]`: `/status` (JSON) and `/metrics` (Prometheus), off by default.

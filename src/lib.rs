@@ -53,4 +53,5 @@ pub mod paths;
 pub mod protocol;
 pub mod shell;
 pub mod status;
+pub mod sys;
 pub mod watch;

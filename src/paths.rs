@@ -17,36 +17,67 @@ pub struct Paths {
     pub masquerade_dir: PathBuf,
 }
 
+/// The base directories the XDG rules give (from the `directories` crate),
+/// before tcpb's own overrides.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bases {
+    /// `$XDG_RUNTIME_DIR`, if set.
+    pub runtime: Option<PathBuf>,
+    /// `$XDG_STATE_HOME`, else `~/.local/state`.
+    pub state: Option<PathBuf>,
+    /// `$XDG_CONFIG_HOME`, else `~/.config`.
+    pub config: Option<PathBuf>,
+    /// `$XDG_DATA_HOME`, else `~/.local/share`.
+    pub data: Option<PathBuf>,
+}
+
+impl Bases {
+    /// The base directories of this process's environment.
+    fn from_env() -> Bases {
+        let Some(b) = directories::BaseDirs::new() else {
+            return Bases::default();
+        };
+        Bases {
+            runtime: b.runtime_dir().map(Path::to_path_buf),
+            state: b.state_dir().map(Path::to_path_buf),
+            config: Some(b.config_dir().to_path_buf()),
+            data: Some(b.data_dir().to_path_buf()),
+        }
+    }
+}
+
 impl Paths {
     /// Resolves every path from the process environment.
     pub fn from_env() -> Paths {
-        Paths::from_lookup(|k| std::env::var_os(k))
+        Paths::resolve(|k| std::env::var_os(k), Bases::from_env())
     }
 
-    /// Resolves every path through `get`, which stands for the environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Paths {
-        let nonempty = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let home = nonempty("HOME").unwrap_or_else(|| PathBuf::from("/"));
-        let runtime_dir = nonempty("TCPB_RUNTIME_DIR").unwrap_or_else(|| {
-            match nonempty("XDG_RUNTIME_DIR") {
-                Some(xdg) => xdg.join("tcpb"),
-                // SAFETY: getuid has no preconditions and cannot fail.
-                None => std::env::temp_dir().join(format!("tcpb-{}", unsafe { libc::getuid() })),
-            }
+    /// Resolves every path: a `TCPB_*` override read through `get` (which
+    /// stands for the environment) wins over the base directory; without
+    /// a runtime directory, `/tmp/tcpb-UID`; without a home, `/`.
+    pub(crate) fn resolve(get: impl Fn(&str) -> Option<OsString>, bases: Bases) -> Paths {
+        let over = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let root = Path::new("/");
+        let runtime_dir = over("TCPB_RUNTIME_DIR").unwrap_or_else(|| match bases.runtime {
+            Some(xdg) => xdg.join("tcpb"),
+            None => std::env::temp_dir().join(format!("tcpb-{}", crate::sys::euid())),
         });
-        let state_dir = nonempty("TCPB_STATE_DIR").unwrap_or_else(|| {
-            nonempty("XDG_STATE_HOME")
-                .unwrap_or_else(|| home.join(".local/state"))
+        let state_dir = over("TCPB_STATE_DIR").unwrap_or_else(|| {
+            bases
+                .state
+                .unwrap_or_else(|| root.join(".local/state"))
                 .join("tcpb")
         });
-        let config_file = nonempty("TCPB_CONFIG").unwrap_or_else(|| {
-            nonempty("XDG_CONFIG_HOME")
-                .unwrap_or_else(|| home.join(".config"))
+        let config_file = over("TCPB_CONFIG").unwrap_or_else(|| {
+            bases
+                .config
+                .unwrap_or_else(|| root.join(".config"))
                 .join("tcpb/config.toml")
         });
-        let masquerade_dir = nonempty("TCPB_MASQUERADE_DIR").unwrap_or_else(|| {
-            nonempty("XDG_DATA_HOME")
-                .unwrap_or_else(|| home.join(".local/share"))
+        let masquerade_dir = over("TCPB_MASQUERADE_DIR").unwrap_or_else(|| {
+            bases
+                .data
+                .unwrap_or_else(|| root.join(".local/share"))
                 .join("tcpb/masquerade")
         });
         Paths {
@@ -83,12 +114,6 @@ impl Paths {
     }
 }
 
-/// This process's effective uid: whose compiles the broker serves.
-pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// Creates `dir` (and parents) and makes sure it is private to this user:
 /// owned by us, writable by no one else (an open one is refused: another
 /// user could replace the socket), and mode 0700.
@@ -103,8 +128,7 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     }
     let meta = std::fs::metadata(dir)?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = crate::sys::euid();
     if meta.uid() != uid {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
@@ -146,35 +170,74 @@ mod tests {
         }
     }
 
+    fn xdg() -> Bases {
+        Bases {
+            runtime: Some("/run/user/7".into()),
+            state: Some("/h/.local/state".into()),
+            config: Some("/h/.config".into()),
+            data: Some("/h/.local/share".into()),
+        }
+    }
+
     #[test]
     fn xdg_locations() {
-        let p = Paths::from_lookup(env(&[("HOME", "/h"), ("XDG_RUNTIME_DIR", "/run/user/7")]));
+        let p = Paths::resolve(env(&[]), xdg());
         assert_eq!(p.socket(), PathBuf::from("/run/user/7/tcpb/broker.sock"));
         assert_eq!(
             p.log_file(),
             PathBuf::from("/h/.local/state/tcpb/broker.log")
         );
         assert_eq!(p.config_file, PathBuf::from("/h/.config/tcpb/config.toml"));
+        assert_eq!(
+            p.masquerade_dir,
+            PathBuf::from("/h/.local/share/tcpb/masquerade")
+        );
     }
 
     #[test]
     fn overrides_win() {
-        let p = Paths::from_lookup(env(&[
-            ("HOME", "/h"),
-            ("XDG_RUNTIME_DIR", "/run/user/7"),
-            ("TCPB_RUNTIME_DIR", "/r"),
-            ("TCPB_STATE_DIR", "/s"),
-            ("TCPB_CONFIG", "/c.toml"),
-        ]));
+        let p = Paths::resolve(
+            env(&[
+                ("TCPB_RUNTIME_DIR", "/r"),
+                ("TCPB_STATE_DIR", "/s"),
+                ("TCPB_CONFIG", "/c.toml"),
+                ("TCPB_MASQUERADE_DIR", ""),
+            ]),
+            xdg(),
+        );
         assert_eq!(p.runtime_dir, PathBuf::from("/r"));
         assert_eq!(p.state_dir, PathBuf::from("/s"));
         assert_eq!(p.config_file, PathBuf::from("/c.toml"));
+        assert_eq!(
+            p.masquerade_dir,
+            PathBuf::from("/h/.local/share/tcpb/masquerade"),
+            "an empty override is no override"
+        );
     }
 
     #[test]
     fn no_runtime_dir_falls_back_to_tmp() {
-        let p = Paths::from_lookup(env(&[("HOME", "/h")]));
+        let bases = Bases {
+            runtime: None,
+            ..xdg()
+        };
+        let p = Paths::resolve(env(&[]), bases);
         assert!(p.runtime_dir.starts_with(std::env::temp_dir()));
-        assert!(p.runtime_dir.to_string_lossy().contains("tcpb-"));
+        assert!(
+            p.runtime_dir
+                .ends_with(format!("tcpb-{}", crate::sys::euid()))
+        );
+    }
+
+    #[test]
+    fn the_environment_is_read_through_directories() {
+        // Only checks agreement with the crate on this machine's
+        // environment; the tests above pin the rules.
+        let p = Paths::from_env();
+        if let Some(b) = directories::BaseDirs::new()
+            && std::env::var_os("TCPB_STATE_DIR").is_none()
+        {
+            assert_eq!(p.state_dir, b.state_dir().unwrap().join("tcpb"));
+        }
     }
 }

@@ -1,12 +1,10 @@
 //! `tcpb status` and `tcpb stop`: they talk to a running broker and never
 //! start one. The live view is `watch`.
 
-use crate::broker::sched::Scheduler;
 use crate::client::connect;
 use crate::config::Config;
-use crate::farm;
 use crate::paths::Paths;
-use crate::protocol::{HostState, HostStatus, Request, Response, StatusSnapshot};
+use crate::protocol::{HostState, Request, Response, StatusSnapshot};
 use anyhow::{Result, bail};
 use std::io::Write;
 
@@ -15,53 +13,7 @@ use std::io::Write;
 fn configured(paths: &Paths) -> Result<StatusSnapshot> {
     let list = crate::hosts::load(|k| std::env::var_os(k))?;
     let config = Config::load(&paths.config_file)?;
-    let mut farm = farm::build(&list, &config, farm::local_cpus());
-    let (saved, _) = crate::broker::store::load(&crate::broker::store::path(&paths.state_dir));
-    saved.overlay.apply(&mut farm);
-    // What the last broker learned, scaled as a broker would scale it.
-    let now = std::time::Instant::now();
-    let mut sched = Scheduler::new(&farm, config.health, now);
-    let known: Vec<_> = saved
-        .learned
-        .iter()
-        .filter_map(|(name, samples)| Some((sched.find(name)?, samples.as_slice())))
-        .collect();
-    sched.restore_learned(known);
-    let hosts = farm
-        .hosts
-        .iter()
-        .map(|h| {
-            let counters = saved.counters.get(&h.name).copied().unwrap_or_default();
-            let learned_speed = sched
-                .find(&h.name)
-                .and_then(|id| sched.learned_speed(sched.host(id)));
-            HostStatus {
-                name: h.name.clone(),
-                state: match h.admin {
-                    crate::farm::Admin::Active => HostState::Up,
-                    crate::farm::Admin::Drain => HostState::Draining,
-                    crate::farm::Admin::Disabled => HostState::Disabled,
-                },
-                slots: h.slots,
-                busy: 0,
-                speed: h.speed,
-                learned_speed,
-                samples: saved.learned.get(&h.name).map_or(0, |s| s.len() as u32),
-                jobs: counters.jobs,
-                failures: counters.failures,
-                fallbacks: counters.fallbacks,
-                last_error: None,
-                last_error_age_s: None,
-                local_only: false,
-                mean_job_s: None,
-            }
-        })
-        .collect();
-    Ok(StatusSnapshot {
-        farm_origin: farm.origin,
-        hosts,
-        ..StatusSnapshot::default()
-    })
+    Ok(crate::broker::offline_status(paths, list, config))
 }
 
 /// The broker's snapshot, or the configured farm when none runs.

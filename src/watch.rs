@@ -24,11 +24,9 @@ const SHOWN: usize = 8;
 
 /// Runs the live view until SIGINT or SIGTERM.
 pub fn watch(paths: &Paths, interval: Duration) -> Result<()> {
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    // The handler only stores to an atomic, which is async-signal-safe.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        crate::sys::set_signal_handler(sig, on_signal as *const () as libc::sighandler_t);
     }
     let tty = {
         use std::io::IsTerminal;

@@ -6,7 +6,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
-use tcpb::broker::observe::{RequestWatch, ResponseWatch};
+use tcpb::broker::relay::observe::{RequestWatch, ResponseWatch};
 
 /// Runs distcc once through a capturing proxy in front of `d`; returns the
 /// bytes each way and distcc's output.

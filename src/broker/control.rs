@@ -1,17 +1,14 @@
 //! One control connection: read a request, answer it, and for a lease hold
 //! the slot exactly as long as the client keeps the connection open.
 
-use super::sched::{LeaseId, Need};
-use super::state::Shared;
+use super::state::Broker;
 use crate::frame;
 use crate::protocol::{
     BrokerMsg, ClientMsg, Grant, LeaseRequest, PROTOCOL_VERSION, Request, Response, VersionProbe,
 };
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 /// How often a waiting client hears its queue position.
@@ -27,84 +24,87 @@ async fn send(conn: &Stream, resp: Response) -> std::io::Result<()> {
 }
 
 /// Serves one connection until the client closes it.
-pub async fn serve(shared: Arc<Shared>, conn: Stream) {
+pub(super) async fn serve(broker: Broker, conn: Stream) {
     if !same_user(&conn) {
         return;
     }
-    let first = Duration::from_secs(shared.lock().config.broker.client_timeout_s.max(1));
-    let payload = match tokio::time::timeout(first, frame::read(&mut &conn)).await {
-        Ok(Ok(Some(p))) => p,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            tracing::debug!("bad control frame: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("control client sent nothing; dropped");
-            return;
-        }
-    };
-    // Decode once; only a message that does not parse is probed for the
-    // version, to tell a client of another version why.
-    let msg: ClientMsg = match frame::decode::<ClientMsg>(&payload) {
-        Ok(m) if m.v == PROTOCOL_VERSION => m,
-        parsed => {
-            let message = match frame::decode::<VersionProbe>(&payload) {
-                Ok(p) if p.v != PROTOCOL_VERSION => format!(
-                    "protocol mismatch: broker speaks {PROTOCOL_VERSION}, client {}",
-                    p.v
-                ),
-                _ => match parsed {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "bad request".to_string(),
-                },
-            };
-            let _ = send(&conn, Response::Error { message }).await;
-            return;
-        }
+    let Some(msg) = first_message(&broker, &conn).await else {
+        return;
     };
     let result = match msg.req {
-        Request::Status => send(&conn, Response::Status(Box::new(shared.snapshot()))).await,
+        Request::Status => send(&conn, Response::Status(Box::new(broker.snapshot()))).await,
         Request::Stop => {
             tracing::info!("stop requested");
-            shared.stop();
+            broker.stop();
             send(&conn, Response::Stopping).await
         }
         Request::Lease(req) => {
-            let counted = Counted::new(&shared);
-            match counted.over {
-                Some(max) => {
-                    let message = shared.over_limit(
-                        &mut shared.lock(),
-                        None,
-                        ("max_connections", "compiles connected"),
-                        max,
-                    );
+            let counted = broker.connection();
+            match &counted.over {
+                Some(message) => {
+                    let message = message.clone();
                     send(&conn, Response::Error { message }).await
                 }
-                None => lease(&shared, &conn, req).await,
+                None => lease(&broker, &conn, req).await,
             }
         }
         Request::Host { cmd, farm } => {
-            let result = {
-                let mut inner = shared.lock();
-                shared.adopt_farm(&mut inner, &farm, Instant::now());
-                super::admin::execute(&shared, &mut inner, &cmd)
-            };
+            let result = broker.admin(&cmd, &farm).await.map_err(|e| e.to_string());
             send(&conn, done_or_error(result)).await
         }
-        Request::Reload => send(&conn, done_or_error(shared.reload())).await,
+        Request::Reload => {
+            let result = super::reload(&broker).await.map_err(|e| e.to_string());
+            send(&conn, done_or_error(result)).await
+        }
     };
     if let Err(e) = result {
         tracing::debug!("control connection: {e}");
     }
 }
 
+/// The client's request, read within `client_timeout_s`. A client of
+/// another version is told why it is not served.
+async fn first_message(broker: &Broker, conn: &Stream) -> Option<ClientMsg> {
+    let first = Duration::from_secs(broker.options().client_timeout_s.max(1));
+    let payload = match tokio::time::timeout(first, frame::read(&mut &*conn)).await {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            tracing::debug!("bad control frame: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("control client sent nothing; dropped");
+            return None;
+        }
+    };
+    // Decode once; only a message that does not parse is probed for the
+    // version, to tell a client of another version why.
+    let parsed = frame::decode::<ClientMsg>(&payload);
+    if let Ok(m) = &parsed
+        && m.v == PROTOCOL_VERSION
+    {
+        return parsed.ok();
+    }
+    let message = match frame::decode::<VersionProbe>(&payload) {
+        Ok(p) if p.v != PROTOCOL_VERSION => format!(
+            "protocol mismatch: broker speaks {PROTOCOL_VERSION}, client {}",
+            p.v
+        ),
+        _ => match parsed {
+            Err(e) => e.to_string(),
+            Ok(_) => "bad request".to_string(),
+        },
+    };
+    let _ = send(conn, Response::Error { message }).await;
+    None
+}
+
 /// True when the peer runs as this broker's user (`SO_PEERCRED`). Any
 /// other connection is closed unanswered, even if the socket's mode was
 /// opened by mistake.
 fn same_user(conn: &Stream) -> bool {
-    let me = crate::paths::euid();
+    let me = crate::sys::euid();
     match conn.peer_creds().map(|c| (c.euid(), c.pid())) {
         Ok((Some(uid), _)) if uid == me => true,
         Ok((uid, pid)) => {
@@ -125,114 +125,85 @@ fn done_or_error(r: Result<String, String>) -> Response {
     }
 }
 
-/// Counts a compile's connection while it is served. Past
-/// `max_connections` the compile is sent to compile locally. Only compiles
-/// count: status, stop and host commands always answer.
-struct Counted<'a> {
-    shared: &'a Shared,
-    /// The limit, when this connection is over it.
-    over: Option<usize>,
-}
-
-impl<'a> Counted<'a> {
-    fn new(shared: &'a Shared) -> Counted<'a> {
-        let max = shared.lock().config.broker.max_connections;
-        let n = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        Counted {
-            shared,
-            over: (n > max).then_some(max),
-        }
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Releases its lease when dropped, however the handler ends.
 struct LeaseGuard<'a> {
-    shared: &'a Arc<Shared>,
-    id: LeaseId,
+    broker: &'a Broker,
+    id: u64,
 }
 
 impl Drop for LeaseGuard<'_> {
     fn drop(&mut self) {
-        self.shared.release(self.id);
+        self.broker.release(self.id);
     }
 }
 
-async fn lease(shared: &Arc<Shared>, conn: &Stream, req: LeaseRequest) -> std::io::Result<()> {
-    let need = if req.local_only {
-        Need::Local
-    } else {
-        Need::Remote
+async fn lease(broker: &Broker, conn: &Stream, req: LeaseRequest) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = broker.request(&req, tx);
+    let _guard = LeaseGuard {
+        broker,
+        id: started.id,
     };
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let started = Instant::now();
-    let (id, now_grant, queue_timeout, full) = {
-        let mut inner = shared.lock();
-        shared.adopt_farm(&mut inner, &req.farm, started);
-        let facts = super::state::JobFacts {
-            pid: req.pid,
-            source: req.source.clone(),
-            key: req.source_path.clone(),
-            size: req.source_size,
-            build: req.build,
-        };
-        let (id, g) = shared.request(&mut inner, need, facts, tx, started);
-        let max = inner.config.broker.max_queue;
-        let full = (g.is_none() && inner.sched.queued() > max).then(|| {
-            shared.over_limit(&mut inner, Some(id), ("max_queue", "queued compiles"), max)
-        });
-        (id, g, inner.config.broker.queue_timeout_s, full)
-    };
-    let mut give_up = (queue_timeout > 0)
-        .then(|| tokio::time::Instant::from_std(started) + Duration::from_secs(queue_timeout));
-    let guard = LeaseGuard { shared, id };
-    tracing::debug!(lease = id, pid = req.pid, source = ?req.source, "lease requested");
-    if let Some(message) = full {
+    tracing::debug!(lease = started.id, pid = req.pid, source = ?req.source, "lease requested");
+    if let Some(message) = started.refused {
         return send(conn, Response::Error { message }).await;
     }
-    let mut probe = [0u8; 64];
-    let mut reader = conn;
-    let grant: Grant = match now_grant {
+    let grant = match started.grant {
         Some(g) => g,
-        None => loop {
-            let position = shared.lock().sched.position(id).unwrap_or(0) as u32;
-            send(conn, Response::Queued { position }).await?;
-            tokio::select! {
-                g = &mut rx => match g {
-                    Ok(g) => break g,
-                    Err(_) => {
-                        let message = "the broker is stopping".to_string();
-                        return send(conn, Response::Error { message }).await;
-                    }
-                },
-                // The client sends nothing more; a read returning means it left.
-                _ = reader.read(&mut probe) => return Ok(()),
-                _ = tokio::time::sleep(QUEUE_UPDATE) => {}
-                _ = sleep_until_opt(give_up) => {
-                    // Once only: if the grant came first, it is waiting in `rx`.
-                    give_up = None;
-                    if shared.queue_timeout(id) {
-                        tracing::info!(lease = id, "waited {queue_timeout}s in the queue; runs locally");
-                        break Grant::Local;
-                    }
-                }
-            }
+        None => match wait(broker, conn, started.id, rx).await? {
+            Some(g) => g,
+            None => return Ok(()),
         },
     };
     send(conn, Response::Granted(grant)).await?;
     // Hold the slot until the client closes the connection.
+    let mut probe = [0u8; 64];
+    let mut reader = conn;
     while let Ok(n) = reader.read(&mut probe).await {
         if n == 0 {
             break;
         }
     }
-    drop(guard);
     Ok(())
+}
+
+/// Waits in the queue for the grant, telling the client its position.
+/// `None` when the client left or was told the broker is stopping.
+async fn wait(
+    broker: &Broker,
+    conn: &Stream,
+    id: u64,
+    mut rx: tokio::sync::oneshot::Receiver<Grant>,
+) -> std::io::Result<Option<Grant>> {
+    let queue_timeout = broker.options().queue_timeout_s;
+    let mut give_up = (queue_timeout > 0)
+        .then(|| tokio::time::Instant::now() + Duration::from_secs(queue_timeout.min(1 << 32)));
+    let mut probe = [0u8; 64];
+    let mut reader = conn;
+    loop {
+        let position = broker.position(id);
+        send(conn, Response::Queued { position }).await?;
+        tokio::select! {
+            g = &mut rx => return match g {
+                Ok(g) => Ok(Some(g)),
+                Err(_) => {
+                    let message = "the broker is stopping".to_string();
+                    send(conn, Response::Error { message }).await.map(|()| None)
+                }
+            },
+            // The client sends nothing more; a read returning means it left.
+            _ = reader.read(&mut probe) => return Ok(None),
+            _ = tokio::time::sleep(QUEUE_UPDATE) => {}
+            _ = sleep_until_opt(give_up) => {
+                // Once only: if the grant came first, it is waiting in `rx`.
+                give_up = None;
+                if broker.queue_timeout(id) {
+                    tracing::info!(lease = id, "waited {queue_timeout}s in the queue; runs locally");
+                    return Ok(Some(Grant::Local));
+                }
+            }
+        }
+    }
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {

@@ -2,18 +2,17 @@
 //! as `tcpb status --json`, and `/metrics` in Prometheus' text format.
 //! Read-only; loopback unless the config says `public = true`.
 
-use super::state::Shared;
-use crate::protocol::{HostState, StatusSnapshot};
+use super::state::Broker;
+use crate::protocol::{HostState, HostStatus, StatusSnapshot};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// Serves `addr` until the task is aborted. A bind failure is logged; the
 /// broker goes on without the endpoint.
-pub async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
+pub(super) async fn serve(broker: Broker, addr: SocketAddr) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -26,11 +25,11 @@ pub async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let shared = Arc::clone(&shared);
+        let broker = broker.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(answer(&shared, &req)) }
+                let broker = broker.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&broker, &req)) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let conn = hyper::server::conn::http1::Builder::new()
@@ -44,7 +43,7 @@ pub async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
     }
 }
 
-fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let reply = |code: StatusCode, kind: &str, body: String| {
         Response::builder()
             .status(code)
@@ -61,13 +60,13 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/status" => {
-            let json = serde_json::to_string_pretty(&shared.snapshot()).unwrap_or_default();
+            let json = serde_json::to_string_pretty(&broker.snapshot()).unwrap_or_default();
             reply(StatusCode::OK, "application/json", json + "\n")
         }
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics(&shared.snapshot()),
+            metrics(&broker.snapshot()),
         ),
         _ => reply(
             StatusCode::NOT_FOUND,
@@ -84,106 +83,124 @@ fn label(v: &str) -> String {
         .replace('\n', r"\n")
 }
 
-/// The snapshot in Prometheus' text exposition format.
-pub fn metrics(s: &StatusSnapshot) -> String {
-    let mut m = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
-        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in rows {
-            let _ = writeln!(m, "{name}{labels} {value}");
-        }
-    };
-    let hosts: Vec<_> = s.hosts.iter().filter(|h| !h.local_only).collect();
-    let per_host = |f: &dyn Fn(&crate::protocol::HostStatus) -> Option<String>| {
-        hosts
-            .iter()
-            .filter_map(|h| Some((format!("{{host=\"{}\"}}", label(&h.name)), f(h)?)))
-            .collect::<Vec<_>>()
-    };
-    family(
-        "tcpb_host_slots",
-        "gauge",
-        "Slots of the host.",
-        per_host(&|h| Some(h.slots.to_string())),
-    );
-    family(
-        "tcpb_host_busy_slots",
-        "gauge",
-        "Slots in use.",
-        per_host(&|h| Some(h.busy.to_string())),
-    );
-    family(
+/// One per-host metric: name, type, help, and its value of a host (none:
+/// no line for that host).
+type HostMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&HostStatus) -> Option<String>,
+);
+
+const HOST_METRICS: &[HostMetric] = &[
+    ("tcpb_host_slots", "gauge", "Slots of the host.", |h| {
+        Some(h.slots.to_string())
+    }),
+    ("tcpb_host_busy_slots", "gauge", "Slots in use.", |h| {
+        Some(h.busy.to_string())
+    }),
+    (
         "tcpb_host_jobs_total",
         "counter",
         "Jobs the host finished.",
-        per_host(&|h| Some(h.jobs.to_string())),
-    );
-    family(
+        |h| Some(h.jobs.to_string()),
+    ),
+    (
         "tcpb_host_failures_total",
         "counter",
         "Failures the relay saw.",
-        per_host(&|h| Some(h.failures.to_string())),
-    );
-    family(
+        |h| Some(h.failures.to_string()),
+    ),
+    (
         "tcpb_host_learned_speed",
         "gauge",
         "Speed learned from recent jobs, in the units of the configured speed.",
-        per_host(&|h| h.learned_speed.map(|l| l.to_string())),
-    );
-    let states = [
-        HostState::Up,
-        HostState::Suspect,
-        HostState::Down,
-        HostState::Draining,
-        HostState::Disabled,
-    ];
+        |h| h.learned_speed.map(|l| l.to_string()),
+    ),
+];
+
+/// One broker-wide metric: name, type, help, and its value.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StatusSnapshot) -> String,
+);
+
+const METRICS: &[Metric] = &[
+    (
+        "tcpb_queue_length",
+        "gauge",
+        "Compiles waiting for a slot.",
+        |s| s.queued.to_string(),
+    ),
+    ("tcpb_running", "gauge", "Compiles holding a slot.", |s| {
+        s.running.to_string()
+    }),
+    (
+        "tcpb_compiles_total",
+        "counter",
+        "Compiles granted a slot.",
+        |s| s.granted.to_string(),
+    ),
+    (
+        "tcpb_compiles_local_total",
+        "counter",
+        "Compiles granted a slot on this machine.",
+        |s| s.granted_local.to_string(),
+    ),
+    (
+        "tcpb_fell_back_total",
+        "counter",
+        "Jobs a failing host lost, compiled locally.",
+        |s| s.fell_back.to_string(),
+    ),
+];
+
+const STATES: [HostState; 5] = [
+    HostState::Up,
+    HostState::Suspect,
+    HostState::Down,
+    HostState::Draining,
+    HostState::Disabled,
+];
+
+/// Writes one metric family: its help, its type, then its rows of
+/// (labels, value).
+fn family(m: &mut String, (name, kind, help): (&str, &str, &str), rows: Vec<(String, String)>) {
+    let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        let _ = writeln!(m, "{name}{labels} {value}");
+    }
+}
+
+/// The snapshot in Prometheus' text exposition format.
+pub(crate) fn metrics(s: &StatusSnapshot) -> String {
+    let mut m = String::new();
+    let hosts: Vec<_> = s.hosts.iter().filter(|h| !h.local_only).collect();
+    let host_label = |h: &HostStatus| format!("host=\"{}\"", label(&h.name));
+    for (name, kind, help, value) in HOST_METRICS {
+        let rows = hosts
+            .iter()
+            .filter_map(|h| Some((format!("{{{}}}", host_label(h)), value(h)?)))
+            .collect();
+        family(&mut m, (name, kind, help), rows);
+    }
     let state_rows = hosts
         .iter()
         .flat_map(|h| {
-            states.iter().map(move |st| {
+            STATES.iter().map(move |st| {
                 let name = format!("{st:?}").to_lowercase();
-                let labels = format!("{{host=\"{}\",state=\"{name}\"}}", label(&h.name));
+                let labels = format!("{{{},state=\"{name}\"}}", host_label(h));
                 (labels, u8::from(h.state == *st).to_string())
             })
         })
         .collect();
-    family(
-        "tcpb_host_state",
-        "gauge",
-        "1 for the host's current state.",
-        state_rows,
-    );
-    let one = |v: String| vec![(String::new(), v)];
-    family(
-        "tcpb_queue_length",
-        "gauge",
-        "Compiles waiting for a slot.",
-        one(s.queued.to_string()),
-    );
-    family(
-        "tcpb_running",
-        "gauge",
-        "Compiles holding a slot.",
-        one(s.running.to_string()),
-    );
-    family(
-        "tcpb_compiles_total",
-        "counter",
-        "Compiles granted a slot.",
-        one(s.granted.to_string()),
-    );
-    family(
-        "tcpb_compiles_local_total",
-        "counter",
-        "Compiles granted a slot on this machine.",
-        one(s.granted_local.to_string()),
-    );
-    family(
-        "tcpb_fell_back_total",
-        "counter",
-        "Jobs a failing host lost, compiled locally.",
-        one(s.fell_back.to_string()),
-    );
+    let help = "1 for the host's current state.";
+    family(&mut m, ("tcpb_host_state", "gauge", help), state_rows);
+    for (name, kind, help, value) in METRICS {
+        family(&mut m, (name, kind, help), vec![(String::new(), value(s))]);
+    }
     let mut buckets: Vec<(String, String)> = s
         .wait_histogram
         .iter()
@@ -192,10 +209,10 @@ pub fn metrics(s: &StatusSnapshot) -> String {
     buckets.push(("_bucket{le=\"+Inf\"}".into(), s.wait_count.to_string()));
     buckets.push(("_sum".into(), s.wait_sum_s.to_string()));
     buckets.push(("_count".into(), s.wait_count.to_string()));
+    let help = "Time compiles waited for a slot.";
     family(
-        "tcpb_queue_wait_seconds",
-        "histogram",
-        "Time compiles waited for a slot.",
+        &mut m,
+        ("tcpb_queue_wait_seconds", "histogram", help),
         buckets,
     );
     m
@@ -204,7 +221,6 @@ pub fn metrics(s: &StatusSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::HostStatus;
 
     #[test]
     fn metrics_text() {

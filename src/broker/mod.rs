@@ -1,67 +1,64 @@
-//! The broker daemon: one per user, started on first use. It owns the
-//! control socket, the scheduler and the relay.
+//! The broker daemon: one per user, started on first use. `run` serves the
+//! control socket until it is told to stop; `state::Broker` owns everything
+//! the tasks share; `sched` decides (pure, no I/O); `relay` moves the bytes
+//! and reports what happened; `store` writes the files on a thread of its
+//! own.
 
-mod admin;
 mod control;
-pub mod costs;
-pub mod eft;
-pub mod health;
-pub mod host;
-pub mod http;
-pub mod learn;
-pub mod observe;
-pub mod overlay;
-pub mod peer;
-pub mod pump;
-pub mod queue;
+mod http;
+mod overlay;
 pub mod relay;
 pub mod sched;
+mod slots;
 mod state;
-pub mod store;
+mod store;
 
 use crate::config::Config;
 use crate::paths::{Paths, ensure_private_dir};
 use anyhow::{Context, Result, bail};
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
-use state::Shared;
+use relay::Relay;
+use state::Broker;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `tcpb broker`: runs the broker in the foreground until it is stopped.
 pub fn main(paths: &Paths) -> Result<()> {
     let config = Config::load(&paths.config_file)?;
-    raise_open_file_limit();
+    crate::sys::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(crate::farm::local_cpus().clamp(1, 4) as usize)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let loaded = load(paths);
     runtime.block_on(async {
         let listener = bind(paths)?;
-        run(listener, paths.clone(), config, signals()).await
+        run(listener, paths.clone(), config, loaded, signals()).await
     })
 }
 
-/// Each waiting or running compile holds a control connection and, when
-/// remote, two relayed sockets: a `make -j200` outgrows the usual soft
-/// limit of 1,024 descriptors. Raise it to the hard limit.
-pub fn raise_open_file_limit() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write `l`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                tracing::debug!("cannot raise the open-file limit");
-            }
-        }
+/// What the last broker saved, read before the runtime starts (a file
+/// that cannot be used is set aside, and the log says so).
+fn load(paths: &Paths) -> (store::Saved, sched::costs::SavedCosts) {
+    let (saved, costs, warnings) = store::load_all(&paths.state_dir);
+    for w in warnings {
+        tracing::warn!("{w}");
     }
+    (saved, costs)
+}
+
+/// The farm as the last broker left it, for `tcpb status` with no broker
+/// running.
+pub(crate) fn offline_status(
+    paths: &Paths,
+    list: crate::hosts::HostList,
+    config: Config,
+) -> crate::protocol::StatusSnapshot {
+    let (saved, _) = store::load(&store::path(&paths.state_dir));
+    Broker::offline_status(list, config, saved)
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -97,21 +94,18 @@ pub fn bind(paths: &Paths) -> Result<interprocess::local_socket::tokio::Listener
         .name(name)
         .create_tokio()
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    set_mode(&socket, 0o600)?;
-    Ok(listener)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot chmod {}", path.display()))
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod {}", socket.display()))?;
+    Ok(listener)
 }
 
 /// distcc never deletes its per-port lock files: remove those of relay
 /// ports from earlier brokers, so the private directory stays bounded.
-fn prune_distcc_locks(distcc_dir: &Path) {
+fn prune_distcc_locks(distcc_dir: &Path) -> std::io::Result<()> {
+    ensure_private_dir(distcc_dir)?;
     let Ok(entries) = std::fs::read_dir(distcc_dir.join("lock")) else {
-        return;
+        return Ok(());
     };
     for e in entries.flatten() {
         let name = e.file_name();
@@ -120,142 +114,114 @@ fn prune_distcc_locks(distcc_dir: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+    Ok(())
 }
 
 /// Serves `listener` until `shutdown` completes or the broker is asked to
 /// stop (`tcpb stop`, idle time), then lets live leases finish for a
-/// bounded time.
-pub async fn run(
+/// bounded time and saves its state.
+async fn run(
     listener: interprocess::local_socket::tokio::Listener,
     paths: Paths,
     config: Config,
+    loaded: (store::Saved, sched::costs::SavedCosts),
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let distcc_dir = paths.distcc_dir();
-    ensure_private_dir(&distcc_dir)?;
-    prune_distcc_locks(&distcc_dir);
+    tokio::task::spawn_blocking(move || prune_distcc_locks(&distcc_dir)).await??;
     let grace = Duration::from_secs(config.broker.shutdown_grace_s);
     let http_addr = config.http.listen;
-    let (saved, warning) = store::load(&store::path(&paths.state_dir));
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
     let socket = paths.socket();
-    let shared = Shared::new(config, paths, saved, Instant::now());
+    let (relay, reports) = Relay::new();
+    let broker = Broker::new(config, paths, loaded, relay, Instant::now());
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),
         "broker started"
     );
-    let ticker = tokio::spawn(tick(Arc::clone(&shared)));
+    let tasks = [
+        tokio::spawn(tick(broker.clone())),
+        tokio::spawn(reload_on_sighup(broker.clone())),
+        tokio::spawn(relay_reports(broker.clone(), reports)),
+    ];
     // Changes to [http] take effect when the broker restarts.
-    let http = http_addr.map(|addr| tokio::spawn(http::serve(Arc::clone(&shared), addr)));
-    let hup = tokio::spawn(reload_on_sighup(Arc::clone(&shared)));
-    let mut stop = shared.shutdown.subscribe();
+    let http = http_addr.map(|addr| tokio::spawn(http::serve(broker.clone(), addr)));
+    serve(&listener, &broker, shutdown).await;
+    // Dropping the listener removes the socket, so a new broker can start
+    // while this one finishes.
+    drop(listener);
+    broker.stop();
+    broker.turn_away_waiters();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && broker.running() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks.iter().chain(&http) {
+        t.abort();
+    }
+    // The writer logs a save that failed.
+    let _ = broker.save().await;
+    tracing::info!(running = broker.running(), "broker stopped");
+    Ok(())
+}
+
+/// Accepts control connections until told to stop.
+async fn serve(
+    listener: &interprocess::local_socket::tokio::Listener,
+    broker: &Broker,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             conn = listener.accept() => match conn {
                 Ok(conn) => {
-                    tokio::spawn(control::serve(Arc::clone(&shared), conn));
+                    tokio::spawn(control::serve(broker.clone(), conn));
                 }
                 Err(e) => {
                     tracing::warn!("control accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            _ = &mut shutdown => break,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = &mut shutdown => return,
+            _ = broker.stopping() => return,
         }
     }
-    // Dropping the listener removes the socket, so a new broker can start
-    // while this one finishes.
-    drop(listener);
-    shared.stop();
-    shared.turn_away_waiters();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && shared.lock().sched.running() > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ticker.abort();
-    hup.abort();
-    if let Some(h) = http {
-        h.abort();
-    }
-    let mut inner = shared.lock();
-    shared.save(&mut inner);
-    tracing::info!(running = inner.sched.running(), "broker stopped");
-    Ok(())
 }
 
-/// Periodic work: probes that are due, queue, saving, idle exit.
-async fn tick(shared: Arc<Shared>) {
+/// Periodic work: probes that are due, saving, log size, idle exit.
+async fn tick(broker: Broker) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_log_check = Instant::now();
     loop {
         every.tick().await;
         let now = Instant::now();
-        let (due, timeout) = {
-            let mut inner = shared.lock();
-            let t = Duration::from_millis(inner.config.health.timeout_ms);
-            (inner.sched.due_probes(now), t)
-        };
+        let (due, timeout) = broker.due_probes(now);
         for (name, host, port) in due {
-            tokio::spawn(probe(Arc::clone(&shared), name, host, port, timeout));
+            tokio::spawn(probe(broker.clone(), name, host, port, timeout));
         }
-        shared.tick(now);
-        if now.duration_since(last_log_check) >= Duration::from_secs(1) {
+        let check_log = now.duration_since(last_log_check) >= Duration::from_secs(1);
+        if check_log {
             last_log_check = now;
-            let max = shared.lock().config.broker.log_max_kib.max(1) << 10;
-            rotate_log(&shared.paths, max);
         }
+        broker.tick(now, check_log);
     }
 }
 
-/// When the log this broker writes to (its stdout and stderr) is over
-/// `max` bytes, sets it aside as `broker.log.old` and writes a new one.
-fn rotate_log(paths: &Paths, max: u64) {
-    use std::os::unix::fs::MetadataExt;
-    use std::os::unix::io::AsRawFd;
-    let log = paths.log_file();
-    let Ok(meta) = std::fs::metadata(&log) else {
-        return;
-    };
-    // Only the file our stderr is (a foreground broker writes elsewhere).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes only into `st`.
-    let ours = unsafe { libc::fstat(2, &mut st) } == 0
-        && st.st_ino == meta.ino()
-        && st.st_dev == meta.dev();
-    if !ours || meta.len() <= max {
-        return;
+/// Hands the relay's reports to the broker's state.
+async fn relay_reports(
+    broker: Broker,
+    mut reports: tokio::sync::mpsc::UnboundedReceiver<relay::Report>,
+) {
+    while let Some(r) = reports.recv().await {
+        broker.on_report(r);
     }
-    if std::fs::rename(&log, paths.old_log_file()).is_err() {
-        return;
-    }
-    let Ok(new) = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log)
-    else {
-        return;
-    };
-    // SAFETY: dup2 onto our own stdout and stderr; `new` stays open until
-    // then and its descriptor is closed after.
-    unsafe {
-        libc::dup2(new.as_raw_fd(), 1);
-        libc::dup2(new.as_raw_fd(), 2);
-    }
-    tracing::info!(
-        "log set aside as {} past {max} bytes",
-        paths.old_log_file().display()
-    );
 }
 
 /// One probe: a TCP connect with a timeout, then close.
-async fn probe(shared: Arc<Shared>, name: String, host: String, port: u16, timeout: Duration) {
+async fn probe(broker: Broker, name: String, host: String, port: u16, timeout: Duration) {
     let result = tokio::time::timeout(
         timeout,
         tokio::net::TcpStream::connect((host.as_str(), port)),
@@ -269,16 +235,31 @@ async fn probe(shared: Arc<Shared>, name: String, host: String, port: u16, timeo
             timeout.as_millis()
         )),
     };
-    shared.probe_done(&name, error);
+    broker.probe_done(&name, error);
 }
 
-async fn reload_on_sighup(shared: Arc<Shared>) {
+/// Re-reads `config.toml` (on a blocking thread) and applies it. On error
+/// the old config stays.
+async fn reload(broker: &Broker) -> Result<String, crate::config::ConfigError> {
+    let file = broker.paths().config_file.clone();
+    let path = file.display().to_string();
+    let read = tokio::task::spawn_blocking(move || Config::load(&file)).await;
+    let config = read.unwrap_or_else(|e| {
+        let source = std::io::Error::other(e);
+        Err(crate::config::ConfigError::Read { path, source })
+    })?;
+    let message = broker.reconfigure(config);
+    tracing::info!("{message}");
+    Ok(message)
+}
+
+async fn reload_on_sighup(broker: Broker) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
-        if let Err(e) = shared.reload() {
+        if let Err(e) = reload(&broker).await {
             tracing::error!("reload on SIGHUP failed, keeping the old config: {e}");
         }
     }

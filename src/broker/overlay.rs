@@ -52,11 +52,6 @@ impl Overlay {
         self.added.len() + self.removed.len() + self.admin.len() + self.set.len()
     }
 
-    /// True when there is no change.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Adds `spec`, replacing an earlier addition and undoing a removal.
     pub fn add(&mut self, spec: HostSpec) {
         self.removed.remove(&spec.name);

@@ -1,18 +1,27 @@
 //! The broker's persisted state: the admin overlay, per-host counters and
-//! learned speed samples, in one JSON file in the state directory, written
-//! atomically (temp file, fsync, rename) so a crash mid-write loses nothing.
+//! learned speed samples in `state.json`, the per-file cost memory in
+//! `costs.json`, both in the state directory and written atomically (temp
+//! file, fsync, rename) so a crash mid-write loses nothing.
+//!
+//! Every write happens on one thread of its own (`Writer`), never under the
+//! broker's lock nor on an async worker: the broker hands it a copy taken
+//! under the lock. The same thread sets a full log aside.
 
 use super::overlay::Overlay;
+use super::sched::costs::SavedCosts;
+use crate::paths::Paths;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
 
 /// A host's counters, kept across restarts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct HostCounters {
+pub(crate) struct HostCounters {
     /// Jobs finished.
     pub jobs: u64,
     /// Failures the relay saw.
@@ -24,7 +33,7 @@ pub struct HostCounters {
 /// Everything persisted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Saved {
+pub(crate) struct Saved {
     /// Runtime farm changes.
     pub overlay: Overlay,
     /// Counters by host name.
@@ -35,24 +44,121 @@ pub struct Saved {
 }
 
 /// The state file in `state_dir`.
-pub fn path(state_dir: &Path) -> PathBuf {
+pub(crate) fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("state.json")
+}
+
+/// The cost memory's file in `state_dir`.
+fn costs_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("costs.json")
 }
 
 /// Reads the state. A missing file is an empty state; an unreadable one is
 /// renamed aside (never silently discarded) and reported in the warning.
-pub fn load(file: &Path) -> (Saved, Option<String>) {
+pub(crate) fn load(file: &Path) -> (Saved, Option<String>) {
     load_json(file)
 }
 
-/// Writes the state atomically.
-pub fn save(file: &Path, saved: &Saved) -> std::io::Result<()> {
-    save_json(file, saved)
+/// Reads the state and the cost memory of `state_dir`, with the warnings
+/// for files that could not be used.
+pub(crate) fn load_all(state_dir: &Path) -> (Saved, SavedCosts, Vec<String>) {
+    let (saved, w1) = load(&path(state_dir));
+    let (costs, w2) = load_json(&costs_path(state_dir));
+    (saved, costs, w1.into_iter().chain(w2).collect())
+}
+
+/// What one save writes: the state, and the cost memory if it changed.
+pub(crate) struct Snapshot {
+    /// `state.json`.
+    pub state: Saved,
+    /// `costs.json`, when it changed.
+    pub costs: Option<SavedCosts>,
+}
+
+enum Work {
+    Save(Box<Snapshot>, Option<oneshot::Sender<Result<(), String>>>),
+    RotateLog(u64),
+}
+
+/// The thread that writes the broker's files.
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Work>,
+}
+
+impl Writer {
+    /// Starts the writer for the files of `paths`.
+    pub(crate) fn start(paths: Paths) -> Writer {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("tcpb-store".into())
+            .spawn(move || {
+                for work in rx {
+                    match work {
+                        Work::Save(snap, done) => {
+                            let r = write(&paths.state_dir, *snap);
+                            if let Err(e) = &r {
+                                tracing::error!("{e}");
+                            }
+                            if let Some(done) = done {
+                                let _ = done.send(r);
+                            }
+                        }
+                        Work::RotateLog(max) => rotate_log(&paths, max),
+                    }
+                }
+            })
+            .expect("a thread for the state writer");
+        Writer { tx }
+    }
+
+    /// Writes `snap` in the background; a failure is logged.
+    pub(crate) fn save(&self, snap: Snapshot) {
+        let _ = self.tx.send(Work::Save(Box::new(snap), None));
+    }
+
+    /// Writes `snap`; the receiver tells when it is on disk, or why not.
+    pub(crate) fn save_and_tell(&self, snap: Snapshot) -> oneshot::Receiver<Result<(), String>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(Work::Save(Box::new(snap), Some(done)));
+        rx
+    }
+
+    /// Sets the log aside if it is over `max` bytes.
+    pub(crate) fn rotate_log(&self, max: u64) {
+        let _ = self.tx.send(Work::RotateLog(max));
+    }
+}
+
+fn write(state_dir: &Path, snap: Snapshot) -> Result<(), String> {
+    if let Some(costs) = snap.costs {
+        let file = costs_path(state_dir);
+        save_json(&file, &costs)
+            .map_err(|e| format!("cannot save the cost memory to {}: {e}", file.display()))?;
+    }
+    let file = path(state_dir);
+    save_json(&file, &snap.state)
+        .map_err(|e| format!("cannot save state to {}: {e}", file.display()))
+}
+
+/// When the log this broker writes to (its stdout and stderr) is over
+/// `max` bytes, sets it aside as `broker.log.old` and writes a new one.
+fn rotate_log(paths: &Paths, max: u64) {
+    let log = paths.log_file();
+    // Only the file our stderr is (a foreground broker writes elsewhere).
+    if !crate::sys::stderr_is(&log) {
+        return;
+    }
+    let old = paths.old_log_file();
+    if crate::sys::set_log_aside(&log, &old, max).unwrap_or(false)
+        && crate::sys::redirect_output(&log).is_ok()
+    {
+        tracing::info!("log set aside as {} past {max} bytes", old.display());
+    }
 }
 
 /// Reads a JSON file. Missing: the default. Unreadable: the default, with
 /// the file renamed `NAME.bad-TIME` and a warning that says so.
-pub fn load_json<T: DeserializeOwned + Default>(file: &Path) -> (T, Option<String>) {
+fn load_json<T: DeserializeOwned + Default>(file: &Path) -> (T, Option<String>) {
     let text = match std::fs::read(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (T::default(), None),
@@ -86,7 +192,7 @@ pub fn load_json<T: DeserializeOwned + Default>(file: &Path) -> (T, Option<Strin
 }
 
 /// Writes `value` as JSON atomically: a temporary file, synced, renamed.
-pub fn save_json<T: Serialize>(file: &Path, value: &T) -> std::io::Result<()> {
+fn save_json<T: Serialize>(file: &Path, value: &T) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -120,7 +226,7 @@ mod tests {
                 fallbacks: 0,
             },
         );
-        save(&file, &s).unwrap();
+        save_json(&file, &s).unwrap();
         assert_eq!(load(&file).0, s);
         std::fs::write(&file, "{ not json").unwrap();
         let (got, warning) = load(&file);

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 /// How long a client waits for the start lock and for a new broker.
 const START_DEADLINE: Duration = Duration::from_secs(10);
-/// A log over this size is set aside when a broker starts.
-const LOG_LIMIT: u64 = 4 << 20;
 
 /// Connects to a running broker. Errors name the socket and keep their kind.
 pub fn connect(paths: &Paths) -> io::Result<Stream> {
@@ -28,7 +26,7 @@ pub fn connect(paths: &Paths) -> io::Result<Stream> {
         .map_err(named)?;
     let s = Stream::connect(name).map_err(named)?;
     // Only a broker of this user is trusted with the compile.
-    let me = crate::paths::euid();
+    let me = crate::sys::euid();
     match s.peer_creds().map(|c| c.euid()) {
         Ok(Some(uid)) if uid == me => Ok(s),
         Ok(uid) => Err(io::Error::new(
@@ -94,8 +92,7 @@ pub fn terminate(pid: u32) -> io::Result<()> {
     })?;
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(format!("/proc/{target}"))?.uid();
-    // SAFETY: geteuid cannot fail.
-    if owner != unsafe { libc::geteuid() } {
+    if owner != crate::sys::euid() {
         return Err(io::Error::new(
             ErrorKind::PermissionDenied,
             format!("process {pid} belongs to another user"),
@@ -256,9 +253,14 @@ fn lock_with_deadline(lock: &File, deadline: Instant) -> io::Result<()> {
 fn spawn_broker(paths: &Paths) -> io::Result<std::process::Child> {
     std::fs::create_dir_all(&paths.state_dir)?;
     let log = paths.log_file();
-    if std::fs::metadata(&log).is_ok_and(|m| m.len() > LOG_LIMIT) {
-        let _ = std::fs::rename(&log, paths.old_log_file());
-    }
+    // A log past its limit is set aside as a running broker would.
+    let max = crate::config::Config::load(&paths.config_file)
+        .unwrap_or_default()
+        .broker
+        .log_max_kib
+        .max(1)
+        << 10;
+    let _ = crate::sys::set_log_aside(&log, &paths.old_log_file(), max);
     let out = File::options().create(true).append(true).open(&log)?;
     let err = out.try_clone()?;
     let exe = std::env::current_exe()?;

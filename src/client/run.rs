@@ -6,6 +6,7 @@
 //! a compiler may leave a daemon behind (a cache server), which must not
 //! inherit the lease.
 
+use crate::sys::set_signal_handler;
 use interprocess::local_socket::Stream;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -20,17 +21,6 @@ extern "C" fn forward(sig: libc::c_int) {
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
-    }
-}
-
-fn set_handler(sig: libc::c_int, handler: libc::sighandler_t) {
-    // SAFETY: a zeroed sigaction with a valid handler is well-formed.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = handler;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(sig, &sa, std::ptr::null_mut());
     }
 }
 
@@ -50,7 +40,7 @@ pub fn run(mut cmd: Command, what: &str) -> ExitCode {
     };
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     for sig in FORWARDED {
-        set_handler(sig, forward as *const () as libc::sighandler_t);
+        set_signal_handler(sig, forward as *const () as libc::sighandler_t);
     }
     let status = loop {
         match child.wait() {
@@ -72,7 +62,7 @@ fn exit_like(status: std::process::ExitStatus) -> ExitCode {
         return ExitCode::from(code as u8);
     }
     if let Some(sig) = status.signal() {
-        set_handler(sig, libc::SIG_DFL);
+        set_signal_handler(sig, libc::SIG_DFL);
         // SAFETY: raising a signal at ourselves with its default action.
         unsafe { libc::raise(sig) };
         return ExitCode::from(128 + sig as u8);

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpb::broker::observe::{RequestWatch, ResponseWatch};
+use tcpb::broker::relay::observe::{RequestWatch, ResponseWatch};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, stream)) = data.split_first() else {

@@ -5,9 +5,9 @@
 //! (bigger sources tend to take longer; before any measurement, at a prior
 //! cost per byte), or the running average.
 
+use super::learn::{GUESS, MEASURED};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 /// Files remembered at most; the least recently used go first.
 const MAX_FILES: usize = 50_000;
@@ -18,10 +18,10 @@ const UNKNOWN: f64 = 1.0;
 /// every file at once is still served biggest first.
 const PRIOR_PER_BYTE: f64 = 1.0 / 20_000.0;
 
-/// What is saved.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What is saved (`costs.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
+pub struct SavedCosts {
     files: HashMap<String, f64>,
     mean: Option<f64>,
     per_byte: Option<f64>,
@@ -37,32 +37,25 @@ pub struct Costs {
     dirty: bool,
 }
 
-/// The costs file in `state_dir`.
-pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join("costs.json")
-}
-
 impl Costs {
-    /// Reads the memory; an unreadable file is set aside with a warning.
-    pub fn load(file: &Path) -> (Costs, Option<String>) {
-        let (saved, warning): (Saved, _) = super::store::load_json(file);
+    /// The memory as it was saved.
+    pub fn restore(saved: SavedCosts) -> Costs {
         let files = saved.files.into_iter().map(|(k, c)| (k, (c, 0))).collect();
-        let costs = Costs {
+        Costs {
             files,
             clock: 1,
             mean: saved.mean,
             per_byte: saved.per_byte,
             dirty: false,
-        };
-        (costs, warning)
+        }
     }
 
-    /// Writes the memory if it changed.
-    pub fn save(&mut self, file: &Path) -> std::io::Result<()> {
-        if !self.dirty {
-            return Ok(());
+    /// What to save, if anything changed since the last call.
+    pub fn take_changes(&mut self) -> Option<SavedCosts> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
         }
-        let saved = Saved {
+        Some(SavedCosts {
             files: self
                 .files
                 .iter()
@@ -70,10 +63,7 @@ impl Costs {
                 .collect(),
             mean: self.mean,
             per_byte: self.per_byte,
-        };
-        super::store::save_json(file, &saved)?;
-        self.dirty = false;
-        Ok(())
+        })
     }
 
     /// The expected cost of the file `key` of `size` source bytes (0 when
@@ -96,10 +86,10 @@ impl Costs {
     /// that (a cost measured on an earlier build, or a guess from the size).
     pub fn evidence(&self, key: Option<&str>, size: u64) -> Option<(f64, f64)> {
         if let Some((cost, _)) = key.and_then(|k| self.files.get(k)) {
-            return Some((*cost, super::learn::MEASURED));
+            return Some((*cost, MEASURED));
         }
         let pb = self.per_byte.filter(|_| size > 0)?;
-        Some((pb * size as f64, super::learn::GUESS))
+        Some((pb * size as f64, GUESS))
     }
 
     /// The running average cost.
@@ -151,10 +141,7 @@ mod tests {
 
     #[test]
     fn remembers_saves_and_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = path(dir.path());
-        let (mut c, w) = Costs::load(&file);
-        assert!(w.is_none());
+        let mut c = Costs::default();
         assert_eq!(c.expected(Some("/src/a.c"), 0), UNKNOWN);
         c.record(Some("/src/a.c"), 4000, 4.0);
         c.record(Some("/src/b.c"), 0, 0.5);
@@ -173,8 +160,9 @@ mod tests {
             3.0,
             "recent builds weigh half"
         );
-        c.save(&file).unwrap();
-        let (mut again, _) = Costs::load(&file);
+        let saved = c.take_changes().unwrap();
+        assert!(c.take_changes().is_none(), "nothing changed since");
+        let mut again = Costs::restore(saved);
         assert_eq!(again.expected(Some("/src/a.c"), 0), 3.0);
         assert!(again.knows("/src/b.c"));
     }
@@ -184,12 +172,9 @@ mod tests {
         let mut c = Costs::default();
         assert_eq!(c.evidence(Some("/a.c"), 100), None, "nothing known yet");
         c.record(Some("/a.c"), 100, 2.0);
-        assert_eq!(
-            c.evidence(Some("/a.c"), 100),
-            Some((2.0, crate::broker::learn::MEASURED))
-        );
+        assert_eq!(c.evidence(Some("/a.c"), 100), Some((2.0, MEASURED)));
         let (work, weight) = c.evidence(Some("/b.c"), 300).unwrap();
-        assert!((work - 6.0).abs() < 1e-9 && weight == crate::broker::learn::GUESS);
+        assert!((work - 6.0).abs() < 1e-9 && weight == GUESS);
         assert_eq!(c.evidence(None, 0), None);
     }
 

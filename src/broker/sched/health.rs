@@ -9,45 +9,9 @@
 //!   before the hold ends, since a host that accepts and never answers
 //!   passes connect probes.
 
+use crate::config::HealthConfig;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-/// Probe and threshold settings (`[health]` in config.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Milliseconds between probes of a healthy host.
-    pub interval_ms: u64,
-    /// Milliseconds a probe's connect may take.
-    pub timeout_ms: u64,
-    /// Consecutive failures that make a host down.
-    pub fall: u32,
-    /// Consecutive successes that bring it back up.
-    pub rise: u32,
-    /// Cap, in milliseconds, of the growing probe interval of a down host.
-    pub max_interval_ms: u64,
-    /// Seconds a host that hung (accepted, never answered) stays down.
-    pub hang_hold_s: u64,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            interval_ms: 2000,
-            timeout_ms: 1000,
-            fall: 3,
-            rise: 2,
-            max_interval_ms: 30_000,
-            hang_hold_s: 60,
-        }
-    }
-}
-
-impl HealthConfig {
-    fn interval(&self) -> Duration {
-        Duration::from_millis(self.interval_ms.max(1))
-    }
-}
 
 /// The health a host is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

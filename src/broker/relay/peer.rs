@@ -120,7 +120,7 @@ mod tests {
         let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (server, peer) = l.accept().unwrap();
         let local = v4(server.local_addr().unwrap());
-        let me = crate::paths::euid();
+        let me = crate::sys::euid();
         assert_eq!(tcp_socket_uid(v4(peer), local).unwrap(), Some(me));
         drop(client);
         let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);

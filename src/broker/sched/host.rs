@@ -8,15 +8,14 @@ use crate::farm::{Admin, HostSpec};
 use crate::protocol::HostState;
 use std::time::Instant;
 
-/// Index of a host in the scheduler; stable while the host exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HostId(pub usize);
-
 /// A host and its counters.
 #[derive(Debug, Clone)]
 pub struct Host {
     /// Its definition.
     pub spec: HostSpec,
+    /// Slots this broker may use now (`broker::slots`): at most
+    /// `spec.slots`, and possibly fewer than `busy` after it shrank.
+    pub cap: u32,
     /// Slots in use: the length of `running`.
     pub busy: u32,
     /// The jobs in its slots.
@@ -51,6 +50,7 @@ pub struct Host {
 impl Host {
     pub(super) fn new(spec: HostSpec, local_only: bool, now: Instant) -> Host {
         Host {
+            cap: spec.slots,
             busy: 0,
             running: Vec::new(),
             speed: spec.speed,
@@ -106,8 +106,8 @@ impl Host {
         }
     }
 
-    /// Slots not in use.
+    /// Usable slots not in use.
     pub fn free(&self) -> u32 {
-        self.spec.slots.saturating_sub(self.busy)
+        self.cap.saturating_sub(self.busy)
     }
 }

@@ -12,7 +12,8 @@
 //! ruled out by its earliest expected end. So a choice costs the same on
 //! a farm of ten hosts as on one of a thousand.
 
-use super::host::{Host, HostId};
+use super::host::Host;
+use super::ids::{HostId, LeaseId};
 use super::queue::Need;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -44,7 +45,7 @@ pub fn order_key(id: HostId, h: &Host) -> OrderKey {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Run {
     /// Its lease.
-    pub lease: u64,
+    pub lease: LeaseId,
     /// When it started.
     pub start: f64,
     /// Its expected work, in seconds on a host of speed 1.0.
@@ -167,7 +168,7 @@ impl<'a> View<'a> {
         let speed = h.speed.max(1e-6);
         let mut busy: Vec<f64> = h.running.iter().map(|r| r.left(speed, self.now)).collect();
         busy.sort_by(f64::total_cmp);
-        let keep = busy.len().min(h.spec.slots as usize);
+        let keep = busy.len().min(h.cap as usize);
         let mut times = vec![0.0; h.free() as usize];
         times.extend_from_slice(&busy[busy.len() - keep..]);
         times
@@ -181,7 +182,7 @@ impl<'a> View<'a> {
             return known.is_finite().then_some(known);
         }
         let h = self.host(id);
-        let slots = h.spec.slots as usize;
+        let slots = h.cap as usize;
         let t = if slots == 0 {
             f64::INFINITY
         } else if h.free() > 0 {
@@ -205,17 +206,12 @@ impl<'a> View<'a> {
         t.is_finite().then_some(t)
     }
 
-    /// Where a job of `cost` that needs `need` should go: the earliest
-    /// finish, except that a slot free now is kept unless waiting for a
-    /// busy host finishes in under `margin` x its time (with a cost that is
-    /// only a guess, waiting on a heavy-tailed job is a gamble). Ties go to
-    /// a slot free now, then the faster host, then the one with more free
-    /// slots.
-    pub fn pick(&mut self, cost: f64, margin: f64, need: Need) -> Option<Pick> {
-        self.pick_on(cost, margin, need, 0.0)
-    }
-
-    /// `pick` among the hosts of at least `min_speed`.
+    /// Where a job of `cost` that needs `need` should go, among the hosts
+    /// of at least `min_speed`: the earliest finish, except that a slot
+    /// free now is kept unless waiting for a busy host finishes in under
+    /// `margin` x its time (with a cost that is only a guess, waiting on a
+    /// heavy-tailed job is a gamble). Ties go to a slot free now, then the
+    /// faster host, then the one with more free slots.
     pub fn pick_on(&mut self, cost: f64, margin: f64, need: Need, min_speed: f64) -> Option<Pick> {
         let free_now = self
             .free_hosts()
@@ -352,6 +348,13 @@ mod tests {
     impl Farm {
         fn view(&self) -> View<'_> {
             View::new(&self.hosts, &self.order, &self.free, 0.0)
+        }
+    }
+
+    impl View<'_> {
+        /// `pick_on` among every host.
+        fn pick(&mut self, cost: f64, margin: f64, need: Need) -> Option<Pick> {
+            self.pick_on(cost, margin, need, 0.0)
         }
     }
 

@@ -9,18 +9,25 @@
 //! at the hosts faster than the best free one; neither the queue's length
 //! nor the farm's size enters the common case.
 
-use super::eft::{OrderKey, Pick, Run, View, order_key};
-use super::health::{Failure, HealthConfig};
-pub use super::host::{Host, HostId};
-use super::learn::MIN_SAMPLES;
-use super::queue::Queue;
-pub use super::queue::{Job, Need};
+pub mod costs;
+mod eft;
+pub mod health;
+mod host;
+mod ids;
+pub mod learn;
+mod queue;
+
+use crate::config::HealthConfig;
 use crate::farm::{Admin, Farm, HostSpec};
+use eft::{OrderKey, Pick, Run, View, order_key};
+use health::Failure;
+pub use host::Host;
+pub use ids::{HostId, LeaseId};
+use learn::MIN_SAMPLES;
+use queue::Queue;
+pub use queue::{Job, Need};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
-
-/// Identifies one lease (one compile) for the broker's lifetime.
-pub type LeaseId = u64;
 
 /// A lease placed on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +157,22 @@ impl Scheduler {
         self.held.get(&lease).copied()
     }
 
-    /// Replaces the farm. Hosts are matched by name: a kept host keeps its
-    /// jobs and counters; a dropped host takes no new jobs and goes once
-    /// its jobs finish. Returns the leases this placed from the queue.
+    /// Replaces the farm, every slot usable. See `set_farm_with`.
     pub fn set_farm(&mut self, farm: &Farm, now: Instant) -> Vec<Placement> {
+        self.set_farm_with(farm, now, |h| h.slots)
+    }
+
+    /// Replaces the farm; `usable` says how many of each host's slots may
+    /// be used (`broker::slots`). Hosts are matched by name: a kept host
+    /// keeps its jobs and counters; a dropped host takes no new jobs and
+    /// goes once its jobs finish. Returns the leases this placed from the
+    /// queue.
+    pub fn set_farm_with(
+        &mut self,
+        farm: &Farm,
+        now: Instant,
+        usable: impl Fn(&HostSpec) -> u32,
+    ) -> Vec<Placement> {
         let lists_localhost = farm.hosts.iter().any(HostSpec::is_local);
         let mut wanted: Vec<(HostSpec, bool)> =
             farm.hosts.iter().map(|h| (h.clone(), false)).collect();
@@ -180,13 +199,16 @@ impl Scheduler {
                 .iter_mut()
                 .flatten()
                 .find(|h| h.spec.name == spec.name && h.local_only == local_only);
+            let cap = usable(&spec).min(spec.slots);
             match existing {
                 Some(h) => {
                     h.spec = spec;
+                    h.cap = cap;
                     h.removed = false;
                 }
                 None => {
-                    let host = Host::new(spec, local_only, now);
+                    let mut host = Host::new(spec, local_only, now);
+                    host.cap = cap;
                     match self.hosts.iter().position(Option::is_none) {
                         Some(i) => self.hosts[i] = Some(host),
                         None => self.hosts.push(host.into()),
@@ -201,6 +223,24 @@ impl Scheduler {
         }
         self.refresh_speeds();
         self.dispatch(now)
+    }
+
+    /// Sets how many of host `id`'s slots may be used now (at most its
+    /// configured slots). Running jobs are not disturbed: a host left with
+    /// more jobs than capacity takes no new one until enough end. Returns
+    /// the leases a grown capacity placed from the queue.
+    pub fn set_capacity(&mut self, id: HostId, cap: u32, now: Instant) -> Vec<Placement> {
+        let Some(h) = self.hosts.get(id.0).and_then(Option::as_ref) else {
+            return Vec::new();
+        };
+        let cap = cap.min(h.spec.slots);
+        let grew = cap > h.cap;
+        self.total_slots = self.total_slots + cap as usize - h.cap as usize;
+        self.with_host(id, |h| {
+            h.cap = cap;
+            h.update_first_end();
+        });
+        if grew { self.dispatch(now) } else { Vec::new() }
     }
 
     /// Recomputes every host's speed from what was learned, and the walk
@@ -231,7 +271,7 @@ impl Scheduler {
             h.speed = learned.map_or(h.spec.speed, |l| l * self.speed_scale);
             h.update_first_end();
             self.unlearned += usize::from(!h.spec.is_local() && h.learned.samples() < MIN_SAMPLES);
-            self.total_slots += h.spec.slots as usize;
+            self.total_slots += h.cap as usize;
             let key = order_key(HostId(i), h);
             self.order.insert(key);
             if h.free() > 0 {
@@ -279,6 +319,7 @@ impl Scheduler {
     /// Drops host `id` from the farm for good.
     fn drop_host(&mut self, id: HostId) {
         if let Some(h) = self.hosts[id.0].take() {
+            self.total_slots -= h.cap as usize;
             self.order.remove(&order_key(id, &h));
             self.free.remove(&order_key(id, &h));
             self.retired.push(h);
@@ -408,7 +449,7 @@ impl Scheduler {
     ) {
         for (id, samples) in saved {
             if let Some(h) = self.hosts[id.0].as_mut() {
-                h.learned = super::learn::Learned::restore(samples);
+                h.learned = learn::Learned::restore(samples);
             }
         }
         self.refresh_speeds();
@@ -465,8 +506,8 @@ impl Scheduler {
     }
 
     /// The queue in serving order.
-    pub fn queue(&self) -> Vec<LeaseId> {
-        self.queue.iter().map(|(l, _)| l).collect()
+    pub fn queue(&self) -> impl Iterator<Item = LeaseId> + '_ {
+        self.queue.iter().map(|(l, _)| l)
     }
 
     /// The free host that `ok` accepts with the highest speed, then the
@@ -622,6 +663,10 @@ impl Scheduler {
                 Some(_) => {}
             }
         }
+        let caps: usize = self.hosts().map(|(_, h)| h.cap as usize).sum();
+        if caps != self.total_slots || self.hosts().any(|(_, h)| h.cap > h.spec.slots) {
+            return Err(format!("usable slots {caps}, counted {}", self.total_slots));
+        }
         if self.order.len() != self.hosts().count() || self.free.len() > self.order.len() {
             return Err("walk order lists a missing host".into());
         }
@@ -651,5 +696,4 @@ impl Decision {
 }
 
 #[cfg(test)]
-#[path = "sched_tests.rs"]
 mod tests;

@@ -1,5 +1,5 @@
+use super::learn::{GUESS, MEASURED};
 use super::*;
-use crate::broker::learn::{GUESS, MEASURED};
 use crate::protocol::HostState;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -310,6 +310,7 @@ enum Op {
     Admin(usize, u8),
     Tick(u64),
     Farm(Vec<(u8, u32, u8)>),
+    Capacity(usize, u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -322,6 +323,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Op::Probe(i, ok)),
         1 => (any::<usize>(), 0u8..3).prop_map(|(i, a)| Op::Admin(i, a)),
         1 => proptest::collection::vec((0u8..5, 1u32..4, 1u8..4), 0..4).prop_map(Op::Farm),
+        2 => (any::<usize>(), 0u32..4).prop_map(|(i, n)| Op::Capacity(i, n)),
     ]
 }
 
@@ -341,7 +343,7 @@ fn make_farm(spec: &[(u8, u32, u8)]) -> Farm {
 }
 
 proptest! {
-    // Failing seeds are kept beside this file (sched_tests.proptest-regressions).
+    // Failing seeds are kept beside this file (tests.proptest-regressions).
     #![proptest_config(ProptestConfig {
         failure_persistence: Some(Box::new(
             proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
@@ -409,6 +411,10 @@ proptest! {
                     admin.clear();
                     s.set_farm(&make_farm(&farm_spec), now)
                 }
+                Op::Capacity(i, n) => {
+                    let ids: Vec<HostId> = s.hosts().map(|(id, _)| id).collect();
+                    s.set_capacity(ids[i % ids.len()], n, now)
+                }
                 _ => vec![],
             };
             prop_assert!(s.check().is_ok(), "{:?}", s.check());
@@ -425,14 +431,43 @@ proptest! {
                 prop_assert!(h.spec.is_local() || h.state() == HostState::Up,
                     "{} placed on {} in state {:?}", p.lease, h.spec.name, h.state());
             }
-            // No host goes over its slots by being given work.
+            // No host goes over its usable slots by being given work.
             for (_, h) in s.hosts() {
                 let was = before.get(&(h.spec.name.clone(), h.local_only)).copied().unwrap_or(0);
-                prop_assert!(h.busy <= h.spec.slots || h.busy <= was,
-                    "{} busy {} > slots {}", h.spec.name, h.busy, h.spec.slots);
+                prop_assert!(h.cap <= h.spec.slots, "{} cap {} > slots", h.spec.name, h.cap);
+                prop_assert!(h.busy <= h.cap || h.busy <= was,
+                    "{} busy {} > usable {}", h.spec.name, h.busy, h.cap);
             }
         }
     }
+}
+
+#[test]
+fn capacity_shrinks_and_grows_without_disturbing_running_jobs() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), hc(), t);
+    let a = s.find("a").unwrap();
+    for l in 1..=4 {
+        assert_eq!(s.request(l, Job::of(Need::Remote), t).len(), 1);
+    }
+    // Down to 1 usable slot: the 4 running jobs stay, new ones wait.
+    assert!(s.set_capacity(a, 1, t).is_empty());
+    assert_eq!((s.running(), s.host(a).busy), (4, 4));
+    assert!(s.request(5, Job::of(Need::Remote), t).is_empty());
+    for l in 1..=3 {
+        assert!(s.release(l, t).is_empty(), "still over capacity");
+    }
+    let placed = s.release(4, t);
+    assert_eq!(name(&s, &placed), ["a"], "one slot frees at last");
+    s.check().unwrap();
+    // Grown back: queued compiles are placed at once, never past the
+    // configured slots.
+    for l in 6..=9 {
+        s.request(l, Job::of(Need::Remote), t);
+    }
+    assert_eq!(s.set_capacity(a, 99, t).len(), 3);
+    assert_eq!((s.host(a).cap, s.host(a).busy, s.queued()), (4, 4, 1));
+    s.check().unwrap();
 }
 
 #[test]

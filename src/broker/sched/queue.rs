@@ -8,7 +8,7 @@
 //! reading the head of the serving order cost O(log n) whatever the queue's
 //! length; only `position` walks the order.
 
-use super::sched::LeaseId;
+use super::ids::LeaseId;
 use std::collections::{BTreeMap, HashMap};
 
 /// What a compile needs.
@@ -112,13 +112,6 @@ impl Queue {
         true
     }
 
-    /// Takes every lease in `leases` out.
-    pub fn remove_all(&mut self, leases: &[LeaseId]) {
-        for l in leases {
-            self.remove(*l);
-        }
-    }
-
     /// Compiles waiting.
     pub fn len(&self) -> usize {
         self.index.len()
@@ -161,11 +154,6 @@ impl Queue {
         })
     }
 
-    /// The serving order, collected.
-    pub fn order(&self) -> Vec<(LeaseId, Job)> {
-        self.iter().collect()
-    }
-
     /// 1-based place of `lease` in the serving order.
     pub fn position(&self, lease: LeaseId) -> Option<usize> {
         self.index.get(&lease)?;
@@ -176,6 +164,12 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Queue {
+        fn order(&self) -> Vec<(LeaseId, Job)> {
+            self.iter().collect()
+        }
+    }
 
     fn job(build: u32) -> Job {
         Job {
@@ -208,7 +202,8 @@ mod tests {
         let order: Vec<LeaseId> = q.order().iter().map(|e| e.0).collect();
         assert_eq!(order, [0, 10, 1, 11, 2, 3, 4]);
         assert_eq!(q.position(11), Some(4));
-        q.remove_all(&[0, 10]);
+        q.remove(0);
+        q.remove(10);
         assert_eq!(q.position(11), Some(2));
         assert!(q.remove(11) && !q.remove(11));
         q.served(1);

@@ -1,0 +1,269 @@
+//! The TCP relay. At grant time a lease's `Ticket` (where to connect, the
+//! timeouts) is given a loopback port from the pool (`ports`); the port
+//! accepts one connection, from this user only (`peer`), and the relay
+//! connects it to the ticket's host and copies bytes both ways (`pump`),
+//! watching distcc's token stream as it passes (`observe`).
+//!
+//! The relay changes no broker state. It sends `Report`s: a host that
+//! refused the connect (the broker answers with the next host to try, as
+//! nothing was forwarded yet), and exactly one `Outcome` per connection it
+//! served. It never half-closes toward distccd (distccd kills a job whose
+//! client side reads EOF).
+
+pub mod observe;
+mod peer;
+mod ports;
+mod pump;
+
+pub(crate) use peer::tcp_socket_uid;
+pub(crate) use pump::Watch;
+
+use super::sched::LeaseId;
+use ports::Ports;
+use pump::{End, pump};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// A farm host to connect to.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Target {
+    /// Its name in the farm (`addr:port`).
+    pub name: String,
+    /// Where its distccd listens.
+    pub addr: (String, u16),
+}
+
+/// Everything the relay needs for one lease, handed over at grant time.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    /// The lease.
+    pub lease: LeaseId,
+    /// The host it was granted.
+    pub target: Target,
+    /// How long a connect to the host may take.
+    pub connect: Duration,
+    /// How long the job may pass no byte either way (then it hung).
+    pub idle: Duration,
+}
+
+/// How a relayed connection ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The host answered (or the client left); what the relay saw.
+    Done(Box<Watch>),
+    /// No host could be reached (each refusal was reported): distcc
+    /// compiles locally.
+    Refused,
+    /// The host went away before its answer was complete.
+    Lost(String),
+    /// No byte either way for the ticket's idle time; why, for the log.
+    Hung(String),
+}
+
+/// What the relay tells the broker.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// The ticket's host refused the connect or did not answer it. The
+    /// broker answers with the host to try next, or `None`.
+    Refused {
+        /// The ticket, with the host that refused.
+        ticket: Ticket,
+        /// Why.
+        error: String,
+        /// Where to try next.
+        reply: oneshot::Sender<Option<Target>>,
+    },
+    /// A relayed connection ended.
+    Ended {
+        /// The ticket, with the host it ended on.
+        ticket: Ticket,
+        /// How.
+        outcome: Outcome,
+    },
+}
+
+/// The relay: its port pool and the way back to the broker.
+#[derive(Clone)]
+pub(crate) struct Relay {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    ports: Ports,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl Relay {
+    /// A relay with no port open yet, and the receiver of its reports.
+    pub(crate) fn new() -> (Relay, mpsc::UnboundedReceiver<Report>) {
+        let (reports, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            ports: Ports::default(),
+            reports,
+        });
+        (Relay { shared }, rx)
+    }
+
+    /// Gives `ticket` a relay port; call within the runtime.
+    pub(crate) fn open(&self, ticket: Ticket) -> io::Result<u16> {
+        self.shared.ports.take(ticket, || open_port(&self.shared))
+    }
+
+    /// The lease on `port` ended: the port returns to the pool.
+    pub(crate) fn close(&self, port: u16) {
+        self.shared.ports.give_back(port);
+    }
+
+    /// Ends the job on `port` now (`host remove --force`).
+    pub(crate) fn cut(&self, port: u16) {
+        self.shared.ports.cut(port);
+    }
+}
+
+impl Shared {
+    fn report(&self, r: Report) {
+        // The broker is stopping when nobody listens: nothing to tell.
+        let _ = self.reports.send(r);
+    }
+}
+
+/// Opens a new loopback relay port and starts accepting on it.
+fn open_port(shared: &Arc<Shared>) -> io::Result<u16> {
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    std_listener.set_nonblocking(true)?;
+    let port = std_listener.local_addr()?.port();
+    let listener = TcpListener::from_std(std_listener)?;
+    tokio::spawn(accept_loop(Arc::clone(shared), listener, port));
+    tracing::debug!(port, "relay port opened");
+    Ok(port)
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(port, "relay accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Checked before the lease's one connection is claimed, so another
+        // user's attempt does not use it up.
+        if !from_this_user(&client, peer) {
+            continue;
+        }
+        let started = shared.ports.claim(port, |ticket| {
+            tokio::spawn(serve(Arc::clone(&shared), ticket, client)).abort_handle()
+        });
+        if !started {
+            tracing::warn!(
+                port,
+                "connection to a relay port with no live lease refused"
+            );
+        }
+    }
+}
+
+/// True when the socket at the other end of `client` (from `peer`) belongs
+/// to this broker's user. Where the kernel cannot say (no `sock_diag`), the
+/// connection is let through with a warning: the lease and its single
+/// connection still bound it.
+fn from_this_user(client: &TcpStream, peer: std::net::SocketAddr) -> bool {
+    let (Ok(std::net::SocketAddr::V4(local)), std::net::SocketAddr::V4(peer)) =
+        (client.local_addr(), peer)
+    else {
+        return false;
+    };
+    let me = crate::sys::euid();
+    match tcp_socket_uid(peer, local) {
+        Ok(Some(uid)) if uid == me => true,
+        Ok(uid) => {
+            tracing::warn!(
+                port = local.port(),
+                ?uid,
+                "relay connection from another user refused"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                port = local.port(),
+                "cannot tell who connected to the relay port ({e}); let through"
+            );
+            true
+        }
+    }
+}
+
+/// Enables TCP keepalive, so a host that vanishes from the network is
+/// noticed even when no byte is due.
+fn keepalive(s: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
+}
+
+/// Serves one lease's connection and reports how it ended.
+async fn serve(shared: Arc<Shared>, mut ticket: Ticket, client: TcpStream) {
+    let _ = client.set_nodelay(true);
+    let outcome = loop {
+        let t = &ticket.target;
+        let connect = TcpStream::connect((t.addr.0.as_str(), t.addr.1));
+        let error = match tokio::time::timeout(ticket.connect, connect).await {
+            Ok(Ok(server)) => break relay(&ticket, &client, &server).await,
+            Ok(Err(e)) => format!("connect failed: {e}"),
+            Err(_) => format!("connect timed out after {} ms", ticket.connect.as_millis()),
+        };
+        tracing::warn!(host = %t.name, lease = ticket.lease, "{error}");
+        let (reply, next) = oneshot::channel();
+        shared.report(Report::Refused {
+            ticket: ticket.clone(),
+            error: error.clone(),
+            reply,
+        });
+        match next.await {
+            Ok(Some(target)) => ticket.target = target,
+            // Nothing forwarded yet and no other host: closing makes
+            // distcc compile locally.
+            _ => break Outcome::Refused,
+        }
+    };
+    shared.report(Report::Ended { ticket, outcome });
+}
+
+/// Copies one job between distcc and its host.
+async fn relay(ticket: &Ticket, client: &TcpStream, server: &TcpStream) -> Outcome {
+    let _ = server.set_nodelay(true);
+    keepalive(server);
+    keepalive(client);
+    let started = Instant::now();
+    let mut watch = Watch::default();
+    let (end, moved) = pump(client, server, ticket.idle, &mut watch).await;
+    let ms = started.elapsed().as_millis() as u64;
+    let (host, lease) = (&ticket.target.name, ticket.lease);
+    let (why, hung) = match end {
+        End::Done => {
+            let server_s = watch.server_secs();
+            tracing::debug!(%host, lease, ?moved, ms, ?server_s, "relay done");
+            return Outcome::Done(Box::new(watch));
+        }
+        End::HostLost(why) => (why, false),
+        End::Hung => (
+            format!("no answer for {}s: hung", ticket.idle.as_secs()),
+            true,
+        ),
+    };
+    tracing::warn!(%host, lease, up = moved.up, down = moved.down, ms, "{why}; distcc compiles the job locally");
+    // Dropping `client` closes it: distcc falls back to a local compile.
+    if hung {
+        Outcome::Hung(why)
+    } else {
+        Outcome::Lost(why)
+    }
+}

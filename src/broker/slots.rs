@@ -1,0 +1,47 @@
+//! What this broker may use of the farm right now. The broker asks this
+//! one interface how many of each host's slots it may fill; the scheduler
+//! takes the answer as each host's capacity, which may grow or shrink at
+//! any moment without disturbing compiles already running (a host over its
+//! capacity simply gets no new job until enough of them end).
+//!
+//! Alone, a broker may use every configured slot (`AllSlots`). Team mode
+//! answers with the slots this broker has claimed in etcd.
+
+use crate::farm::HostSpec;
+
+/// The source of this broker's capacity on each host.
+pub(crate) trait Slots: Send {
+    /// How many of `host`'s `host.slots` configured slots this broker may
+    /// use now (never more than configured).
+    fn usable(&self, host: &HostSpec) -> u32;
+}
+
+/// A broker on its own: every configured slot.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AllSlots;
+
+impl Slots for AllSlots {
+    fn usable(&self, host: &HostSpec) -> u32 {
+        host.slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::farm::Admin;
+
+    #[test]
+    fn alone_every_configured_slot_is_usable() {
+        let h = HostSpec {
+            name: "b:3632".into(),
+            addr: Some(("b".into(), 3632)),
+            slots: 7,
+            speed: 1.0,
+            lzo: false,
+            cpp: false,
+            admin: Admin::Active,
+        };
+        assert_eq!(AllSlots.usable(&h), 7);
+    }
+}

@@ -1,0 +1,110 @@
+//! The farm in force: the host list the compiles send, merged with the
+//! config and the admin overlay, applied to the scheduler with the slots
+//! this broker may use; and the counters and speed samples each host
+//! keeps by name across farm changes and restarts.
+
+use super::{State, deliver};
+use crate::broker::relay::Relay;
+use crate::broker::sched::{Host, HostId, Placement};
+use crate::broker::store::HostCounters;
+use crate::hosts::HostList;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What each host has done and learned, by name: saved, and given back to
+/// a host of the same name that joins the farm later.
+#[derive(Debug, Default)]
+pub(super) struct Memory {
+    /// Jobs, failures and fallbacks.
+    pub counters: BTreeMap<String, HostCounters>,
+    /// Speed samples (`learn::Learned::saved`).
+    pub learned: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+impl Memory {
+    /// Notes host `h`'s counters and speed samples.
+    fn remember(&mut self, h: &Host) {
+        if h.local_only || !h.seeded {
+            return;
+        }
+        let c = HostCounters {
+            jobs: h.jobs,
+            failures: h.failures,
+            fallbacks: h.fallbacks,
+        };
+        self.counters.insert(h.spec.name.clone(), c);
+        if h.learned.samples() > 0 {
+            self.learned.insert(h.spec.name.clone(), h.learned.saved());
+        }
+    }
+}
+
+/// Adopts a client's host list if it differs from the one in force.
+pub(super) fn adopt(state: &mut State, list: &HostList, relay: &Relay, now: Instant) {
+    if state.list.as_ref() == Some(list) {
+        return;
+    }
+    for w in &list.warnings {
+        tracing::warn!("{w}");
+    }
+    state.list = Some(list.clone());
+    let placed = refresh(state, now);
+    deliver(state, relay, placed, None);
+    let (origin, hosts) = (&state.farm.origin, state.farm.hosts.len());
+    tracing::info!(%origin, hosts, "farm changed");
+}
+
+/// Rebuilds the farm from the host list, the config and the overlay, and
+/// applies it: kept hosts keep their jobs; dropped ones drain. Returns
+/// the leases this placed, for `deliver`.
+pub(super) fn refresh(state: &mut State, now: Instant) -> Vec<Placement> {
+    let list = state.list.clone().unwrap_or_default();
+    let mut farm = crate::farm::build(&list, &state.config, crate::farm::local_cpus());
+    state.overlay.apply(&mut farm);
+    let slots = &state.slots;
+    let placed = state.sched.set_farm_with(&farm, now, |h| slots.usable(h));
+    state.farm = farm;
+    // A host dropped earlier and listed again starts from what it had.
+    for h in state.sched.take_retired() {
+        state.memory.remember(&h);
+    }
+    seed(state);
+    placed
+}
+
+/// Gives each host new to the scheduler what its name had before.
+fn seed(state: &mut State) {
+    let State { sched, memory, .. } = state;
+    let fresh: Vec<(HostId, String)> = sched
+        .hosts()
+        .filter(|(_, h)| !h.local_only && !h.seeded)
+        .map(|(id, h)| (id, h.spec.name.clone()))
+        .collect();
+    let mut restored = Vec::new();
+    for (id, name) in fresh {
+        let h = sched.host_mut(id);
+        h.seeded = true;
+        if let Some(c) = memory.counters.get(&name) {
+            h.jobs += c.jobs;
+            h.failures += c.failures;
+            h.fallbacks += c.fallbacks;
+        }
+        if let Some(samples) = memory.learned.get(&name) {
+            restored.push((id, samples.as_slice()));
+        }
+    }
+    if !restored.is_empty() {
+        sched.restore_learned(restored);
+    }
+}
+
+/// Notes every host's counters and samples, including hosts that left.
+pub(super) fn remember_all(state: &mut State) {
+    for h in state.sched.take_retired() {
+        state.memory.remember(&h);
+    }
+    let State { sched, memory, .. } = state;
+    for (_, h) in sched.hosts() {
+        memory.remember(h);
+    }
+}

@@ -1,0 +1,68 @@
+//! One lease: a compile from the moment it asks for a slot until its
+//! control connection closes. Its whole life is this one record in the
+//! broker's map: waiting in the queue, then granted (with a relay port when
+//! remote, which the relay serves); ending it removes the record.
+
+use crate::protocol::{Grant, LeaseRequest};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// A lease's facts and where it is in its life.
+pub(super) struct Lease {
+    /// The client's pid.
+    pub pid: u32,
+    /// The source file as written, for status.
+    pub source: Option<String>,
+    /// Its canonical path: the key of the cost memory.
+    pub key: Option<String>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it asked for a slot.
+    pub since: Instant,
+    /// Where it is now.
+    pub phase: Phase,
+}
+
+/// Where a lease is in its life.
+pub(super) enum Phase {
+    /// In the queue. Its client hears of the grant through the sender;
+    /// `None` once the broker is stopping and turned it away.
+    Waiting(Option<oneshot::Sender<Grant>>),
+    /// Holding a slot since `at`; `port` is its relay port when remote.
+    Granted {
+        /// When it was granted.
+        at: Instant,
+        /// Its relay port.
+        port: Option<u16>,
+    },
+}
+
+impl Lease {
+    /// A lease for `req`, waiting for the grant `waiter` carries.
+    pub fn new(req: &LeaseRequest, waiter: oneshot::Sender<Grant>, now: Instant) -> Lease {
+        Lease {
+            pid: req.pid,
+            source: req.source.clone(),
+            key: req.source_path.clone(),
+            size: req.source_size,
+            since: now,
+            phase: Phase::Waiting(Some(waiter)),
+        }
+    }
+
+    /// When it was granted, if it was.
+    pub fn granted_at(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Granted { at, .. } => Some(at),
+            Phase::Waiting(_) => None,
+        }
+    }
+
+    /// Its relay port, if it has one.
+    pub fn port(&self) -> Option<u16> {
+        match self.phase {
+            Phase::Granted { port, .. } => port,
+            Phase::Waiting(_) => None,
+        }
+    }
+}

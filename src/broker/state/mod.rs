@@ -1,0 +1,561 @@
+//! The broker's one owner of its state, in the style of mini-redis's `Db`:
+//! `Broker` is a cheap handle; the state behind it is private, every method
+//! takes the lock itself, does one thing and returns data, never a guard.
+//! No code outside this module (and its children, which are handed the
+//! state, never the lock) can reach the mutex, and nothing here waits on
+//! I/O while holding it: files are written by the store's own thread from
+//! a copy taken under the lock.
+//!
+//! What it holds: the scheduler (slots, hosts, queue), one `Lease` record
+//! per compile, the farm and where it came from, the admin overlay, the
+//! per-file cost memory, the counters, and what to save.
+
+mod admin;
+mod farm;
+mod lease;
+mod stats;
+mod view;
+
+pub(crate) use admin::AdminError;
+
+use super::overlay::Overlay;
+use super::relay::{Outcome, Relay, Report, Target, Ticket};
+use super::sched::costs::{Costs, SavedCosts};
+use super::sched::health::Failure;
+use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
+use super::slots::{AllSlots, Slots};
+use super::store::{self, Saved, Writer};
+use crate::config::{BrokerConfig, Config};
+use crate::farm::Farm;
+use crate::hosts::HostList;
+use crate::paths::Paths;
+use crate::protocol::{BrokerInfo, Grant, HostCmd, LeaseRequest, StatusSnapshot};
+use farm::Memory;
+use lease::{Lease, Phase};
+use stats::Stats;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// How often counters are saved while they change.
+const SAVE_EVERY: Duration = Duration::from_secs(30);
+
+/// A handle on the broker's state; clones share it.
+#[derive(Clone)]
+pub(crate) struct Broker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    paths: Paths,
+    started: Instant,
+    /// Set to true to stop the broker.
+    shutdown: watch::Sender<bool>,
+    /// Compiles connected now (waiting or running).
+    connections: AtomicUsize,
+    relay: Relay,
+    writer: Writer,
+}
+
+/// Everything behind the lock.
+struct State {
+    sched: Scheduler,
+    config: Config,
+    overlay: Overlay,
+    /// What this broker may use of each host.
+    slots: Box<dyn Slots>,
+    leases: HashMap<LeaseId, Lease>,
+    /// The host list in force, as the last client sent it.
+    list: Option<HostList>,
+    farm: Farm,
+    /// Per-host counters and speed samples kept by name across restarts.
+    memory: Memory,
+    costs: Costs,
+    next_lease: LeaseId,
+    stats: Stats,
+    /// When the last lease started or ended.
+    last_active: Instant,
+    last_save: Instant,
+    dirty: bool,
+}
+
+/// What a lease request got at once.
+pub(crate) struct Started {
+    /// The lease.
+    pub id: LeaseId,
+    /// Its grant, when it runs at once.
+    pub grant: Option<Grant>,
+    /// Why it must compile locally instead of waiting (queue full).
+    pub refused: Option<String>,
+}
+
+/// Counts one compile's connection while it lives.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    /// Why it must compile locally, when it is over `max_connections`.
+    pub over: Option<String>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl State {
+    fn new(config: Config, saved: Saved, costs: SavedCosts, now: Instant) -> State {
+        let farm = crate::farm::build(&HostList::default(), &config, crate::farm::local_cpus());
+        State {
+            sched: Scheduler::new(&farm, config.health, now),
+            config,
+            overlay: saved.overlay,
+            slots: Box::new(AllSlots),
+            leases: HashMap::new(),
+            list: None,
+            farm,
+            memory: Memory {
+                counters: saved.counters,
+                learned: saved.learned,
+            },
+            costs: Costs::restore(costs),
+            next_lease: 1,
+            stats: Stats::default(),
+            last_active: now,
+            last_save: now,
+            dirty: false,
+        }
+    }
+}
+
+impl Broker {
+    /// A broker with `config` and what the last one saved, serving its
+    /// relay ports through `relay`.
+    pub(crate) fn new(
+        config: Config,
+        paths: Paths,
+        (saved, costs): (Saved, SavedCosts),
+        relay: Relay,
+        now: Instant,
+    ) -> Broker {
+        let mut state = State::new(config, saved, costs, now);
+        let placed = farm::refresh(&mut state, now);
+        debug_assert!(placed.is_empty(), "nothing queued yet");
+        let (shutdown, _) = watch::channel(false);
+        let writer = Writer::start(paths.clone());
+        let shared = Shared {
+            state: Mutex::new(state),
+            paths,
+            started: now,
+            shutdown,
+            connections: AtomicUsize::new(0),
+            relay,
+            writer,
+        };
+        Broker {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The farm as the last broker left it, for `tcpb status` with none
+    /// running: `list` with `config`, the saved overlay, counters and
+    /// learned speeds.
+    pub(crate) fn offline_status(list: HostList, config: Config, saved: Saved) -> StatusSnapshot {
+        let now = Instant::now();
+        let mut state = State::new(config, saved, SavedCosts::default(), now);
+        state.list = Some(list);
+        farm::refresh(&mut state, now);
+        let mut snap = view::snapshot(&state, None, now);
+        snap.hosts.retain(|h| !h.local_only);
+        snap
+    }
+
+    /// Locks the state. A panic elsewhere while locked must not wedge every
+    /// compile, so a poisoned lock is taken over.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the config and state live.
+    pub(crate) fn paths(&self) -> &Paths {
+        &self.shared.paths
+    }
+
+    /// Asks the broker to stop.
+    pub(crate) fn stop(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Completes once the broker is asked to stop.
+    pub(crate) async fn stopping(&self) {
+        let mut rx = self.shared.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// The `[broker]` options in force.
+    pub(crate) fn options(&self) -> BrokerConfig {
+        self.lock().config.broker.clone()
+    }
+
+    /// Counts a compile's connection while the result lives; past
+    /// `max_connections` it says why the compile must run locally.
+    pub(crate) fn connection(&self) -> Connection {
+        let n = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut state = self.lock();
+        let max = state.config.broker.max_connections;
+        let over = (n > max).then(|| {
+            let what = ("max_connections", "compiles connected");
+            over_limit(&mut state, &self.shared.paths, what, max)
+        });
+        Connection {
+            shared: Arc::clone(&self.shared),
+            over,
+        }
+    }
+
+    /// Starts the lease of `req`: adopts its host list, queues it and
+    /// places what can run. Its grant comes now or through `waiter`.
+    pub(crate) fn request(&self, req: &LeaseRequest, waiter: oneshot::Sender<Grant>) -> Started {
+        let now = Instant::now();
+        let mut state = self.lock();
+        farm::adopt(&mut state, &req.farm, &self.shared.relay, now);
+        let id = state.next_lease;
+        state.next_lease += 1;
+        state.last_active = now;
+        let job = job_of(&mut state.costs, req);
+        state.leases.insert(id, Lease::new(req, waiter, now));
+        let placed = state.sched.request(id, job, now);
+        let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
+        let max = state.config.broker.max_queue;
+        let refused = (grant.is_none() && state.sched.queued() > max).then(|| {
+            state.sched.unqueue(id);
+            let what = ("max_queue", "queued compiles");
+            over_limit(&mut state, &self.shared.paths, what, max)
+        });
+        Started { id, grant, refused }
+    }
+
+    /// 1-based queue position of lease `id` (0 when it does not wait).
+    pub(crate) fn position(&self, id: LeaseId) -> u32 {
+        self.lock().sched.position(id).unwrap_or(0) as u32
+    }
+
+    /// A queued lease waited too long: it leaves the queue and runs locally.
+    /// False when it was granted meanwhile.
+    pub(crate) fn queue_timeout(&self, id: LeaseId) -> bool {
+        let mut state = self.lock();
+        if !state.sched.unqueue(id) {
+            return false;
+        }
+        if let Some(l) = state.leases.get_mut(&id) {
+            l.phase = Phase::Waiting(None);
+        }
+        state.stats.queue_timeouts += 1;
+        true
+    }
+
+    /// Ends a lease, queued or running, and hands its slot on.
+    pub(crate) fn release(&self, id: LeaseId) {
+        let mut state = self.lock();
+        end_lease(&mut state, &self.shared.relay, id, Instant::now());
+    }
+
+    /// Runs `tcpb host …` with the client's host list; the answer comes
+    /// once the change is saved.
+    pub(crate) async fn admin(&self, cmd: &HostCmd, list: &HostList) -> Result<String, AdminError> {
+        let (message, saving) = {
+            let now = Instant::now();
+            let mut state = self.lock();
+            farm::adopt(&mut state, list, &self.shared.relay, now);
+            let message = admin::execute(&mut state, &self.shared.relay, cmd)?;
+            let placed = farm::refresh(&mut state, now);
+            deliver(&mut state, &self.shared.relay, placed, None);
+            (
+                message,
+                self.shared.writer.save_and_tell(take_save(&mut state)),
+            )
+        };
+        tracing::info!("admin: {message}");
+        // A failed save is logged by the writer; the change is in force.
+        let _ = saving.await;
+        Ok(message)
+    }
+
+    /// Applies a configuration read anew (`tcpb reload`, SIGHUP).
+    pub(crate) fn reconfigure(&self, config: Config) -> String {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.sched.set_health_config(config.health);
+        state.config = config;
+        let placed = farm::refresh(&mut state, now);
+        deliver(&mut state, &self.shared.relay, placed, None);
+        let file = self.shared.paths.config_file.display();
+        format!("reloaded {file}: {} hosts", state.farm.hosts.len())
+    }
+
+    /// What the relay reported.
+    pub(crate) fn on_report(&self, report: Report) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match report {
+            Report::Refused {
+                ticket,
+                error,
+                reply,
+            } => {
+                let next = state.sched.reroute(ticket.lease, error, now);
+                let _ = reply.send(next.and_then(|h| target(&state, h)));
+            }
+            Report::Ended { ticket, outcome } => ended(&mut state, &ticket, outcome, now),
+        }
+    }
+
+    /// Remote hosts whose probe is due, and the probe timeout.
+    pub(crate) fn due_probes(&self, now: Instant) -> (Vec<(String, String, u16)>, Duration) {
+        let mut state = self.lock();
+        let timeout = Duration::from_millis(state.config.health.timeout_ms);
+        (state.sched.due_probes(now), timeout)
+    }
+
+    /// A probe of `name` finished; `error` says why it failed.
+    pub(crate) fn probe_done(&self, name: &str, error: Option<String>) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let placed = state.sched.probe_done(name, error, now);
+        deliver(&mut state, &self.shared.relay, placed, None);
+    }
+
+    /// Periodic work: saving counters, setting a full log aside, stopping
+    /// when idle.
+    pub(crate) fn tick(&self, now: Instant, check_log: bool) {
+        let mut state = self.lock();
+        if state.dirty && now.duration_since(state.last_save) >= SAVE_EVERY {
+            self.shared.writer.save(take_save(&mut state));
+        }
+        if check_log {
+            let max = state.config.broker.log_max_kib.max(1) << 10;
+            self.shared.writer.rotate_log(max);
+        }
+        let idle = state.sched.running() == 0 && state.sched.queued() == 0;
+        let limit = Duration::from_secs(state.config.broker.idle_exit_s);
+        if idle && now.duration_since(state.last_active) >= limit {
+            drop(state);
+            tracing::info!("idle for {}s, stopping", limit.as_secs());
+            self.stop();
+        }
+    }
+
+    /// Saves everything now; the receiver tells when it is on disk.
+    pub(crate) fn save(&self) -> oneshot::Receiver<Result<(), String>> {
+        let snap = take_save(&mut self.lock());
+        self.shared.writer.save_and_tell(snap)
+    }
+
+    /// Tells every waiting compile that the broker is stopping.
+    pub(crate) fn turn_away_waiters(&self) {
+        for lease in self.lock().leases.values_mut() {
+            if let Phase::Waiting(w) = &mut lease.phase {
+                *w = None;
+            }
+        }
+    }
+
+    /// Compiles holding a slot.
+    pub(crate) fn running(&self) -> usize {
+        self.lock().sched.running()
+    }
+
+    /// A snapshot for `tcpb status`.
+    pub(crate) fn snapshot(&self) -> StatusSnapshot {
+        let now = Instant::now();
+        let info = BrokerInfo {
+            pid: std::process::id(),
+            uptime_s: now.duration_since(self.shared.started).as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        view::snapshot(&self.lock(), Some(info), now)
+    }
+}
+
+/// The scheduler's view of the compile `req` asks for.
+fn job_of(costs: &mut Costs, req: &LeaseRequest) -> Job {
+    let key = req.source_path.as_deref();
+    let known = key.is_some_and(|k| costs.knows(k));
+    let cost = costs.expected(key, req.source_size);
+    Job {
+        need: if req.local_only {
+            Need::Local
+        } else {
+            Need::Remote
+        },
+        cost,
+        known,
+        light: known && cost < 0.5 * costs.mean(),
+        build: req.build,
+    }
+}
+
+/// Counts a compile refused by `max_queue` or `max_connections`; the
+/// message is for the user, and the log has the first of each burst.
+fn over_limit(state: &mut State, paths: &Paths, (key, what): (&str, &str), max: usize) -> String {
+    state.stats.over_limit += 1;
+    let message = format!(
+        "at its limit of {max} {what} ({key} in {})",
+        paths.config_file.display()
+    );
+    if state.stats.over_limit.is_power_of_two() {
+        tracing::warn!(count = state.stats.over_limit, "{message}");
+    }
+    message
+}
+
+/// Forgets lease `id`, frees its slot and relay port, and hands the slot on.
+fn end_lease(state: &mut State, relay: &Relay, id: LeaseId, now: Instant) {
+    if let Some(port) = state.leases.remove(&id).and_then(|l| l.port()) {
+        relay.close(port);
+    }
+    state.last_active = now;
+    state.dirty = true;
+    let placed = state.sched.release(id, now);
+    deliver(state, relay, placed, None);
+}
+
+/// Turns placements into grants and hands them to their waiting clients;
+/// returns the grant of `own`, whose client is the caller.
+fn deliver(
+    state: &mut State,
+    relay: &Relay,
+    placed: Vec<Placement>,
+    own: Option<LeaseId>,
+) -> Option<Grant> {
+    let mut own_grant = None;
+    let mut orphans = Vec::new();
+    let now = Instant::now();
+    for p in placed {
+        let (grant, port) = grant_for(state, relay, p);
+        let Some(lease) = state.leases.get_mut(&p.lease) else {
+            continue;
+        };
+        let wait = now.duration_since(lease.since).as_secs_f64();
+        state.stats.granted(wait, grant == Grant::Local);
+        let waiting = std::mem::replace(&mut lease.phase, Phase::Granted { at: now, port });
+        if Some(p.lease) == own {
+            own_grant = Some(grant);
+        } else if let Phase::Waiting(Some(tx)) = waiting
+            && tx.send(grant).is_err()
+        {
+            orphans.push(p.lease);
+        }
+    }
+    for lease in orphans {
+        // The client went away between being placed and hearing of it.
+        end_lease(state, relay, lease, now);
+    }
+    own_grant
+}
+
+/// The grant of placement `p`, with its relay port when remote.
+fn grant_for(state: &State, relay: &Relay, p: Placement) -> (Grant, Option<u16>) {
+    let spec = &state.sched.host(p.host).spec;
+    let Some(target) = target(state, p.host) else {
+        return (Grant::Local, None);
+    };
+    let b = &state.config.broker;
+    let ticket = Ticket {
+        lease: p.lease,
+        target,
+        connect: Duration::from_millis(b.connect_timeout_ms),
+        idle: Duration::from_secs(b.job_timeout_s.max(1)),
+    };
+    match relay.open(ticket) {
+        Ok(port) => {
+            let options = spec.distcc_options();
+            let host = spec.name.clone();
+            (
+                Grant::Remote {
+                    host,
+                    port,
+                    options,
+                },
+                Some(port),
+            )
+        }
+        Err(e) => {
+            tracing::error!("cannot open a relay port: {e}; the compile runs locally");
+            (Grant::Local, None)
+        }
+    }
+}
+
+/// Where the relay reaches host `id`; `None` for this machine.
+fn target(state: &State, id: HostId) -> Option<Target> {
+    let spec = &state.sched.host(id).spec;
+    let addr = spec.addr.clone()?;
+    Some(Target {
+        name: spec.name.clone(),
+        addr,
+    })
+}
+
+/// A relayed connection of `ticket` ended with `outcome`.
+fn ended(state: &mut State, ticket: &Ticket, outcome: Outcome, now: Instant) {
+    let lease = ticket.lease;
+    let host = state
+        .sched
+        .placed(lease)
+        .or_else(|| state.sched.find(&ticket.target.name));
+    let (why, failure) = match outcome {
+        Outcome::Done(watch) => return observed(state, lease, host, &watch),
+        Outcome::Refused => {
+            state.stats.fell_back += 1;
+            return;
+        }
+        Outcome::Lost(why) => (why, Failure::Refused),
+        Outcome::Hung(why) => (why, Failure::Hang),
+    };
+    if let Some(id) = host {
+        state.sched.record_failure(id, why, failure, true, now);
+    }
+    state.stats.fell_back += 1;
+}
+
+/// The relay watched a job of `lease` on `host` to its end.
+fn observed(state: &mut State, lease: LeaseId, host: Option<HostId>, watch: &super::relay::Watch) {
+    if watch.request.broken || watch.response.broken {
+        state.stats.unparsed += 1;
+        return;
+    }
+    let (Some(host), Some(secs)) = (host, watch.server_secs()) else {
+        return;
+    };
+    let (key, size) = state
+        .leases
+        .get(&lease)
+        .map_or((None, 0), |j| (j.key.clone(), j.size));
+    if let Some((work, weight)) = state.costs.evidence(key.as_deref(), size) {
+        state.sched.observe(host, work, secs, weight);
+    }
+    let h = state.sched.host(host);
+    state.stats.timed(&h.spec.name, secs);
+    // The job's work in seconds on a host of speed 1.0.
+    let cost = secs * state.sched.speed(h);
+    state.costs.record(key.as_deref(), size, cost);
+    state.dirty = true;
+}
+
+/// What to save now, taken under the lock; marks the state saved.
+fn take_save(state: &mut State) -> store::Snapshot {
+    farm::remember_all(state);
+    state.dirty = false;
+    state.last_save = Instant::now();
+    store::Snapshot {
+        state: Saved {
+            overlay: state.overlay.clone(),
+            counters: state.memory.counters.clone(),
+            learned: state.memory.learned.clone(),
+        },
+        costs: state.costs.take_changes(),
+    }
+}
