@@ -3,9 +3,9 @@
 
 /// What to do with one compiler command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Job {
+pub enum Route {
     /// A single-source compile distcc can send to a farm host.
-    Distribute {
+    Farm {
         /// The source file as written on the command line.
         source: String,
     },
@@ -73,8 +73,8 @@ const SOURCE_EXTS: &[&str] = &[
     "c", "cc", "cpp", "cxx", "cp", "c++", "C", "i", "ii", "m", "mm", "mi", "mii", "M",
 ];
 
-fn local(reason: impl Into<String>) -> Job {
-    Job::Local {
+fn local(reason: impl Into<String>) -> Route {
+    Route::Local {
         reason: reason.into(),
     }
 }
@@ -96,7 +96,7 @@ fn is_profiling(a: &str) -> bool {
 }
 
 /// Classifies the arguments that follow the compiler name.
-pub fn classify(args: &[String]) -> Job {
+pub fn classify(args: &[String]) -> Route {
     let mut compile = false;
     let mut lang_given = false;
     let mut sources: Vec<&str> = Vec::new();
@@ -104,8 +104,6 @@ pub fn classify(args: &[String]) -> Job {
     while let Some(a) = iter.next() {
         match a {
             "-c" | "-S" => compile = true,
-            "-E" => return local("-E (preprocess only)"),
-            "-M" | "-MM" => return local(format!("{a} writes dependencies only")),
             "-o" => {
                 // The guard form would consume the value only when it matched.
                 let out = iter.next();
@@ -119,40 +117,55 @@ pub fn classify(args: &[String]) -> Job {
                 Some(lang) => return local(format!("-x {lang} is not distributed")),
                 None => return local("-x without a language"),
             },
-            "-" => return local("source on stdin"),
-            _ if a.starts_with("-march=native") || a.starts_with("-mtune=native") => {
-                return local(format!("{a} depends on this machine"));
-            }
-            _ if a.starts_with("-mcpu=native") => {
-                return local(format!("{a} depends on this machine"));
-            }
-            _ if is_profiling(a) => return local(format!("{a} writes profiling files locally")),
-            _ if a.starts_with("-specs=") => return local(format!("{a} reads a local file")),
-            _ if a.starts_with("-Wa,")
-                && a.split(',').any(|p| p.starts_with("-a") || p == "--MD") =>
-            {
-                return local(format!("{a} writes assembler listings locally"));
-            }
-            _ if a.starts_with('@') => return local(format!("response file {a}")),
             _ if TAKES_VALUE.contains(&a) => {
                 iter.next();
             }
-            _ if a.starts_with('-') => {}
-            _ if is_source(a) || lang_given => sources.push(a),
-            _ => {}
+            _ => {
+                if let Some(reason) = local_only(a) {
+                    return local(reason);
+                }
+                if !a.starts_with('-') && (is_source(a) || lang_given) {
+                    sources.push(a);
+                }
+            }
         }
     }
     if !compile {
         return local("no -c or -S (linking)");
     }
-    match sources.as_slice() {
+    route(&sources)
+}
+
+/// Why argument `a` alone keeps the compile on this machine, if it does.
+fn local_only(a: &str) -> Option<String> {
+    let machine = ["-march=native", "-mtune=native", "-mcpu=native"];
+    Some(match a {
+        "-E" => "-E (preprocess only)".into(),
+        "-M" | "-MM" => format!("{a} writes dependencies only"),
+        "-" => "source on stdin".into(),
+        _ if machine.iter().any(|m| a.starts_with(m)) => {
+            format!("{a} depends on this machine")
+        }
+        _ if is_profiling(a) => format!("{a} writes profiling files locally"),
+        _ if a.starts_with("-specs=") => format!("{a} reads a local file"),
+        _ if a.starts_with("-Wa,") && a.split(',').any(|p| p.starts_with("-a") || p == "--MD") => {
+            format!("{a} writes assembler listings locally")
+        }
+        _ if a.starts_with('@') => format!("response file {a}"),
+        _ => return None,
+    })
+}
+
+/// Where a compile of `sources` goes.
+fn route(sources: &[&str]) -> Route {
+    match sources {
         [] => local("no source file"),
         [one] => {
             let name = one.rsplit('/').next().unwrap_or(one);
             if name.starts_with("conftest.") || name.starts_with("tmp.conftest.") {
                 local("configure test (conftest)")
             } else {
-                Job::Distribute {
+                Route::Farm {
                     source: one.to_string(),
                 }
             }
@@ -165,7 +178,7 @@ pub fn classify(args: &[String]) -> Job {
 mod tests {
     use super::*;
 
-    fn job(line: &str) -> Job {
+    fn job(line: &str) -> Route {
         let args: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
         classify(&args)
     }
@@ -236,7 +249,7 @@ mod tests {
         for (line, source) in DISTRIBUTE {
             assert_eq!(
                 job(line),
-                Job::Distribute {
+                Route::Farm {
                     source: source.to_string()
                 },
                 "{line}"
@@ -248,7 +261,7 @@ mod tests {
     fn local_lines() {
         for line in LOCAL {
             assert!(
-                matches!(job(line), Job::Local { .. }),
+                matches!(job(line), Route::Local { .. }),
                 "{line} -> {:?}",
                 job(line)
             );

@@ -197,8 +197,14 @@ pub fn connect_or_start(paths: &Paths, started: &mut bool) -> io::Result<Stream>
         // It did not answer: stale. A socket that answers is never removed.
         let _ = std::fs::remove_file(&socket);
     }
-    let mut child = spawn_broker(paths)?;
+    let child = spawn_broker(paths)?;
     *started = true;
+    await_start(paths, child)
+}
+
+/// Waits (bounded) until the broker `child` just started answers.
+fn await_start(paths: &Paths, mut child: std::process::Child) -> io::Result<Stream> {
+    let socket = paths.socket();
     let deadline = Instant::now() + START_DEADLINE;
     let mut pause = Duration::from_millis(1);
     loop {

@@ -6,7 +6,7 @@ pub mod compiler;
 pub mod connect;
 mod run;
 
-use crate::classify::{Job, classify};
+use crate::classify::{Route, classify};
 use crate::frame;
 use crate::hosts::{self, HostList};
 use crate::paths::Paths;
@@ -42,13 +42,6 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(127);
         }
     };
-    let utf8: Option<Vec<String>> = args.iter().map(|a| a.to_str().map(String::from)).collect();
-    let mut job = match &utf8 {
-        Some(a) => classify(a),
-        None => Job::Local {
-            reason: "an argument is not UTF-8".into(),
-        },
-    };
     let farm = match hosts::load(|k| std::env::var_os(k)) {
         Ok(f) => f,
         Err(e) => {
@@ -56,20 +49,9 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
             return run_local(&resolved, &args);
         }
     };
-    let distcc = match find_distcc(path_var.as_deref(), &cwd) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if matches!(job, Job::Distribute { .. }) {
-                eprintln!("tcpb: {e}; compiling locally");
-                job = Job::Local {
-                    reason: "no distcc".into(),
-                };
-            }
-            None
-        }
-    };
+    let (route, distcc) = route(&args, path_var.as_deref(), &cwd);
     let paths = Paths::from_env();
-    let req = lease_request(&job, &cwd, compiler, farm);
+    let req = lease_request(&route, &cwd, compiler, farm);
     let (grant, lease) = match lease(&paths, &req) {
         Ok(g) => g,
         Err(e) => {
@@ -78,16 +60,40 @@ pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
         }
     };
     match (grant, distcc) {
-        (Grant::Remote { port, options, .. }, Some(distcc)) => run_distcc(
-            &paths,
-            &distcc,
-            &resolved,
-            &args,
-            (port, &options),
-            path_var.as_deref(),
-            &lease,
-        ),
+        (Grant::Remote { port, options, .. }, Some(distcc)) => {
+            let relay = (port, options.as_str());
+            let cmd = distcc_command(
+                &paths,
+                &distcc,
+                &resolved,
+                &args,
+                relay,
+                path_var.as_deref(),
+            );
+            run::exec(cmd, &distcc.to_string_lossy(), &lease)
+        }
         _ => run_local(&resolved, &args),
+    }
+}
+
+/// Where the compile of `args` may go, and distcc when it may go to the
+/// farm (without distcc it runs locally, saying why).
+fn route(args: &[OsString], path_var: Option<&OsStr>, cwd: &Path) -> (Route, Option<PathBuf>) {
+    let utf8: Option<Vec<String>> = args.iter().map(|a| a.to_str().map(String::from)).collect();
+    let route = match &utf8 {
+        Some(a) => classify(a),
+        None => Route::Local {
+            reason: "an argument is not UTF-8".into(),
+        },
+    };
+    match find_distcc(path_var, cwd) {
+        Ok(d) => (route, Some(d)),
+        Err(e) if matches!(route, Route::Farm { .. }) => {
+            eprintln!("tcpb: {e}; compiling locally");
+            let reason = "no distcc".into();
+            (Route::Local { reason }, None)
+        }
+        Err(_) => (route, None),
     }
 }
 
@@ -101,10 +107,10 @@ fn find_distcc(path_var: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, String> 
     }
 }
 
-fn lease_request(job: &Job, cwd: &Path, compiler: &OsStr, farm: HostList) -> LeaseRequest {
-    let source = match job {
-        Job::Distribute { source } => Some(source.clone()),
-        Job::Local { .. } => None,
+fn lease_request(route: &Route, cwd: &Path, compiler: &OsStr, farm: HostList) -> LeaseRequest {
+    let source = match route {
+        Route::Farm { source } => Some(source.clone()),
+        Route::Local { .. } => None,
     };
     let source_path = source
         .as_ref()
@@ -216,15 +222,16 @@ fn run_local(resolved: &Resolved, args: &[OsString]) -> ExitCode {
     run::run(cmd, &resolved.path.to_string_lossy())
 }
 
-fn run_distcc(
+/// distcc's command for a compile through relay port `port` with the
+/// host's distcc `options`.
+fn distcc_command(
     paths: &Paths,
     distcc: &Path,
     resolved: &Resolved,
     args: &[OsString],
     (port, options): (u16, &str),
     path_var: Option<&OsStr>,
-    lease: &Stream,
-) -> ExitCode {
+) -> Command {
     let dir = paths.distcc_dir();
     let lock_dir = dir.join("lock");
     if let Err(e) = std::fs::create_dir_all(&lock_dir) {
@@ -244,5 +251,5 @@ fn run_distcc(
     if let Some(p) = compiler::clean_path(path_var, &resolved.skipped_dirs) {
         cmd.env("PATH", p);
     }
-    run::exec(cmd, &distcc.to_string_lossy(), lease)
+    cmd
 }

@@ -10,6 +10,7 @@
 //! served. It never half-closes toward distccd (distccd kills a job whose
 //! client side reads EOF).
 
+mod lane;
 pub mod observe;
 mod peer;
 mod ports;

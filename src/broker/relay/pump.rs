@@ -5,19 +5,10 @@
 //! watchers only count, so it moves socket to pipe to socket with
 //! `splice(2)` and never enters user space.
 
+use super::lane::{Got, Lane};
 use super::observe::{RequestWatch, ResponseWatch};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-use tokio::io::Interest;
 use tokio::net::TcpStream;
-
-/// Copy buffer per direction, for headers and small payloads.
-const BUF: usize = 16 * 1024;
-/// Payloads at least this long are spliced, not copied.
-const SPLICE_MIN: u64 = 4 * 1024;
-/// Pipe capacity asked for (the kernel's default is 64 KiB).
-const PIPE: usize = 256 * 1024;
 
 /// How a relayed job ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,162 +53,14 @@ pub struct Moved {
     pub spliced: u64,
 }
 
-/// Bytes taken from one side, waiting to be given to the other.
-#[derive(Debug, Clone, Copy)]
-enum Got {
-    /// This many bytes at the start of the lane's buffer.
-    Read(usize),
-    /// This many bytes in the lane's pipe.
-    Piped(usize),
-}
-
-impl Got {
-    fn len(self) -> usize {
-        match self {
-            Got::Read(n) | Got::Piped(n) => n,
-        }
-    }
-
-    fn spliced(self) -> u64 {
-        match self {
-            Got::Read(_) => 0,
-            Got::Piped(n) => n as u64,
-        }
-    }
-}
-
-/// One direction of the copy.
-struct Lane {
-    buf: Vec<u8>,
-    pipe: Option<Pipe>,
-    /// A pipe could not be made: copy everything.
-    no_pipe: bool,
-}
-
-impl Lane {
-    fn new() -> Self {
-        Lane {
-            buf: vec![0; BUF],
-            pipe: None,
-            no_pipe: false,
-        }
-    }
-
-    /// The lane's pipe, made on first use.
-    fn pipe(&mut self) -> Option<&Pipe> {
-        if self.pipe.is_none() && !self.no_pipe {
-            match Pipe::new() {
-                Ok(p) => self.pipe = Some(p),
-                Err(e) => {
-                    tracing::debug!("no pipe for splicing ({e}); copying");
-                    self.no_pipe = true;
-                }
-            }
-        }
-        self.pipe.as_ref()
-    }
-
-    /// Takes what `src` has, splicing when the next `opaque` bytes need not
-    /// be seen. Cancel-safe: bytes are only taken in the poll that returns.
-    /// `None` when the side has closed.
-    async fn receive(&mut self, src: &TcpStream, opaque: u64) -> io::Result<Option<Got>> {
-        if opaque >= SPLICE_MIN {
-            let want = opaque.min(PIPE as u64) as usize;
-            if let Some(pipe) = self.pipe() {
-                // The pipe is empty here (each `give` drains it), so
-                // EAGAIN means the socket has nothing.
-                let n = loop {
-                    src.readable().await?;
-                    match src.try_io(Interest::READABLE, || {
-                        splice(src.as_raw_fd(), pipe.w.as_raw_fd(), want)
-                    }) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        r => break r?,
-                    }
-                };
-                return Ok((n > 0).then_some(Got::Piped(n)));
-            }
-        }
-        let n = loop {
-            src.readable().await?;
-            match src.try_read(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => break r?,
-            }
-        };
-        Ok((n > 0).then_some(Got::Read(n)))
-    }
-
-    /// Gives everything `got` holds to `dst`.
-    async fn give(&self, dst: &TcpStream, got: Got) -> io::Result<()> {
-        let (pipe, len) = match got {
-            Got::Read(n) => (None, n),
-            Got::Piped(n) => (
-                Some(self.pipe.as_ref().expect("piped bytes are in the pipe")),
-                n,
-            ),
-        };
-        let mut done = 0;
-        while done < len {
-            dst.writable().await?;
-            let r = match pipe {
-                Some(p) => dst.try_io(Interest::WRITABLE, || {
-                    splice(p.r.as_raw_fd(), dst.as_raw_fd(), len - done)
-                }),
-                None => dst.try_write(&self.buf[done..len]),
-            };
-            match r {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A non-blocking pipe that spliced bytes pass through.
-struct Pipe {
-    r: OwnedFd,
-    w: OwnedFd,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Self> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are open descriptors we own.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // A larger pipe means fewer splices; the default size still works.
-        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own.
-        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE as libc::c_int) };
-        Ok(Pipe { r, w })
-    }
-}
-
-/// Moves up to `len` bytes from `from` to `to`, one of which is a pipe.
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
-    // SAFETY: plain descriptors and null offsets (neither side seeks).
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            flags,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// The state of one job's copy.
+struct Pump {
+    up: Lane,
+    down: Lane,
+    moved: Moved,
+    server_open: bool,
+    idle: Duration,
+    deadline: tokio::time::Instant,
 }
 
 /// Copies both ways until both sides close, or nothing moves for `idle`,
@@ -229,65 +72,107 @@ pub async fn pump(
     idle: Duration,
     watch: &mut Watch,
 ) -> (End, Moved) {
-    let (mut upward, mut downward) = (Lane::new(), Lane::new());
-    let mut moved = Moved::default();
-    let mut server_open = true;
-    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut p = Pump {
+        up: Lane::new(),
+        down: Lane::new(),
+        moved: Moved::default(),
+        server_open: true,
+        idle,
+        deadline: tokio::time::Instant::now() + idle,
+    };
     loop {
-        tokio::select! {
-            r = upward.receive(client, watch.request.opaque()) => match r {
+        let end = tokio::select! {
+            r = p.up.receive(client, watch.request.opaque()) => match r {
                 // distcc never half-closes: the client is gone, and the job
                 // with it. Not the host's fault.
-                Ok(None) | Err(_) => return (End::Done, moved),
-                Ok(Some(got)) => {
-                    let complete = match got {
-                        Got::Read(n) => watch.request.feed(&upward.buf[..n]),
-                        Got::Piped(n) => watch.request.skip(n as u64),
-                    };
-                    if complete {
-                        watch.request_end = Some(Instant::now());
-                    }
-                    if tokio::time::timeout(idle, upward.give(server, got)).await.map_or(true, |r| r.is_err()) {
-                        return (End::HostLost("could not send to the host".into()), moved);
-                    }
-                    moved.up += got.len() as u64;
-                    moved.spliced += got.spliced();
-                    deadline = tokio::time::Instant::now() + idle;
-                }
+                Ok(None) | Err(_) => Some(End::Done),
+                Ok(Some(got)) => p.upward(got, server, watch).await,
             },
-            r = downward.receive(server, watch.response.opaque()), if server_open => match r {
-                Ok(None) if moved.down == 0 => return (End::HostLost("closed the connection before answering".into()), moved),
-                Err(e) if moved.down == 0 => return (End::HostLost(format!("connection failed before answering: {e}")), moved),
-                Err(e) => return (End::HostLost(format!("connection failed while answering: {e}")), moved),
-                // distccd closes once it has answered in full; a close in
-                // the middle of the answer is a host that went away.
-                Ok(None) if watch.response.cut_short() => return (End::HostLost("closed the connection in the middle of its answer".into()), moved),
-                Ok(None) => {
-                    server_open = false;
-                    let _ = socket2::SockRef::from(client).shutdown(std::net::Shutdown::Write);
-                }
-                Ok(Some(got)) => {
-                    match got {
-                        Got::Read(n) => {
-                            if watch.response.feed(&downward.buf[..n]) {
-                                watch.done_at = Some(Instant::now());
-                            }
-                        }
-                        Got::Piped(n) => watch.response.skip(n as u64),
-                    }
-                    if tokio::time::timeout(idle, downward.give(client, got)).await.map_or(true, |r| r.is_err()) {
-                        return (End::Done, moved); // the client went away
-                    }
-                    moved.down += got.len() as u64;
-                    moved.spliced += got.spliced();
-                    deadline = tokio::time::Instant::now() + idle;
-                }
-            },
-            // Silence after the host has answered in full is the client's.
-            _ = tokio::time::sleep_until(deadline) => {
-                return (if server_open { End::Hung } else { End::Done }, moved);
+            r = p.down.receive(server, watch.response.opaque()), if p.server_open => {
+                p.downward(r, client, watch).await
             }
+            // Silence after the host has answered in full is the client's.
+            _ = tokio::time::sleep_until(p.deadline) => {
+                Some(if p.server_open { End::Hung } else { End::Done })
+            }
+        };
+        if let Some(end) = end {
+            return (end, p.moved);
         }
+    }
+}
+
+impl Pump {
+    /// Gives `got` from the client to the host.
+    async fn upward(&mut self, got: Got, server: &TcpStream, watch: &mut Watch) -> Option<End> {
+        let complete = match got {
+            Got::Read(n) => watch.request.feed(&self.up.buf[..n]),
+            Got::Piped(n) => watch.request.skip(n as u64),
+        };
+        if complete {
+            watch.request_end = Some(Instant::now());
+        }
+        let sent = tokio::time::timeout(self.idle, self.up.give(server, got)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return Some(End::HostLost("could not send to the host".into()));
+        }
+        self.moved.up += got.len() as u64;
+        self.moved.spliced += got.spliced();
+        self.deadline = tokio::time::Instant::now() + self.idle;
+        None
+    }
+
+    /// Handles what the host's side gave: bytes for the client, or its end.
+    async fn downward(
+        &mut self,
+        r: std::io::Result<Option<Got>>,
+        client: &TcpStream,
+        watch: &mut Watch,
+    ) -> Option<End> {
+        let answered = self.moved.down > 0;
+        let got = match r {
+            Ok(Some(got)) => got,
+            Ok(None) if !answered => {
+                return Some(End::HostLost(
+                    "closed the connection before answering".into(),
+                ));
+            }
+            Err(e) if !answered => {
+                let why = format!("connection failed before answering: {e}");
+                return Some(End::HostLost(why));
+            }
+            Err(e) => {
+                let why = format!("connection failed while answering: {e}");
+                return Some(End::HostLost(why));
+            }
+            // distccd closes once it has answered in full; a close in the
+            // middle of the answer is a host that went away.
+            Ok(None) if watch.response.cut_short() => {
+                let why = "closed the connection in the middle of its answer";
+                return Some(End::HostLost(why.into()));
+            }
+            Ok(None) => {
+                self.server_open = false;
+                let _ = socket2::SockRef::from(client).shutdown(std::net::Shutdown::Write);
+                return None;
+            }
+        };
+        match got {
+            Got::Read(n) => {
+                if watch.response.feed(&self.down.buf[..n]) {
+                    watch.done_at = Some(Instant::now());
+                }
+            }
+            Got::Piped(n) => watch.response.skip(n as u64),
+        }
+        let sent = tokio::time::timeout(self.idle, self.down.give(client, got)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return Some(End::Done); // the client went away
+        }
+        self.moved.down += got.len() as u64;
+        self.moved.spliced += got.spliced();
+        self.deadline = tokio::time::Instant::now() + self.idle;
+        None
     }
 }
 

@@ -9,7 +9,9 @@
 //! at the hosts faster than the best free one; neither the queue's length
 //! nor the farm's size enters the common case.
 
+mod check;
 pub mod costs;
+mod dispatch;
 mod eft;
 pub mod health;
 mod host;
@@ -19,7 +21,7 @@ mod queue;
 
 use crate::config::HealthConfig;
 use crate::farm::{Admin, Farm, HostSpec};
-use eft::{OrderKey, Pick, Run, View, order_key};
+use eft::{OrderKey, Run, order_key};
 use health::Failure;
 pub use host::Host;
 pub use ids::{HostId, LeaseId};
@@ -68,31 +70,8 @@ pub struct Scheduler {
     retired: Vec<Host>,
 }
 
-/// Waiting for a busy host must beat a free slot by this factor. Trusting
-/// known costs more (waiting for 10% instead of 40%) made builds slower in
-/// the scheduler simulation (`benches/schedsim.rs`) at every `-j` below
-/// twice the slots: a waiting compile holds one of make's jobs.
-const WAIT_MARGIN: f64 = 0.6;
-
-/// In a deep queue, a compile whose cost is only a guess and above the
-/// mean goes only to hosts at least this share of the fastest one's speed.
-/// A size guess can be several times off; a heavy file guessed medium that
-/// lands on a slow host late finishes last, long after the rest (seen in
-/// the farm benchmark at -j80: 11.2 s against 5.4 s once the cost was
-/// known). Light compiles, most of a heavy-tailed build, keep the slower
-/// hosts busy meanwhile.
-const DEEP_QUEUE_SPEED_SHARE: f64 = 0.75;
-
 /// Requests the mean compile cost is taken over (a running mean).
 const MEAN_OVER: u64 = 256;
-
-/// How often a host still without enough samples is given a job anyway.
-const EXPLORE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Queued compiles that may book a busy host's future slot in one pass
-/// before a free slot is given to the next compile that fits it (at most
-/// twice the farm's slots, as bookings beyond that reach past every slot).
-const LOOKAHEAD: usize = 64;
 
 impl Scheduler {
     /// A scheduler for `farm` whose hosts' health follows `health`.
@@ -517,181 +496,6 @@ impl Scheduler {
             let h = self.host(*id);
             h.usable() && ok(h)
         })
-    }
-
-    /// A free farm host that has too few jobs to know its speed, if one
-    /// has not been tried for a while and not already in this pass: it
-    /// gets this job so it is not judged on nothing.
-    fn explore(&self, view: &View, tried: &[Decision], now: Instant) -> Option<HostId> {
-        view.free_hosts().find(|id| {
-            let h = self.host(*id);
-            !h.spec.is_local()
-                && view.accepts(*id, Need::Remote)
-                && h.learned.samples() < MIN_SAMPLES
-                && h.explored
-                    .is_none_or(|t| now.duration_since(t) >= EXPLORE_EVERY)
-                && !tried.iter().any(|d| d.explored && d.host == *id)
-        })
-    }
-
-    fn place(&mut self, lease: LeaseId, host: HostId, job: Job, now: Instant) -> Placement {
-        let run = Run {
-            lease,
-            start: self.secs(now),
-            cost: job.cost,
-        };
-        self.run_on(host, run);
-        Placement { lease, host }
-    }
-
-    /// Serves the queue: each waiting compile, in serving order, goes where
-    /// it would finish first. If that is a slot free now, it is placed; if
-    /// it is a busy host that frees soon, the slot is booked and the compile
-    /// keeps waiting for it.
-    fn dispatch(&mut self, now: Instant) -> Vec<Placement> {
-        if self.queue.is_empty() {
-            return Vec::new();
-        }
-        let decided = self.decide(now);
-        let mut placed = Vec::with_capacity(decided.len());
-        for d in decided {
-            if d.explored {
-                self.host_mut(d.host).explored = Some(now);
-            }
-            self.queue.served(d.job.build);
-            self.queue.remove(d.lease);
-            placed.push(self.place(d.lease, d.host, d.job, now));
-        }
-        placed
-    }
-
-    /// The placements `dispatch` makes, worked out without changing anything.
-    fn decide(&self, now: Instant) -> Vec<Decision> {
-        let mut view = View::new(&self.hosts, &self.order, &self.free, self.secs(now));
-        // Enough lookahead for the free slots (a few each), and never past
-        // every slot of the farm.
-        let free: usize = view
-            .free_hosts()
-            .take(8)
-            .map(|id| view.host(id).free() as usize)
-            .sum();
-        let lookahead = (2 * self.total_slots + 8).min(LOOKAHEAD).min(4 * free + 8);
-        let explore = self.learned_any && self.unlearned > 0;
-        // More waiting than make's usual -j (twice the slots) would leave:
-        // the whole build is queued, and the slower hosts can be given the
-        // lighter compiles further down the queue.
-        let deep = self.queue.len() > 2 * self.total_slots;
-        let fastest = if deep {
-            view.fastest(Need::Remote)
-        } else {
-            0.0
-        };
-        let mut fast_booked = false;
-        let mut out: Vec<Decision> = Vec::new();
-        let mut waited = 0;
-        for (lease, job) in self.queue.iter() {
-            if waited > 2 * lookahead || !view.any_free() {
-                break;
-            }
-            if job.need == Need::Remote
-                && job.light
-                && explore
-                && let Some(host) = self.explore(&view, &out, now)
-            {
-                let finish = job.cost / view.host(host).speed.max(1e-6);
-                view.take(Pick {
-                    host,
-                    start: 0.0,
-                    finish,
-                });
-                out.push(Decision::new(lease, host, job, true));
-                continue;
-            }
-            // Past the lookahead a free slot goes to the next compile that
-            // fits it rather than stay idle.
-            let margin = if waited > lookahead { 0.0 } else { WAIT_MARGIN };
-            let restricted =
-                deep && job.need == Need::Remote && !job.known && job.cost > self.mean_cost;
-            if restricted && fast_booked {
-                // An earlier, heavier one already waits for a fast host:
-                // this one would only book a later slot there.
-                continue;
-            }
-            let min_speed = if restricted {
-                DEEP_QUEUE_SPEED_SHARE * fastest
-            } else {
-                0.0
-            };
-            let Some(pick) = view.pick_on(job.cost, margin, job.need, min_speed) else {
-                waited += 1;
-                continue;
-            };
-            view.take(pick);
-            if pick.start == 0.0 {
-                out.push(Decision::new(lease, pick.host, job, false));
-            } else {
-                fast_booked |= restricted;
-                waited += 1;
-            }
-        }
-        out
-    }
-
-    /// Checks the invariant; used by tests.
-    pub fn check(&self) -> Result<(), String> {
-        for (id, h) in self.hosts() {
-            let held = self.held.values().filter(|host| **host == id).count() as u32;
-            if held != h.busy || h.running.len() != h.busy as usize {
-                return Err(format!(
-                    "{}: busy {} but {held} leases and {} jobs",
-                    h.spec.name,
-                    h.busy,
-                    h.running.len()
-                ));
-            }
-            let key = order_key(id, h);
-            if !self.order.contains(&key) || self.free.contains(&key) != (h.free() > 0) {
-                return Err(format!("{} misplaced in the walk order", h.spec.name));
-            }
-        }
-        for (lease, id) in &self.held {
-            match self.hosts.get(id.0).and_then(Option::as_ref) {
-                None => return Err(format!("lease {lease} on a missing host")),
-                Some(h) if !h.running.iter().any(|r| r.lease == *lease) => {
-                    return Err(format!("lease {lease} not among {}'s jobs", h.spec.name));
-                }
-                Some(_) => {}
-            }
-        }
-        let caps: usize = self.hosts().map(|(_, h)| h.cap as usize).sum();
-        if caps != self.total_slots || self.hosts().any(|(_, h)| h.cap > h.spec.slots) {
-            return Err(format!("usable slots {caps}, counted {}", self.total_slots));
-        }
-        if self.order.len() != self.hosts().count() || self.free.len() > self.order.len() {
-            return Err("walk order lists a missing host".into());
-        }
-        Ok(())
-    }
-}
-
-/// One placement `decide` chose.
-#[derive(Debug, Clone, Copy)]
-struct Decision {
-    lease: LeaseId,
-    host: HostId,
-    job: Job,
-    /// Chosen to learn the host's speed.
-    explored: bool,
-}
-
-impl Decision {
-    fn new(lease: LeaseId, host: HostId, job: Job, explored: bool) -> Decision {
-        Decision {
-            lease,
-            host,
-            job,
-            explored,
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+use super::dispatch::EXPLORE_EVERY;
 use super::learn::{GUESS, MEASURED};
 use super::*;
 use crate::protocol::HostState;

@@ -13,16 +13,16 @@
 mod admin;
 mod farm;
 mod lease;
+mod relayed;
 mod stats;
 mod view;
 
 pub(crate) use admin::AdminError;
 
 use super::overlay::Overlay;
-use super::relay::{Outcome, Relay, Report, Target, Ticket};
+use super::relay::{Relay, Report};
 use super::sched::costs::{Costs, SavedCosts};
-use super::sched::health::Failure;
-use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
+use super::sched::{Job, LeaseId, Need, Placement, Scheduler};
 use super::slots::{AllSlots, Slots};
 use super::store::{self, Saved, Writer};
 use crate::config::{BrokerConfig, Config};
@@ -306,9 +306,9 @@ impl Broker {
                 reply,
             } => {
                 let next = state.sched.reroute(ticket.lease, error, now);
-                let _ = reply.send(next.and_then(|h| target(&state, h)));
+                let _ = reply.send(next.and_then(|h| relayed::target(&state, h)));
             }
-            Report::Ended { ticket, outcome } => ended(&mut state, &ticket, outcome, now),
+            Report::Ended { ticket, outcome } => relayed::ended(&mut state, &ticket, outcome, now),
         }
     }
 
@@ -434,7 +434,7 @@ fn deliver(
     let mut orphans = Vec::new();
     let now = Instant::now();
     for p in placed {
-        let (grant, port) = grant_for(state, relay, p);
+        let (grant, port) = relayed::grant_for(state, relay, p);
         let Some(lease) = state.leases.get_mut(&p.lease) else {
             continue;
         };
@@ -454,95 +454,6 @@ fn deliver(
         end_lease(state, relay, lease, now);
     }
     own_grant
-}
-
-/// The grant of placement `p`, with its relay port when remote.
-fn grant_for(state: &State, relay: &Relay, p: Placement) -> (Grant, Option<u16>) {
-    let spec = &state.sched.host(p.host).spec;
-    let Some(target) = target(state, p.host) else {
-        return (Grant::Local, None);
-    };
-    let b = &state.config.broker;
-    let ticket = Ticket {
-        lease: p.lease,
-        target,
-        connect: Duration::from_millis(b.connect_timeout_ms),
-        idle: Duration::from_secs(b.job_timeout_s.max(1)),
-    };
-    match relay.open(ticket) {
-        Ok(port) => {
-            let options = spec.distcc_options();
-            let host = spec.name.clone();
-            (
-                Grant::Remote {
-                    host,
-                    port,
-                    options,
-                },
-                Some(port),
-            )
-        }
-        Err(e) => {
-            tracing::error!("cannot open a relay port: {e}; the compile runs locally");
-            (Grant::Local, None)
-        }
-    }
-}
-
-/// Where the relay reaches host `id`; `None` for this machine.
-fn target(state: &State, id: HostId) -> Option<Target> {
-    let spec = &state.sched.host(id).spec;
-    let addr = spec.addr.clone()?;
-    Some(Target {
-        name: spec.name.clone(),
-        addr,
-    })
-}
-
-/// A relayed connection of `ticket` ended with `outcome`.
-fn ended(state: &mut State, ticket: &Ticket, outcome: Outcome, now: Instant) {
-    let lease = ticket.lease;
-    let host = state
-        .sched
-        .placed(lease)
-        .or_else(|| state.sched.find(&ticket.target.name));
-    let (why, failure) = match outcome {
-        Outcome::Done(watch) => return observed(state, lease, host, &watch),
-        Outcome::Refused => {
-            state.stats.fell_back += 1;
-            return;
-        }
-        Outcome::Lost(why) => (why, Failure::Refused),
-        Outcome::Hung(why) => (why, Failure::Hang),
-    };
-    if let Some(id) = host {
-        state.sched.record_failure(id, why, failure, true, now);
-    }
-    state.stats.fell_back += 1;
-}
-
-/// The relay watched a job of `lease` on `host` to its end.
-fn observed(state: &mut State, lease: LeaseId, host: Option<HostId>, watch: &super::relay::Watch) {
-    if watch.request.broken || watch.response.broken {
-        state.stats.unparsed += 1;
-        return;
-    }
-    let (Some(host), Some(secs)) = (host, watch.server_secs()) else {
-        return;
-    };
-    let (key, size) = state
-        .leases
-        .get(&lease)
-        .map_or((None, 0), |j| (j.key.clone(), j.size));
-    if let Some((work, weight)) = state.costs.evidence(key.as_deref(), size) {
-        state.sched.observe(host, work, secs, weight);
-    }
-    let h = state.sched.host(host);
-    state.stats.timed(&h.spec.name, secs);
-    // The job's work in seconds on a host of speed 1.0.
-    let cost = secs * state.sched.speed(h);
-    state.costs.record(key.as_deref(), size, cost);
-    state.dirty = true;
 }
 
 /// What to save now, taken under the lock; marks the state saved.
