@@ -17,7 +17,7 @@ fn send(paths: &Paths, req: Request, start: bool) -> Result<Option<String>> {
 
 /// `tcpb host …`: the broker is started if none runs, since the change must
 /// be applied and kept.
-pub fn host(paths: &Paths, cmd: HostCmd) -> Result<()> {
+pub(crate) fn host(paths: &Paths, cmd: HostCmd) -> Result<()> {
     if let HostCmd::Add { spec, .. } = &cmd {
         // Say what is wrong with the spec before starting anything.
         crate::hosts::parse(spec, "tcpb host add")?;
@@ -29,7 +29,7 @@ pub fn host(paths: &Paths, cmd: HostCmd) -> Result<()> {
 }
 
 /// `tcpb reload`.
-pub fn reload(paths: &Paths) -> Result<()> {
+pub(crate) fn reload(paths: &Paths) -> Result<()> {
     match send(paths, Request::Reload, false)? {
         Some(msg) => println!("tcpb: {msg}"),
         None => println!("tcpb: no broker running; the config is read when it starts"),

@@ -3,7 +3,7 @@
 
 /// What to do with one compiler command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// A single-source compile distcc can send to a farm host.
     Farm {
         /// The source file as written on the command line.
@@ -96,7 +96,7 @@ fn is_profiling(a: &str) -> bool {
 }
 
 /// Classifies the arguments that follow the compiler name.
-pub fn classify(args: &[String]) -> Route {
+pub(crate) fn classify(args: &[String]) -> Route {
     let mut compile = false;
     let mut lang_given = false;
     let mut sources: Vec<&str> = Vec::new();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Names clap dispatches; everything else is a compiler.
-pub const SUBCOMMANDS: &[&str] = &[
+pub(crate) const SUBCOMMANDS: &[&str] = &[
     "status",
     "top",
     "stop",
@@ -41,7 +41,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     override_usage = "tcpb COMPILER [ARGS...]      e.g. tcpb gcc -c foo.c -o foo.o\n       tcpb <COMMAND>",
     after_help = "Compile: tcpb COMPILER [ARGS...]   e.g. tcpb gcc -c foo.c -o foo.o"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -49,7 +49,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Show the broker, the farm, slots in use and the queue.
     Status {
         /// Print one JSON object instead of a table.
@@ -115,7 +115,7 @@ pub enum Command {
 
 /// `tcpb masquerade …`.
 #[derive(Debug, Subcommand)]
-pub enum MasqueradeCommand {
+pub(crate) enum MasqueradeCommand {
     /// Link gcc, g++, cc, c++, clang, clang++ (and versioned names) found on
     /// PATH to tcpb, in DIR [default: ~/.local/share/tcpb/masquerade].
     Install {
@@ -126,7 +126,7 @@ pub enum MasqueradeCommand {
 
 /// `tcpb host …`. HOST is `HOST[:PORT]` (port 3632 if left out) or `localhost`.
 #[derive(Debug, Subcommand)]
-pub enum HostCommand {
+pub(crate) enum HostCommand {
     /// Add a host, in distcc's host-list grammar.
     #[command(about = "Add a host: HOST[:PORT][/SLOTS][,lzo][,cpp]")]
     Add {
@@ -213,7 +213,7 @@ fn masquerade_install(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the completion script for `shell`.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     use clap::CommandFactory;
     clap_complete::generate(shell, &mut Cli::command(), "tcpb", out);
 }

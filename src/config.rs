@@ -8,7 +8,7 @@ use std::time::Duration;
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Broker options.
     #[serde(default)]
     pub broker: BrokerConfig,
@@ -65,7 +65,7 @@ impl HealthConfig {
 /// `[http]`: `/status` (JSON) and `/metrics` (Prometheus), off by default.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// `ADDR:PORT` to serve on, e.g. `127.0.0.1:9464`; none: no endpoint.
     pub listen: Option<std::net::SocketAddr>,
     /// Must be true to listen on an address other than loopback: anyone
@@ -76,7 +76,7 @@ pub struct HttpConfig {
 /// `[broker]` options.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
+pub(crate) struct BrokerConfig {
     /// Seconds with no lease and no queued compile before the broker exits.
     pub idle_exit_s: u64,
     /// Milliseconds allowed for the relay's connect to a farm host.
@@ -121,7 +121,7 @@ impl Default for BrokerConfig {
 /// One `[[host]]` table.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct HostConfig {
+pub(crate) struct HostConfig {
     /// `HOST[:PORT]` or `localhost`, matched against the host list.
     pub name: String,
     /// Relative speed (default 1.0).
@@ -138,7 +138,7 @@ pub struct HostConfig {
 
 /// A configuration file that cannot be used, with its path.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -159,7 +159,7 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads `path`; a missing file is the default configuration.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text, &shown),
@@ -172,7 +172,7 @@ impl Config {
     }
 
     /// Parses the text of a configuration file named `path` in errors.
-    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_string(),
             message: one_line(text, &e),

@@ -40,17 +40,17 @@ pub enum Admin {
 
 impl HostSpec {
     /// True for `localhost`: jobs granted here run on this machine.
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         self.addr.is_none()
     }
 
     /// The options distcc must see for this host (`,lzo`, `,cpp`).
-    pub fn distcc_options(&self) -> String {
+    pub(crate) fn distcc_options(&self) -> String {
         crate::hosts::options_suffix(self.lzo, self.cpp).to_string()
     }
 
     /// The spec of a host-list entry, at speed 1.0.
-    pub fn from_entry(e: &HostEntry) -> HostSpec {
+    pub(crate) fn from_entry(e: &HostEntry) -> HostSpec {
         match e {
             HostEntry::Local { slots } => HostSpec {
                 name: e.name(),
@@ -92,13 +92,13 @@ pub struct Farm {
 }
 
 /// The number of CPUs of this machine.
-pub fn local_cpus() -> u32 {
+pub(crate) fn local_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// Merges `list` with `config`. With no host at all the farm is
 /// `localhost` with `cpus` slots: tcpb then limits jobs on this machine.
-pub fn build(list: &HostList, config: &Config, cpus: u32) -> Farm {
+pub(crate) fn build(list: &HostList, config: &Config, cpus: u32) -> Farm {
     let mut hosts: Vec<HostSpec> = list.entries.iter().map(HostSpec::from_entry).collect();
     let mut origin = list.origin.clone();
     let mut added = false;

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest payload accepted.
-pub const MAX_FRAME: usize = 1 << 20;
+pub(crate) const MAX_FRAME: usize = 1 << 20;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum FrameError {
 }
 
 /// Encodes `msg` as one frame.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut out = vec![0; 4];
     // Serialising these plain data types into a Vec cannot fail.
     serde_json::to_writer(&mut out, msg).expect("message serialises");

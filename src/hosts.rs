@@ -9,11 +9,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// distcc's default TCP port.
-pub const DEFAULT_PORT: u16 = 3632;
+pub(crate) const DEFAULT_PORT: u16 = 3632;
 /// distcc's default slot count for a remote host.
-pub const DEFAULT_REMOTE_SLOTS: u32 = 4;
+pub(crate) const DEFAULT_REMOTE_SLOTS: u32 = 4;
 /// distcc's default slot count for `localhost`.
-pub const DEFAULT_LOCAL_SLOTS: u32 = 2;
+pub(crate) const DEFAULT_LOCAL_SLOTS: u32 = 2;
 
 /// One usable entry of a host list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ pub enum HostEntry {
 
 impl HostEntry {
     /// The name tcpb shows and matches on: `addr:port`, or `localhost`.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             HostEntry::Local { .. } => "localhost".to_string(),
             HostEntry::Tcp { host, port, .. } => host_port_name(host, *port),
@@ -49,7 +49,7 @@ impl HostEntry {
 }
 
 /// `host:port`, with brackets around an IPv6 address.
-pub fn host_port_name(host: &str, port: u16) -> String {
+pub(crate) fn host_port_name(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -58,7 +58,7 @@ pub fn host_port_name(host: &str, port: u16) -> String {
 }
 
 /// distcc's option suffix for a host: `,lzo`, `,cpp`, both or none.
-pub fn options_suffix(lzo: bool, cpp: bool) -> &'static str {
+pub(crate) fn options_suffix(lzo: bool, cpp: bool) -> &'static str {
     match (lzo, cpp) {
         (false, false) => "",
         (true, false) => ",lzo",
@@ -230,7 +230,7 @@ fn parse_tcp(token: &str) -> Result<HostEntry, String> {
 
 /// An unreadable hosts file, named.
 #[derive(Debug, thiserror::Error)]
-pub enum FarmError {
+pub(crate) enum FarmError {
     /// A host entry is malformed.
     #[error(transparent)]
     Parse(#[from] HostsError),
@@ -246,7 +246,7 @@ pub enum FarmError {
 
 /// Finds and parses the host list exactly where distcc would. With no
 /// list anywhere, returns an empty list whose origin is empty.
-pub fn load(get: impl Fn(&str) -> Option<OsString>) -> Result<HostList, FarmError> {
+pub(crate) fn load(get: impl Fn(&str) -> Option<OsString>) -> Result<HostList, FarmError> {
     if let Some(text) = get("DISTCC_HOSTS") {
         return Ok(parse(&text.to_string_lossy(), "DISTCC_HOSTS")?);
     }

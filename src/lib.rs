@@ -39,19 +39,19 @@
 //! - `shell`: `tcpb init SHELL` (the scripts in `shell/`, embedded) and
 //!   `tcpb masquerade install`.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod broker;
-pub mod classify;
+pub(crate) mod classify;
 pub mod cli;
-pub mod client;
+pub(crate) mod client;
 pub mod config;
 pub mod farm;
 pub mod frame;
 pub mod hosts;
-pub mod logview;
-pub mod paths;
+pub(crate) mod logview;
+pub(crate) mod paths;
 pub mod protocol;
-pub mod shell;
-pub mod status;
+pub(crate) mod shell;
+pub(crate) mod status;
 pub mod sys;
-pub mod watch;
+pub(crate) mod watch;

@@ -23,7 +23,7 @@ fn tail_start(text: &[u8], lines: usize) -> usize {
 
 /// Prints the last `lines` lines; with `follow`, then what is appended,
 /// until interrupted (a log set aside and started anew is followed too).
-pub fn log(paths: &Paths, lines: usize, follow: bool) -> Result<()> {
+pub(crate) fn log(paths: &Paths, lines: usize, follow: bool) -> Result<()> {
     let file = paths.log_file();
     let mut out = std::io::stdout().lock();
     let mut offset = match std::fs::read(&file) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The files and directories one user's tcpb works with.
 #[derive(Debug, Clone)]
-pub struct Paths {
+pub(crate) struct Paths {
     /// Per-user 0700 directory holding the control socket and start lock.
     pub runtime_dir: PathBuf,
     /// Directory for the broker log and persisted state.
@@ -48,7 +48,7 @@ impl Bases {
 
 impl Paths {
     /// Resolves every path from the process environment.
-    pub fn from_env() -> Paths {
+    pub(crate) fn from_env() -> Paths {
         Paths::resolve(|k| std::env::var_os(k), Bases::from_env())
     }
 
@@ -89,27 +89,27 @@ impl Paths {
     }
 
     /// The broker's control socket.
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.runtime_dir.join("broker.sock")
     }
 
     /// The lock that serialises broker start-up.
-    pub fn start_lock(&self) -> PathBuf {
+    pub(crate) fn start_lock(&self) -> PathBuf {
         self.runtime_dir.join("start.lock")
     }
 
     /// The private `DISTCC_DIR` given to every distcc that tcpb runs.
-    pub fn distcc_dir(&self) -> PathBuf {
+    pub(crate) fn distcc_dir(&self) -> PathBuf {
         self.runtime_dir.join("distcc")
     }
 
     /// The broker's log file.
-    pub fn log_file(&self) -> PathBuf {
+    pub(crate) fn log_file(&self) -> PathBuf {
         self.state_dir.join("broker.log")
     }
 
     /// Where a full log is set aside.
-    pub fn old_log_file(&self) -> PathBuf {
+    pub(crate) fn old_log_file(&self) -> PathBuf {
         self.state_dir.join("broker.log.old")
     }
 }
@@ -117,7 +117,7 @@ impl Paths {
 /// Creates `dir` (and parents) and makes sure it is private to this user:
 /// owned by us, writable by no one else (an open one is refused: another
 /// user could replace the socket), and mode 0700.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)?;

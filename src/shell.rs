@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// A shell `tcpb init` writes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     /// bash (`eval "$(tcpb init bash)"`).
     Bash,
     /// zsh (`eval "$(tcpb init zsh)"`).
@@ -20,7 +20,7 @@ pub enum Shell {
 
 /// The script for `shell` with `dir` as the masquerade directory; with
 /// `cc`, it also sets CC and CXX to tcpb.
-pub fn init_script(shell: Shell, dir: &Path, cc: bool) -> String {
+pub(crate) fn init_script(shell: Shell, dir: &Path, cc: bool) -> String {
     let (template, quoted) = match shell {
         Shell::Bash => (include_str!("../shell/tcpb.bash"), posix_quote(dir)),
         Shell::Zsh => (include_str!("../shell/tcpb.zsh"), posix_quote(dir)),
@@ -58,7 +58,7 @@ fn is_compiler_name(name: &str) -> bool {
 
 /// What `install` did with one name.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Linked {
+pub(crate) enum Linked {
     /// A new link.
     Created(String),
     /// A link to this tcpb was there already.
@@ -69,7 +69,7 @@ pub enum Linked {
 
 /// Links `dir/NAME` to `me` for every compiler name found on `path_var`
 /// (outside `dir` and distcc's own masquerade directories).
-pub fn install(dir: &Path, me: &Path, path_var: Option<&OsStr>) -> Result<Vec<Linked>> {
+pub(crate) fn install(dir: &Path, me: &Path, path_var: Option<&OsStr>) -> Result<Vec<Linked>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir_real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut names: Vec<String> = Vec::new();
@@ -119,7 +119,7 @@ fn link(dir: &Path, me: &Path, name: String) -> Result<Linked> {
 }
 
 /// This tcpb, for links to point at.
-pub fn this_exe() -> Result<PathBuf> {
+pub(crate) fn this_exe() -> Result<PathBuf> {
     std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find this tcpb executable")

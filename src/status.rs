@@ -17,7 +17,7 @@ fn configured(paths: &Paths) -> Result<StatusSnapshot> {
 }
 
 /// The broker's snapshot, or the configured farm when none runs.
-pub fn snapshot(paths: &Paths) -> Result<StatusSnapshot> {
+pub(crate) fn snapshot(paths: &Paths) -> Result<StatusSnapshot> {
     Ok(match connect::call(paths, Request::Status, false)? {
         Some(Response::Status(s)) => *s,
         Some(Response::Error { message }) => bail!("broker: {message}"),
@@ -27,7 +27,7 @@ pub fn snapshot(paths: &Paths) -> Result<StatusSnapshot> {
 }
 
 /// `tcpb status [--json]`.
-pub fn status(paths: &Paths, json: bool) -> Result<()> {
+pub(crate) fn status(paths: &Paths, json: bool) -> Result<()> {
     let snap = snapshot(paths)?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -40,13 +40,13 @@ pub fn status(paths: &Paths, json: bool) -> Result<()> {
 }
 
 /// Colour when stdout is a terminal and `NO_COLOR` is unset.
-pub fn use_color() -> bool {
+pub(crate) fn use_color() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
 /// `text` padded to `width`, in the colour of `state` when `color`.
-pub fn state_cell(state: HostState, width: usize, color: bool) -> String {
+pub(crate) fn state_cell(state: HostState, width: usize, color: bool) -> String {
     let text = format!("{:<width$}", format!("{state:?}").to_lowercase());
     if !color {
         return text;
@@ -78,7 +78,7 @@ fn duration(s: u64) -> String {
 }
 
 /// The status table.
-pub fn write_table(
+pub(crate) fn write_table(
     out: &mut impl Write,
     s: &StatusSnapshot,
     paths: &Paths,
@@ -187,7 +187,7 @@ fn write_hosts(out: &mut impl Write, s: &StatusSnapshot, color: bool) -> std::io
 /// `tcpb stop`: returns once the broker has exited, its state saved (it
 /// first lets running compiles finish, for `shutdown_grace_s`). A broker
 /// of another protocol version is sent SIGTERM.
-pub fn stop(paths: &Paths) -> Result<()> {
+pub(crate) fn stop(paths: &Paths) -> Result<()> {
     let pid = match connect::ask(paths, Request::Stop, false)? {
         None => {
             println!("tcpb: no broker running");

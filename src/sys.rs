@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// This process's effective uid: whose compiles the broker serves, whose
 /// directories and peers are trusted.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

@@ -23,7 +23,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 const SHOWN: usize = 8;
 
 /// Runs the live view until SIGINT or SIGTERM.
-pub fn watch(paths: &Paths, interval: Duration) -> Result<()> {
+pub(crate) fn watch(paths: &Paths, interval: Duration) -> Result<()> {
     // The handler only stores to an atomic, which is async-signal-safe.
     for sig in [libc::SIGINT, libc::SIGTERM] {
         crate::sys::set_signal_handler(sig, on_signal as *const () as libc::sighandler_t);
@@ -72,7 +72,7 @@ pub fn watch(paths: &Paths, interval: Duration) -> Result<()> {
 }
 
 /// One frame.
-pub fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> String {
+pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> String {
     let mut f = String::new();
     let broker = s
         .broker

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `tcpb broker`: runs the broker in the foreground until it is stopped.
-pub fn main(paths: &Paths) -> Result<()> {
+pub(crate) fn main(paths: &Paths) -> Result<()> {
     let config = Config::load(&paths.config_file)?;
     crate::sys::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,7 +78,7 @@ async fn signals() {
 
 /// Binds the control socket. A socket that answers belongs to a live
 /// broker and is left alone; a stale one is replaced.
-pub fn bind(paths: &Paths) -> Result<interprocess::local_socket::tokio::Listener> {
+pub(crate) fn bind(paths: &Paths) -> Result<interprocess::local_socket::tokio::Listener> {
     ensure_private_dir(&paths.runtime_dir)
         .with_context(|| format!("runtime directory {}", paths.runtime_dir.display()))?;
     let socket = paths.socket();
@@ -133,7 +133,7 @@ async fn run(
     let http_addr = config.http.listen;
     let socket = paths.socket();
     let (relay, reports) = Relay::new();
-    let broker = Broker::new(config, paths, loaded, relay, Instant::now());
+    let broker = Broker::new(config, paths, loaded, relay, Box::new(slots::AllSlots));
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
@@ -198,6 +198,7 @@ async fn tick(broker: Broker) {
     loop {
         every.tick().await;
         let now = Instant::now();
+        broker.refresh_capacity();
         let (due, timeout) = broker.due_probes(now);
         for (name, host, port) in due {
             tokio::spawn(probe(broker.clone(), name, host, port, timeout));

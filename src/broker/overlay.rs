@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Slots and speed set with `tcpb host set`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Tweak {
+pub(super) struct Tweak {
     /// Slots, if set.
     pub slots: Option<u32>,
     /// Speed, if set.
@@ -18,7 +18,7 @@ pub struct Tweak {
 /// The runtime changes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Overlay {
+pub(super) struct Overlay {
     /// Hosts added with `tcpb host add`.
     pub added: Vec<HostSpec>,
     /// Hosts removed with `tcpb host remove`, by name.
@@ -31,7 +31,7 @@ pub struct Overlay {
 
 impl Overlay {
     /// Applies the changes to `farm`.
-    pub fn apply(&self, farm: &mut Farm) {
+    pub(super) fn apply(&self, farm: &mut Farm) {
         farm.hosts.retain(|h| !self.removed.contains(&h.name));
         for a in &self.added {
             if !farm.hosts.iter().any(|h| h.name == a.name) {
@@ -48,19 +48,19 @@ impl Overlay {
     }
 
     /// The number of changes.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.added.len() + self.removed.len() + self.admin.len() + self.set.len()
     }
 
     /// Adds `spec`, replacing an earlier addition and undoing a removal.
-    pub fn add(&mut self, spec: HostSpec) {
+    pub(super) fn add(&mut self, spec: HostSpec) {
         self.removed.remove(&spec.name);
         self.added.retain(|h| h.name != spec.name);
         self.added.push(spec);
     }
 
     /// Removes the host `name`.
-    pub fn remove(&mut self, name: &str) {
+    pub(super) fn remove(&mut self, name: &str) {
         self.added.retain(|h| h.name != name);
         self.admin.remove(name);
         self.set.remove(name);
@@ -68,7 +68,7 @@ impl Overlay {
     }
 
     /// Sets the admin state of `name`.
-    pub fn set_admin(&mut self, name: &str, admin: Admin) {
+    pub(super) fn set_admin(&mut self, name: &str, admin: Admin) {
         match admin {
             Admin::Active => self.admin.remove(name),
             other => self.admin.insert(name.to_string(), other),

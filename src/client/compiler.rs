@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The compiler to run, and what stood in the way.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The real compiler's path.
     pub path: PathBuf,
     /// What distcc is told to run: the name as the user gave it, or the
@@ -26,7 +26,7 @@ fn is_wrapper(candidate: &Path, me: &Path) -> bool {
 }
 
 /// Resolves `name` (bare, or a path) against `path_var`.
-pub fn resolve(
+pub(crate) fn resolve(
     name: &OsStr,
     path_var: Option<&OsStr>,
     cwd: &Path,
@@ -73,7 +73,7 @@ pub fn resolve(
 }
 
 /// `path_var` without the directories in `skip`.
-pub fn clean_path(path_var: Option<&OsStr>, skip: &[PathBuf]) -> Option<OsString> {
+pub(crate) fn clean_path(path_var: Option<&OsStr>, skip: &[PathBuf]) -> Option<OsString> {
     let path_var = path_var?;
     if skip.is_empty() {
         return Some(path_var.to_os_string());

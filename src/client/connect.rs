@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Connects to a running broker. Errors name the socket and keep their kind.
-pub fn connect(paths: &Paths) -> io::Result<Stream> {
+pub(crate) fn connect(paths: &Paths) -> io::Result<Stream> {
     let socket = paths.socket();
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", socket.display()));
     let name = socket
@@ -44,7 +44,7 @@ pub fn connect(paths: &Paths) -> io::Result<Stream> {
 /// Sends one request and reads one answer, for the commands that talk to
 /// the broker (`status`, `stop`, `host`, `reload`). With `start` false and no
 /// broker running, `Ok(None)`.
-pub fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Response>> {
+pub(crate) fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Response>> {
     match ask(paths, req, start)? {
         None => Ok(None),
         Some(Answer::Msg(msg)) => Ok(Some(msg.resp)),
@@ -55,7 +55,7 @@ pub fn call(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<R
 }
 
 /// Like `call`, but a broker of another version is an answer too.
-pub fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Answer>> {
+pub(crate) fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<Answer>> {
     use anyhow::Context;
     let mut conn = if start {
         let mut started = false;
@@ -83,7 +83,7 @@ pub fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Option<An
 /// Sends SIGTERM to a broker (of another version) that gave `pid`. Only a
 /// single process of this user's is signalled: 0 and pids past `i32::MAX`
 /// would reach a whole process group (the build's own) or every process.
-pub fn terminate(pid: u32) -> io::Result<()> {
+pub(crate) fn terminate(pid: u32) -> io::Result<()> {
     let target = i32::try_from(pid).ok().filter(|p| *p > 1).ok_or_else(|| {
         io::Error::new(
             ErrorKind::InvalidInput,
@@ -106,7 +106,7 @@ pub fn terminate(pid: u32) -> io::Result<()> {
 }
 
 /// Whether process `pid` is still running (a zombie is not).
-pub fn running(pid: u32) -> bool {
+pub(crate) fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(')')
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
@@ -117,7 +117,7 @@ pub fn running(pid: u32) -> bool {
 /// its state last), at most its grace for running compiles and 5 s more;
 /// `slow` is called once if that takes over a second. The error is the
 /// limit that passed.
-pub fn wait_exit(paths: &Paths, pid: u32, slow: impl FnOnce()) -> Result<(), Duration> {
+pub(crate) fn wait_exit(paths: &Paths, pid: u32, slow: impl FnOnce()) -> Result<(), Duration> {
     let grace = crate::config::Config::load(&paths.config_file)
         .unwrap_or_default()
         .broker
@@ -140,7 +140,7 @@ pub fn wait_exit(paths: &Paths, pid: u32, slow: impl FnOnce()) -> Result<(), Dur
 }
 
 /// A broker's answer, as far as this tcpb can read it.
-pub enum Answer {
+pub(crate) enum Answer {
     /// A message of this protocol version.
     Msg(BrokerMsg),
     /// A broker speaking protocol `v`; its pid, so it can be stopped.
@@ -153,7 +153,7 @@ pub enum Answer {
 }
 
 /// Decodes a broker's frame, checking its protocol version first.
-pub fn answer(payload: &[u8]) -> Result<Answer, frame::FrameError> {
+pub(crate) fn answer(payload: &[u8]) -> Result<Answer, frame::FrameError> {
     let probe: VersionProbe = frame::decode(payload)?;
     if probe.v != PROTOCOL_VERSION {
         let pid = probe.pid.unwrap_or(0);
@@ -168,7 +168,7 @@ fn absent(e: &io::Error) -> bool {
 
 /// Connects to the broker, starting it first if none answers. `started`
 /// is set when this call started it.
-pub fn connect_or_start(paths: &Paths, started: &mut bool) -> io::Result<Stream> {
+pub(crate) fn connect_or_start(paths: &Paths, started: &mut bool) -> io::Result<Stream> {
     match connect(paths) {
         Ok(s) => return Ok(s),
         Err(e) if absent(&e) => {}

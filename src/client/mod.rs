@@ -2,8 +2,8 @@
 //! code; it asks the broker for a slot and then runs distcc or the real
 //! compiler.
 
-pub mod compiler;
-pub mod connect;
+pub(crate) mod compiler;
+pub(crate) mod connect;
 mod run;
 
 use crate::classify::{Route, classify};
@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Set in the environment of the compilers tcpb runs, to catch loops.
-pub const WRAPPED_VAR: &str = "TCPB_WRAPPED";
+pub(crate) const WRAPPED_VAR: &str = "TCPB_WRAPPED";
 
 /// Runs one compile: `compiler` with `args`.
-pub fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
+pub(crate) fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
     if std::env::var_os(WRAPPED_VAR).is_some() {
         eprintln!(
             "tcpb: \"{}\" led back to tcpb from a compile tcpb started ({WRAPPED_VAR} is set); \

@@ -26,7 +26,7 @@ extern "C" fn forward(sig: libc::c_int) {
 
 /// Runs `cmd` to the end and returns its exit status as ours. A child
 /// killed by a signal makes this process die of the same signal.
-pub fn run(mut cmd: Command, what: &str) -> ExitCode {
+pub(super) fn run(mut cmd: Command, what: &str) -> ExitCode {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -72,7 +72,7 @@ fn exit_like(status: std::process::ExitStatus) -> ExitCode {
 
 /// Execs `cmd`, keeping `lease` open in it. Returns only when the exec
 /// failed, with the shell's codes: 127 not found, 126 not runnable.
-pub fn exec(mut cmd: Command, what: &str, lease: &Stream) -> ExitCode {
+pub(super) fn exec(mut cmd: Command, what: &str, lease: &Stream) -> ExitCode {
     let Stream::UdSocket(s) = lease;
     let fd = s.inner().as_raw_fd();
     // SAFETY: fcntl on a descriptor we own; only FD_CLOEXEC changes.

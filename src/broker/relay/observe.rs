@@ -129,7 +129,7 @@ impl RequestWatch {
 
     /// Bytes the client sends next that need not be fed: the rest of a
     /// payload, or everything after the end of the request or a parse error.
-    pub fn opaque(&self) -> u64 {
+    pub(crate) fn opaque(&self) -> u64 {
         if self.complete || self.broken {
             u64::MAX
         } else {
@@ -139,7 +139,7 @@ impl RequestWatch {
 
     /// Counts `n` bytes (at most `opaque()`) passed on unseen; true when
     /// they complete the request.
-    pub fn skip(&mut self, n: u64) -> bool {
+    pub(crate) fn skip(&mut self, n: u64) -> bool {
         self.bytes += n;
         if self.complete || self.broken {
             return false;
@@ -204,18 +204,18 @@ impl ResponseWatch {
     /// True when the stream, ended here, would be an answer cut short: no
     /// `DONE` yet, or a token or payload begun and not finished. A stream
     /// that does not parse is not judged.
-    pub fn cut_short(&self) -> bool {
+    pub(crate) fn cut_short(&self) -> bool {
         !self.broken && (!self.done || self.tokens.have > 0 || self.tokens.skipping.is_some())
     }
 
     /// Bytes the server sends next that need not be fed (see
     /// `RequestWatch::opaque`).
-    pub fn opaque(&self) -> u64 {
+    pub(crate) fn opaque(&self) -> u64 {
         self.tokens.opaque()
     }
 
     /// Counts `n` bytes (at most `opaque()`) passed on unseen.
-    pub fn skip(&mut self, n: u64) {
+    pub(crate) fn skip(&mut self, n: u64) {
         self.bytes += n;
         self.events.clear();
         self.tokens.skip(n, &mut self.events);

@@ -43,7 +43,7 @@ const UID_AT: usize = 16 + 4 + 48 + 12;
 
 /// The uid owning the TCP socket whose local address is `sock` and whose
 /// peer is `peer` (both IPv4). `None` when the kernel knows no such socket.
-pub fn tcp_socket_uid(sock: SocketAddrV4, peer: SocketAddrV4) -> io::Result<Option<u32>> {
+pub(crate) fn tcp_socket_uid(sock: SocketAddrV4, peer: SocketAddrV4) -> io::Result<Option<u32>> {
     let mut id = SockId {
         sport: sock.port().to_be_bytes(),
         dport: peer.port().to_be_bytes(),

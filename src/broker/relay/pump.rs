@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 /// How a relayed job ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum End {
+pub(super) enum End {
     /// The host answered and both sides closed, or the client left.
     Done,
     /// The host closed or reset the connection before a complete answer.
@@ -23,7 +23,7 @@ pub enum End {
 
 /// What the relay learned of one job from its bytes.
 #[derive(Debug, Default)]
-pub struct Watch {
+pub(crate) struct Watch {
     /// The client's side.
     pub request: RequestWatch,
     /// The server's side.
@@ -36,7 +36,7 @@ pub struct Watch {
 
 impl Watch {
     /// Seconds the server took, from the end of the request to `DONE`.
-    pub fn server_secs(&self) -> Option<f64> {
+    pub(crate) fn server_secs(&self) -> Option<f64> {
         let secs = self.done_at?.checked_duration_since(self.request_end?)?;
         (!self.request.broken && !self.response.broken).then_some(secs.as_secs_f64())
     }
@@ -44,7 +44,7 @@ impl Watch {
 
 /// Bytes a job moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Moved {
+pub(super) struct Moved {
     /// From the client to the host.
     pub up: u64,
     /// From the host to the client.
@@ -66,7 +66,7 @@ struct Pump {
 /// Copies both ways until both sides close, or nothing moves for `idle`,
 /// watching the token stream as it passes. Returns how it ended and the
 /// bytes moved.
-pub async fn pump(
+pub(super) async fn pump(
     client: &TcpStream,
     server: &TcpStream,
     idle: Duration,

@@ -21,7 +21,7 @@ const PRIOR_PER_BYTE: f64 = 1.0 / 20_000.0;
 /// What is saved (`costs.json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct SavedCosts {
+pub(crate) struct SavedCosts {
     files: HashMap<String, f64>,
     mean: Option<f64>,
     per_byte: Option<f64>,
@@ -39,7 +39,7 @@ pub struct Costs {
 
 impl Costs {
     /// The memory as it was saved.
-    pub fn restore(saved: SavedCosts) -> Costs {
+    pub(crate) fn restore(saved: SavedCosts) -> Costs {
         let files = saved.files.into_iter().map(|(k, c)| (k, (c, 0))).collect();
         Costs {
             files,
@@ -51,7 +51,7 @@ impl Costs {
     }
 
     /// What to save, if anything changed since the last call.
-    pub fn take_changes(&mut self) -> Option<SavedCosts> {
+    pub(crate) fn take_changes(&mut self) -> Option<SavedCosts> {
         if !std::mem::take(&mut self.dirty) {
             return None;
         }

@@ -21,19 +21,19 @@ use std::collections::BTreeSet;
 /// Seconds counted for a running job that has outlived its estimate, as a
 /// share of how long it has run: the longer it overruns, the later it is
 /// expected to end, so waiting for it stops looking good.
-pub const OVERRUN_SHARE: f64 = 0.5;
+pub(super) const OVERRUN_SHARE: f64 = 0.5;
 /// The least remaining time of a running job: a busy slot never looks free.
 const MIN_LEFT: f64 = 1e-3;
 /// Busy hosts faster than the best free one that a choice looks at; on a
 /// farm with more, the fastest are looked at and the rest wait their turn.
-pub const VISIT_BUDGET: usize = 16;
+pub(super) const VISIT_BUDGET: usize = 16;
 
 /// A host's place in the walk: fastest first (inverted speed bits), then
 /// most free slots, then farm order.
-pub type OrderKey = (u64, Reverse<u32>, usize);
+pub(super) type OrderKey = (u64, Reverse<u32>, usize);
 
 /// Where host `id` stands in the walk.
-pub fn order_key(id: HostId, h: &Host) -> OrderKey {
+pub(super) fn order_key(id: HostId, h: &Host) -> OrderKey {
     (
         u64::MAX - h.speed.max(0.0).to_bits(),
         Reverse(h.free()),
@@ -43,7 +43,7 @@ pub fn order_key(id: HostId, h: &Host) -> OrderKey {
 
 /// A job running in a slot; times in seconds from the scheduler's epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Run {
+pub(super) struct Run {
     /// Its lease.
     pub lease: LeaseId,
     /// When it started.
@@ -61,13 +61,13 @@ impl Run {
 }
 
 /// Expected seconds left of a running job.
-pub fn left(expected_end: f64, elapsed: f64) -> f64 {
+pub(super) fn left(expected_end: f64, elapsed: f64) -> f64 {
     expected_end.max(OVERRUN_SHARE * elapsed).max(MIN_LEFT)
 }
 
 /// Where a job would run: the host, when it would start and finish.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pick {
+pub(super) struct Pick {
     /// The host.
     pub host: HostId,
     /// Seconds from now until its slot frees (0: now).
@@ -79,7 +79,7 @@ pub struct Pick {
 /// The farm as one pass of the simulation sees it: the scheduler's hosts
 /// and indexes, read-only, plus the slots booked during the pass.
 #[derive(Debug)]
-pub struct View<'a> {
+pub(super) struct View<'a> {
     hosts: &'a [Option<Host>],
     order: &'a BTreeSet<OrderKey>,
     free: &'a BTreeSet<OrderKey>,
@@ -95,7 +95,7 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// A view of `hosts` at `now` (seconds from the scheduler's epoch),
     /// walked in `order`; `free` holds the keys of hosts with a free slot.
-    pub fn new(
+    pub(super) fn new(
         hosts: &'a [Option<Host>],
         order: &'a BTreeSet<OrderKey>,
         free: &'a BTreeSet<OrderKey>,
@@ -117,12 +117,12 @@ impl<'a> View<'a> {
     }
 
     /// The host `id`.
-    pub fn host(&self, id: HostId) -> &'a Host {
+    pub(super) fn host(&self, id: HostId) -> &'a Host {
         self.hosts[id.0].as_ref().expect("live host id")
     }
 
     /// True if host `id` takes jobs of `need` now.
-    pub fn accepts(&self, id: HostId, need: Need) -> bool {
+    pub(super) fn accepts(&self, id: HostId, need: Need) -> bool {
         let (remote, local) = self.host(id).kinds(self.farm_alive);
         match need {
             Need::Remote => remote,
@@ -131,7 +131,7 @@ impl<'a> View<'a> {
     }
 
     /// The speed of the fastest host that takes a job of `need` (0 if none).
-    pub fn fastest(&self, need: Need) -> f64 {
+    pub(super) fn fastest(&self, need: Need) -> f64 {
         self.order
             .iter()
             .map(|k| HostId(k.2))
@@ -140,7 +140,7 @@ impl<'a> View<'a> {
     }
 
     /// Hosts with a slot free now, fastest first, that take some job.
-    pub fn free_hosts(&self) -> impl Iterator<Item = HostId> + '_ {
+    pub(super) fn free_hosts(&self) -> impl Iterator<Item = HostId> + '_ {
         self.free.iter().map(|k| HostId(k.2)).filter(|id| {
             let (remote, local) = self.host(*id).kinds(self.farm_alive);
             (remote || local) && self.free_now(*id)
@@ -148,7 +148,7 @@ impl<'a> View<'a> {
     }
 
     /// True while some slot is free now.
-    pub fn any_free(&self) -> bool {
+    pub(super) fn any_free(&self) -> bool {
         self.free_hosts().next().is_some()
     }
 
@@ -212,7 +212,13 @@ impl<'a> View<'a> {
     /// `margin` x its time (with a cost that is only a guess, waiting on a
     /// heavy-tailed job is a gamble). Ties go to a slot free now, then the
     /// faster host, then the one with more free slots.
-    pub fn pick_on(&mut self, cost: f64, margin: f64, need: Need, min_speed: f64) -> Option<Pick> {
+    pub(super) fn pick_on(
+        &mut self,
+        cost: f64,
+        margin: f64,
+        need: Need,
+        min_speed: f64,
+    ) -> Option<Pick> {
         let free_now = self
             .free_hosts()
             .find(|id| self.accepts(*id, need) && self.host(*id).speed >= min_speed)
@@ -269,7 +275,7 @@ impl<'a> View<'a> {
     }
 
     /// Books the slot of `pick`: it frees again when the job would finish.
-    pub fn take(&mut self, pick: Pick) {
+    pub(super) fn take(&mut self, pick: Pick) {
         let at = match self.booked.iter().position(|b| b.0 == pick.host) {
             Some(at) => at,
             None => {

@@ -27,7 +27,7 @@ pub enum Health {
 
 /// What the relay saw go wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Connect refused or timed out, or closed/reset before answering.
     Refused,
     /// Accepted but no byte in either direction for the job timeout.
@@ -51,7 +51,7 @@ pub struct HealthState {
 
 impl HealthState {
     /// A new host: up, probed at once.
-    pub fn new(now: Instant) -> HealthState {
+    pub(crate) fn new(now: Instant) -> HealthState {
         HealthState {
             health: Health::Up,
             since: now,
@@ -65,12 +65,12 @@ impl HealthState {
     }
 
     /// True when a probe should start now.
-    pub fn probe_due(&self, now: Instant) -> bool {
+    pub(crate) fn probe_due(&self, now: Instant) -> bool {
         !self.probing && now >= self.next_probe
     }
 
     /// A probe has started.
-    pub fn probe_started(&mut self) {
+    pub(crate) fn probe_started(&mut self) {
         self.probing = true;
     }
 
@@ -84,7 +84,7 @@ impl HealthState {
     }
 
     /// A probe finished. Returns true when the health changed.
-    pub fn probe_result(&mut self, ok: bool, cfg: &HealthConfig, now: Instant) -> bool {
+    pub(crate) fn probe_result(&mut self, ok: bool, cfg: &HealthConfig, now: Instant) -> bool {
         self.probing = false;
         if ok {
             self.fail_run = 0;
@@ -112,7 +112,7 @@ impl HealthState {
     }
 
     /// The relay saw `failure`. Returns true when the health changed.
-    pub fn passive(&mut self, failure: Failure, cfg: &HealthConfig, now: Instant) -> bool {
+    pub(crate) fn passive(&mut self, failure: Failure, cfg: &HealthConfig, now: Instant) -> bool {
         self.ok_run = 0;
         self.next_probe = self.next_probe.min(now);
         match failure {
@@ -135,7 +135,7 @@ impl HealthState {
     }
 
     /// True when the host may be given jobs.
-    pub fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         self.health == Health::Up
     }
 }

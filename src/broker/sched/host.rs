@@ -70,7 +70,7 @@ impl Host {
     }
 
     /// May take new jobs: in the farm, active and healthy.
-    pub fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         !self.removed && self.spec.admin == Admin::Active && self.health.usable()
     }
 
@@ -78,7 +78,7 @@ impl Host {
     /// every farm host gone or down (`!farm_alive`), distributable jobs run
     /// on local CPUs; local-only jobs run on `localhost` whatever its admin
     /// state.
-    pub fn kinds(&self, farm_alive: bool) -> (bool, bool) {
+    pub(crate) fn kinds(&self, farm_alive: bool) -> (bool, bool) {
         let remote = self.usable() && (!self.local_only || !farm_alive);
         let local = self.spec.is_local() && !self.removed;
         (remote, local)
@@ -96,7 +96,7 @@ impl Host {
 
     /// The state `tcpb status` shows: what the user asked for first, then
     /// the host's health.
-    pub fn state(&self) -> HostState {
+    pub(crate) fn state(&self) -> HostState {
         match (self.removed, self.spec.admin, self.health.health) {
             (true, _, _) | (false, Admin::Drain, _) => HostState::Draining,
             (false, Admin::Disabled, _) => HostState::Disabled,
@@ -107,7 +107,7 @@ impl Host {
     }
 
     /// Usable slots not in use.
-    pub fn free(&self) -> u32 {
+    pub(crate) fn free(&self) -> u32 {
         self.cap.saturating_sub(self.busy)
     }
 }

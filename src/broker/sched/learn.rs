@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 
 /// Jobs a host needs before its learned speed is used.
-pub const MIN_SAMPLES: usize = 3;
+pub(crate) const MIN_SAMPLES: usize = 3;
 /// Jobs remembered per host.
 const WINDOW: usize = 15;
 /// The configured speed counts as this many measured jobs: little, so an
@@ -21,9 +21,9 @@ const PRIOR_WEIGHT: f64 = 1.0;
 const CLIP: f64 = 1.5;
 /// Weight of a sample whose work is a measured cost from an earlier build;
 /// a work guessed from the file's size weighs `GUESS`.
-pub const MEASURED: f64 = 1.0;
+pub(crate) const MEASURED: f64 = 1.0;
 /// See `MEASURED`.
-pub const GUESS: f64 = 0.5;
+pub(crate) const GUESS: f64 = 0.5;
 
 /// One host's recent samples.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +39,7 @@ pub struct Learned {
 impl Learned {
     /// Records a job: `work` (seconds at speed 1.0) done in `secs` of server
     /// time, trusted with `weight`.
-    pub fn add(&mut self, work: f64, secs: f64, weight: f64) {
+    pub(crate) fn add(&mut self, work: f64, secs: f64, weight: f64) {
         let ok = |x: f64| x.is_finite() && x > 0.0;
         if !(ok(work) && ok(weight) && secs.is_finite() && secs > 0.0005) {
             return;
@@ -49,13 +49,13 @@ impl Learned {
 
     /// The samples as (ln of work per second, weight), oldest first: what
     /// a broker keeps across restarts.
-    pub fn saved(&self) -> Vec<(f64, f64)> {
+    pub(crate) fn saved(&self) -> Vec<(f64, f64)> {
         self.samples.iter().copied().collect()
     }
 
     /// A host's estimate from samples `saved` earlier (the newest window;
     /// anything not a number is dropped).
-    pub fn restore(saved: &[(f64, f64)]) -> Learned {
+    pub(crate) fn restore(saved: &[(f64, f64)]) -> Learned {
         let mut l = Learned::default();
         for (ln, weight) in saved {
             if ln.is_finite() && weight.is_finite() && *weight > 0.0 {
@@ -82,13 +82,13 @@ impl Learned {
     }
 
     /// Jobs recorded.
-    pub fn samples(&self) -> usize {
+    pub(crate) fn samples(&self) -> usize {
         self.samples.len()
     }
 
     /// The speed estimate for a host configured at `prior`, once there are
     /// enough jobs.
-    pub fn speed(&self, prior: f64) -> Option<f64> {
+    pub(crate) fn speed(&self, prior: f64) -> Option<f64> {
         if self.samples.len() < MIN_SAMPLES || !(prior.is_finite() && prior > 0.0) {
             return None;
         }
@@ -98,7 +98,7 @@ impl Learned {
 }
 
 /// The median of `values` (none when empty).
-pub fn median(mut values: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

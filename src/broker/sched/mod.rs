@@ -13,17 +13,17 @@ mod check;
 pub mod costs;
 mod dispatch;
 mod eft;
-pub mod health;
+pub(crate) mod health;
 mod host;
 mod ids;
-pub mod learn;
+pub(crate) mod learn;
 mod queue;
 
 use crate::config::HealthConfig;
 use crate::farm::{Admin, Farm, HostSpec};
 use eft::{OrderKey, Run, order_key};
 use health::Failure;
-pub use host::Host;
+pub(crate) use host::Host;
 pub use ids::{HostId, LeaseId};
 use learn::MIN_SAMPLES;
 use queue::Queue;
@@ -104,12 +104,12 @@ impl Scheduler {
 
     /// The host `id`, to change its counters (not its slots or speed,
     /// which only `set_farm` and `observe` change).
-    pub fn host_mut(&mut self, id: HostId) -> &mut Host {
+    pub(crate) fn host_mut(&mut self, id: HostId) -> &mut Host {
         self.hosts[id.0].as_mut().expect("live host id")
     }
 
     /// Every host with its id, in farm order.
-    pub fn hosts(&self) -> impl Iterator<Item = (HostId, &Host)> {
+    pub(crate) fn hosts(&self) -> impl Iterator<Item = (HostId, &Host)> {
         self.hosts
             .iter()
             .enumerate()
@@ -122,22 +122,22 @@ impl Scheduler {
     }
 
     /// Compiles holding a slot.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.held.len()
     }
 
     /// 1-based queue position of `lease`, if it waits.
-    pub fn position(&self, lease: LeaseId) -> Option<usize> {
+    pub(crate) fn position(&self, lease: LeaseId) -> Option<usize> {
         self.queue.position(lease)
     }
 
     /// Where `lease` runs, if placed.
-    pub fn placed(&self, lease: LeaseId) -> Option<HostId> {
+    pub(crate) fn placed(&self, lease: LeaseId) -> Option<HostId> {
         self.held.get(&lease).copied()
     }
 
     /// Replaces the farm, every slot usable. See `set_farm_with`.
-    pub fn set_farm(&mut self, farm: &Farm, now: Instant) -> Vec<Placement> {
+    pub(crate) fn set_farm(&mut self, farm: &Farm, now: Instant) -> Vec<Placement> {
         self.set_farm_with(farm, now, |h| h.slots)
     }
 
@@ -146,7 +146,7 @@ impl Scheduler {
     /// keeps its jobs and counters; a dropped host takes no new jobs and
     /// goes once its jobs finish. Returns the leases this placed from the
     /// queue.
-    pub fn set_farm_with(
+    pub(crate) fn set_farm_with(
         &mut self,
         farm: &Farm,
         now: Instant,
@@ -208,7 +208,7 @@ impl Scheduler {
     /// configured slots). Running jobs are not disturbed: a host left with
     /// more jobs than capacity takes no new one until enough end. Returns
     /// the leases a grown capacity placed from the queue.
-    pub fn set_capacity(&mut self, id: HostId, cap: u32, now: Instant) -> Vec<Placement> {
+    pub(crate) fn set_capacity(&mut self, id: HostId, cap: u32, now: Instant) -> Vec<Placement> {
         let Some(h) = self.hosts.get(id.0).and_then(Option::as_ref) else {
             return Vec::new();
         };
@@ -306,7 +306,7 @@ impl Scheduler {
     }
 
     /// The hosts dropped from the farm since the last call.
-    pub fn take_retired(&mut self) -> Vec<Host> {
+    pub(crate) fn take_retired(&mut self) -> Vec<Host> {
         std::mem::take(&mut self.retired)
     }
 
@@ -340,13 +340,13 @@ impl Scheduler {
     }
 
     /// Changes the probe settings.
-    pub fn set_health_config(&mut self, health: HealthConfig) {
+    pub(crate) fn set_health_config(&mut self, health: HealthConfig) {
         self.health = health;
     }
 
     /// Records that the relay saw `host` fail (`error`): it leaves the
     /// choice at once. `fell_back` when a job was lost to it.
-    pub fn record_failure(
+    pub(crate) fn record_failure(
         &mut self,
         host: HostId,
         error: String,
@@ -364,7 +364,7 @@ impl Scheduler {
 
     /// Remote hosts whose probe is due, as (name, host, port); each is
     /// marked as being probed until `probe_done`.
-    pub fn due_probes(&mut self, now: Instant) -> Vec<(String, String, u16)> {
+    pub(crate) fn due_probes(&mut self, now: Instant) -> Vec<(String, String, u16)> {
         let mut due = Vec::new();
         for h in self.hosts.iter_mut().flatten() {
             if h.removed || !h.health.probe_due(now) {
@@ -380,7 +380,7 @@ impl Scheduler {
 
     /// A probe of the host `name` finished; `error` is why it failed.
     /// Returns the leases placed if the host came back.
-    pub fn probe_done(
+    pub(crate) fn probe_done(
         &mut self,
         name: &str,
         error: Option<String>,
@@ -422,7 +422,7 @@ impl Scheduler {
     }
 
     /// Gives hosts the speed samples a previous broker learned for them.
-    pub fn restore_learned<'a>(
+    pub(crate) fn restore_learned<'a>(
         &mut self,
         saved: impl IntoIterator<Item = (HostId, &'a [(f64, f64)])>,
     ) {
@@ -446,12 +446,12 @@ impl Scheduler {
     }
 
     /// Leases placed on `host`.
-    pub fn leases_on(&self, host: HostId) -> Vec<LeaseId> {
+    pub(crate) fn leases_on(&self, host: HostId) -> Vec<LeaseId> {
         self.host(host).running.iter().map(|r| r.lease).collect()
     }
 
     /// The host named `name` (not a removed one).
-    pub fn find(&self, name: &str) -> Option<HostId> {
+    pub(crate) fn find(&self, name: &str) -> Option<HostId> {
         self.hosts()
             .find(|(_, h)| h.spec.name == name && !h.local_only && !h.removed)
             .map(|(id, _)| id)
@@ -461,7 +461,12 @@ impl Scheduler {
     /// and moves the lease to the best other free farm host with the same
     /// distcc options. `None` when there is none; the lease then stays where
     /// it was (distcc will compile locally).
-    pub fn reroute(&mut self, lease: LeaseId, error: String, now: Instant) -> Option<HostId> {
+    pub(crate) fn reroute(
+        &mut self,
+        lease: LeaseId,
+        error: String,
+        now: Instant,
+    ) -> Option<HostId> {
         let from = *self.held.get(&lease)?;
         self.record_failure(from, error, Failure::Refused, false, now);
         let (lzo, cpp) = {
@@ -480,12 +485,12 @@ impl Scheduler {
     }
 
     /// Takes `lease` out of the queue, if it waits there (a queue timeout).
-    pub fn unqueue(&mut self, lease: LeaseId) -> bool {
+    pub(crate) fn unqueue(&mut self, lease: LeaseId) -> bool {
         self.queue.remove(lease)
     }
 
     /// The queue in serving order.
-    pub fn queue(&self) -> impl Iterator<Item = LeaseId> + '_ {
+    pub(crate) fn queue(&self) -> impl Iterator<Item = LeaseId> + '_ {
         self.queue.iter().map(|(l, _)| l)
     }
 

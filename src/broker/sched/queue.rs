@@ -38,7 +38,8 @@ pub struct Job {
 
 impl Job {
     /// A job of `need` with a known unit cost, in build 0.
-    pub fn of(need: Need) -> Job {
+    #[cfg(test)]
+    pub(crate) fn of(need: Need) -> Job {
         Job {
             need,
             cost: 1.0,
@@ -67,7 +68,7 @@ struct Build {
 
 /// Waiting compiles.
 #[derive(Debug, Default)]
-pub struct Queue {
+pub(super) struct Queue {
     /// Builds with waiting compiles, in the order their first one arrived.
     builds: Vec<Build>,
     /// Where each waiting lease is: its build and key.
@@ -80,7 +81,7 @@ pub struct Queue {
 
 impl Queue {
     /// Adds a compile at the end of its build's turn.
-    pub fn push(&mut self, lease: LeaseId, job: Job) {
+    pub(super) fn push(&mut self, lease: LeaseId, job: Job) {
         self.remove(lease);
         self.seq += 1;
         let k = key(job.cost, self.seq);
@@ -99,7 +100,7 @@ impl Queue {
     }
 
     /// Takes `lease` out; false if it was not there.
-    pub fn remove(&mut self, lease: LeaseId) -> bool {
+    pub(super) fn remove(&mut self, lease: LeaseId) -> bool {
         let Some((build, k)) = self.index.remove(&lease) else {
             return false;
         };
@@ -113,24 +114,24 @@ impl Queue {
     }
 
     /// Compiles waiting.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.index.len()
     }
 
     /// True when none waits.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
     /// A compile of `build` was served.
-    pub fn served(&mut self, build: u32) {
+    pub(super) fn served(&mut self, build: u32) {
         self.last = Some(build);
     }
 
     /// The waiting compiles in serving order, lazily: builds take turns,
     /// starting after the build served last; within a build, heaviest
     /// expected first, then arrival order.
-    pub fn iter(&self) -> impl Iterator<Item = (LeaseId, Job)> + '_ {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (LeaseId, Job)> + '_ {
         let n = self.builds.len();
         let first = self
             .last
@@ -155,7 +156,7 @@ impl Queue {
     }
 
     /// 1-based place of `lease` in the serving order.
-    pub fn position(&self, lease: LeaseId) -> Option<usize> {
+    pub(super) fn position(&self, lease: LeaseId) -> Option<usize> {
         self.index.get(&lease)?;
         self.iter().position(|(l, _)| l == lease).map(|p| p + 1)
     }

@@ -39,7 +39,7 @@ pub(super) enum Phase {
 
 impl Lease {
     /// A lease for `req`, waiting for the grant `waiter` carries.
-    pub fn new(req: &LeaseRequest, waiter: oneshot::Sender<Grant>, now: Instant) -> Lease {
+    pub(super) fn new(req: &LeaseRequest, waiter: oneshot::Sender<Grant>, now: Instant) -> Lease {
         Lease {
             pid: req.pid,
             source: req.source.clone(),
@@ -51,7 +51,7 @@ impl Lease {
     }
 
     /// When it was granted, if it was.
-    pub fn granted_at(&self) -> Option<Instant> {
+    pub(super) fn granted_at(&self) -> Option<Instant> {
         match self.phase {
             Phase::Granted { at, .. } => Some(at),
             Phase::Waiting(_) => None,
@@ -59,7 +59,7 @@ impl Lease {
     }
 
     /// Its relay port, if it has one.
-    pub fn port(&self) -> Option<u16> {
+    pub(super) fn port(&self) -> Option<u16> {
         match self.phase {
             Phase::Granted { port, .. } => port,
             Phase::Waiting(_) => None,

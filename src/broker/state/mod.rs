@@ -22,7 +22,7 @@ pub(crate) use admin::AdminError;
 use super::overlay::Overlay;
 use super::relay::{Relay, Report};
 use super::sched::costs::{Costs, SavedCosts};
-use super::sched::{Job, LeaseId, Need, Placement, Scheduler};
+use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
 use super::slots::{AllSlots, Slots};
 use super::store::{self, Saved, Writer};
 use crate::config::{BrokerConfig, Config};
@@ -132,15 +132,17 @@ impl State {
 
 impl Broker {
     /// A broker with `config` and what the last one saved, serving its
-    /// relay ports through `relay`.
+    /// relay ports through `relay`, using of each host what `slots` allows.
     pub(crate) fn new(
         config: Config,
         paths: Paths,
         (saved, costs): (Saved, SavedCosts),
         relay: Relay,
-        now: Instant,
+        slots: Box<dyn Slots>,
     ) -> Broker {
+        let now = Instant::now();
         let mut state = State::new(config, saved, costs, now);
+        state.slots = slots;
         let placed = farm::refresh(&mut state, now);
         debug_assert!(placed.is_empty(), "nothing queued yet");
         let (shutdown, _) = watch::channel(false);
@@ -312,6 +314,25 @@ impl Broker {
         }
     }
 
+    /// Asks the slot source again what this broker may use of each host
+    /// and applies what changed: a grown capacity places queued compiles,
+    /// a shrunk one lets running compiles finish.
+    pub(crate) fn refresh_capacity(&self) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let State { sched, slots, .. } = &mut *state;
+        let changed: Vec<(HostId, u32)> = sched
+            .hosts()
+            .map(|(id, h)| (id, slots.usable(&h.spec)))
+            .filter(|(id, cap)| *cap != sched.host(*id).cap)
+            .collect();
+        let placed = changed
+            .into_iter()
+            .flat_map(|(id, cap)| sched.set_capacity(id, cap, now))
+            .collect();
+        deliver(&mut state, &self.shared.relay, placed, None);
+    }
+
     /// Remote hosts whose probe is due, and the probe timeout.
     pub(crate) fn due_probes(&self, now: Instant) -> (Vec<(String, String, u16)>, Duration) {
         let mut state = self.lock();
@@ -470,3 +491,6 @@ fn take_save(state: &mut State) -> store::Snapshot {
         costs: state.costs.take_changes(),
     }
 }
+
+#[cfg(test)]
+mod tests;

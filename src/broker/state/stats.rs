@@ -39,7 +39,7 @@ pub(super) struct Stats {
 
 impl Stats {
     /// A compile was granted after waiting `wait` seconds.
-    pub fn granted(&mut self, wait: f64, local: bool) {
+    pub(super) fn granted(&mut self, wait: f64, local: bool) {
         self.granted += 1;
         self.granted_local += u64::from(local);
         if self.waits.len() == WAITS_KEPT {
@@ -54,14 +54,14 @@ impl Stats {
     }
 
     /// The relay timed a job of `secs` server seconds on `host`.
-    pub fn timed(&mut self, host: &str, secs: f64) {
+    pub(super) fn timed(&mut self, host: &str, secs: f64) {
         let t = self.job_secs.entry(host.to_string()).or_default();
         t.0 += secs;
         t.1 += 1;
     }
 
     /// Mean server seconds of the jobs timed on `host`.
-    pub fn mean_job_secs(&self, host: &str) -> Option<f64> {
+    pub(super) fn mean_job_secs(&self, host: &str) -> Option<f64> {
         self.job_secs
             .get(host)
             .filter(|(_, n)| *n > 0)
@@ -69,7 +69,7 @@ impl Stats {
     }
 
     /// Mean and 95th percentile of the recent waits.
-    pub fn wait_stats(&self) -> (Option<f64>, Option<f64>) {
+    pub(super) fn wait_stats(&self) -> (Option<f64>, Option<f64>) {
         if self.waits.is_empty() {
             return (None, None);
         }
@@ -81,7 +81,7 @@ impl Stats {
     }
 
     /// Every wait as a cumulative histogram: (upper bound, waits at most).
-    pub fn histogram(&self) -> Vec<(f64, u64)> {
+    pub(super) fn histogram(&self) -> Vec<(f64, u64)> {
         let cumulative = self.wait_counts.iter().scan(0, |acc, n| {
             *acc += n;
             Some(*acc)

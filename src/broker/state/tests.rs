@@ -1,0 +1,82 @@
+use super::*;
+use crate::farm::HostSpec;
+use std::sync::atomic::AtomicU32;
+
+/// A slot source whose answer the test moves, as team mode's claims would.
+struct Claimed(Arc<AtomicU32>);
+
+impl Slots for Claimed {
+    fn usable(&self, host: &HostSpec) -> u32 {
+        self.0.load(Ordering::SeqCst).min(host.slots)
+    }
+}
+
+fn paths(dir: &std::path::Path) -> Paths {
+    Paths {
+        runtime_dir: dir.join("run"),
+        state_dir: dir.join("state"),
+        config_file: dir.join("config.toml"),
+        masquerade_dir: dir.join("masq"),
+    }
+}
+
+fn request(farm: &HostList, pid: u32) -> LeaseRequest {
+    LeaseRequest {
+        pid,
+        cwd: "/".into(),
+        compiler: "gcc".into(),
+        source: Some(format!("f{pid}.c")),
+        source_size: 100,
+        source_path: None,
+        build: 1,
+        local_only: false,
+        farm: farm.clone(),
+    }
+}
+
+#[tokio::test]
+async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let usable = Arc::new(AtomicU32::new(4));
+    let (relay, _reports) = Relay::new();
+    let slots = Box::new(Claimed(Arc::clone(&usable)));
+    let broker = Broker::new(
+        Config::default(),
+        paths(dir.path()),
+        Default::default(),
+        relay,
+        slots,
+    );
+    // A farm of this machine alone: grants are local, no relay port.
+    let farm = crate::hosts::parse("localhost/4", "test").unwrap();
+    let mut leases = Vec::new();
+    for pid in 1..=4 {
+        let (tx, _rx) = oneshot::channel();
+        let started = broker.request(&request(&farm, pid), tx);
+        assert_eq!(started.grant, Some(Grant::Local), "slot {pid} of 4");
+        leases.push(started.id);
+    }
+    // The source now allows one slot: the four keep running, a fifth waits.
+    usable.store(1, Ordering::SeqCst);
+    broker.refresh_capacity();
+    let (tx, mut fifth) = oneshot::channel();
+    let waiting = broker.request(&request(&farm, 5), tx);
+    assert_eq!((waiting.grant, broker.running()), (None, 4));
+    for id in &leases[..3] {
+        broker.release(*id);
+    }
+    assert!(fifth.try_recv().is_err(), "still over the one usable slot");
+    broker.release(leases[3]);
+    assert_eq!(fifth.try_recv(), Ok(Grant::Local));
+    // Grown again: queued compiles are served at once.
+    let (tx, mut sixth) = oneshot::channel();
+    assert_eq!(broker.request(&request(&farm, 6), tx).grant, None);
+    usable.store(4, Ordering::SeqCst);
+    broker.refresh_capacity();
+    assert_eq!(sixth.try_recv(), Ok(Grant::Local));
+    assert_eq!(
+        broker.snapshot().hosts[0].slots,
+        4,
+        "configured slots shown"
+    );
+}
