@@ -7,37 +7,52 @@
 //!
 //! # Layout
 //!
-//! - `cli`: argv dispatch (compiler invocation or subcommand) and clap.
-//! - `client`: the per-compile wrapper (sync std code): find the real
-//!   compiler (`client::compiler`), reach or start the broker
-//!   (`client::connect`), take a lease, run distcc or the compiler.
-//! - `classify`: which command lines may go to the farm.
-//! - `hosts`: distcc's host-list grammar and where distcc looks for it.
-//! - `config`: `config.toml` (per-host speed and slots, broker options).
-//! - `farm`: the host list merged with the config into the scheduler's farm.
-//! - `paths`: runtime, state and config locations, all overridable.
-//! - `protocol`: the typed control messages; `frame`: their framing.
-//! - `broker`: the daemon. `broker::sched` owns slot accounting, the
-//!   hosts (`broker::host`) and the queue, as pure code with the time
-//!   passed in; it serves the fair queue of `broker::queue` through the
-//!   earliest-finish-time simulation of `broker::eft`, with speeds learned
-//!   by `broker::learn` and host health from the up/suspect/down machine of
-//!   `broker::health`. `broker::state` shares the scheduler between tasks
-//!   and keeps the per-file cost memory of `broker::costs`;
-//!   `broker::control` serves one control connection; `broker::relay` owns
-//!   the loopback relay ports, connects each job to its host and
-//!   classifies how it ended, asking `broker::peer` who connected;
-//!   `broker::pump` copies a job's bytes (splicing payloads), reading
-//!   distcc's token stream with `broker::observe`; `broker::admin` runs `tcpb host …`
-//!   against `broker::overlay`, the runtime farm changes that
-//!   `broker::store` persists; `broker::http` serves the optional
-//!   `/status` and `/metrics`.
-//! - `status`: `tcpb status` and `tcpb stop`; `watch`: `tcpb status
-//!   --watch` / `tcpb top`; `admin`: `tcpb host …` and
-//!   `tcpb reload` (client side).
-//! - `logview`: `tcpb log`.
-//! - `shell`: `tcpb init SHELL` (the scripts in `shell/`, embedded) and
-//!   `tcpb masquerade install`.
+//! - `cli`: argv dispatch (a compiler invocation or a subcommand) and clap.
+//! - `client/`: the per-compile wrapper, plain sync code: find the real
+//!   compiler (`compiler`), reach or start the broker (`connect`), take a
+//!   lease, exec distcc or run the compiler (`run`).
+//! - `classify`: which command lines may go to the farm (`Route`).
+//! - `hosts`: distcc's host-list grammar and where distcc looks for it;
+//!   `config`: `config.toml`; `farm`: the two merged into `HostSpec`s.
+//! - `protocol`: the typed control messages (`LeaseRequest` on the wire,
+//!   `Grant` back); `frame`: their length-prefixed framing.
+//! - `paths`: runtime, state and config locations (the `directories`
+//!   crate, `TCPB_*` overrides); `sys`: the uid, signal handlers, setting a
+//!   full log aside, the open-file limit.
+//! - `broker/`: the daemon. `mod.rs` runs it: control socket, tick,
+//!   probes, reload, relay reports, shutdown.
+//!   - `state/`: the one owner of everything the tasks share (`Broker`);
+//!     its mutex never leaves the module. One `Lease` record per compile
+//!     (`lease`), the farm in force and per-host memory (`farm`), the
+//!     relay's tickets and reports (`relayed`), `tcpb host` (`admin`),
+//!     counters (`stats`), the status snapshot (`view`).
+//!   - `sched/`: pure slot accounting and host choice, time passed in:
+//!     `Scheduler` (`mod.rs`) over the hosts (`host`), the fair queue
+//!     (`queue`, whose entries are `Job`s), the queue pass (`dispatch`)
+//!     through the earliest-finish simulation (`eft`), learned speed
+//!     (`learn`), health (`health`), per-file costs (`costs`), ids (`ids`).
+//!   - `relay/`: a `Ticket` in at grant time, `Report`s out: the port pool
+//!     (`ports`), who connected (`peer`), the copy loop (`pump`) over a
+//!     buffer-or-splice lane (`lane`), distcc's token stream (`observe`).
+//!   - `slots`: what this broker may use of each host (all of it alone;
+//!     team mode: its claims). `control`: one control connection.
+//!     `overlay`: runtime farm changes. `store`: state files, written on a
+//!     thread of their own. `http`: `/status` and `/metrics`.
+//! - `status`: `tcpb status` and `tcpb stop`; `watch`: `tcpb top`;
+//!   `admin`: `tcpb host …` and `tcpb reload`; `logview`: `tcpb log`;
+//!   `shell`: `tcpb init SHELL` and `tcpb masquerade install`.
+//!
+//! # One compile through the types
+//!
+//! `client::compile` classifies the command line (`classify::Route`) and
+//! sends a `protocol::LeaseRequest`. The broker's `control` task hands it
+//! to `Broker::request`, which records a `Lease` (waiting), turns the
+//! request into a `sched::Job` and asks the `Scheduler` for `Placement`s.
+//! A remote placement becomes a `relay::Ticket` on a relay port and a
+//! `protocol::Grant` back to the client, which execs distcc at that port.
+//! The relay serves the connection and sends one `relay::Outcome`; the
+//! state turns it into host health, speed samples and the file's cost.
+//! The control connection closing ends the lease: `Broker::release`.
 
 pub(crate) mod admin;
 pub mod broker;

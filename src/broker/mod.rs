@@ -33,11 +33,14 @@ pub(crate) fn main(paths: &Paths) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Files are read and the socket made before the runtime serves: no
+    // async worker waits for the disk.
     let loaded = load(paths);
-    runtime.block_on(async {
-        let listener = bind(paths)?;
-        run(listener, paths.clone(), config, loaded, signals()).await
-    })
+    let listener = {
+        let _in_runtime = runtime.enter();
+        bind(paths)?
+    };
+    runtime.block_on(run(listener, paths.clone(), config, loaded, signals()))
 }
 
 /// What the last broker saved, read before the runtime starts (a file
