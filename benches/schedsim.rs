@@ -56,7 +56,7 @@ impl Ord for Done {
 
 /// The farm as the broker is told of it: with the true speeds configured,
 /// or (`unconfigured`) all at the default 1.0, left to be learned.
-fn farm(spec: &[(f64, u32)], unconfigured: bool) -> Farm {
+fn sim_farm(spec: &[(f64, u32)], unconfigured: bool) -> Farm {
     let hosts = spec
         .iter()
         .enumerate()
@@ -84,10 +84,71 @@ struct Broker {
     epoch: Instant,
 }
 
-/// One build at `-j j` starting at `t0`; returns its makespan in seconds.
-/// A job holds its slot for its work on the host's true speed plus
-/// `overhead` (preprocessing, transfer); make starts the next job when one
-/// ends.
+/// A build in progress on the simulated clock: which job each lease is,
+/// where and when it was placed, and the finish events to come.
+struct Clock<'a> {
+    jobs: &'a [Sim],
+    speeds: &'a [f64],
+    overhead: f64,
+    /// Per lease: its job, and its host and start once placed.
+    leases: Vec<(usize, Option<(usize, f64)>)>,
+    events: BinaryHeap<Done>,
+}
+
+impl Clock<'_> {
+    /// Starts the jobs the scheduler placed at `now`.
+    fn place(&mut self, placed: Vec<Placement>, now: f64) {
+        for p in placed {
+            let l = &mut self.leases[p.lease as usize];
+            l.1 = Some((p.host.0, now));
+            let end = now + self.jobs[l.0].work / self.speeds[p.host.0] + self.overhead;
+            self.events.push(Done(end, p.lease));
+        }
+    }
+
+    /// Per job: its start (from `t0`) and host.
+    fn starts(&self, t0: f64) -> Vec<(f64, usize)> {
+        let mut starts = vec![(f64::NAN, usize::MAX); self.jobs.len()];
+        for (job, placed) in &self.leases {
+            starts[*job] = placed.map_or((f64::NAN, usize::MAX), |p| (p.1 - t0, p.0));
+        }
+        starts
+    }
+}
+
+/// The scheduler's view of job `s`, as the broker builds it.
+fn job_of(costs: &mut Costs, s: &Sim) -> Job {
+    let known = costs.knows(&s.key);
+    let cost = costs.expected(Some(&s.key), s.size);
+    Job {
+        need: Need::Remote,
+        cost,
+        known,
+        light: known && cost < 0.5 * costs.mean(),
+        build: 1,
+    }
+}
+
+/// What the broker learns when the job of `lease` ends: its host's speed
+/// and the file's cost.
+fn learn(b: &mut Broker, c: &Clock, lease: LeaseId) {
+    let (job, host) = c.leases[lease as usize];
+    let (s, h) = (&c.jobs[job], host.expect("placed").0);
+    // The server's time: the work, and its share of the overhead
+    // (receiving the job and the real compile, at any host speed).
+    let server = s.work / c.speeds[h] + SERVER_SHARE * c.overhead;
+    let id = HostId(h);
+    if let Some((work, weight)) = b.costs.evidence(Some(&s.key), s.size) {
+        b.sched.observe(id, work, server, weight);
+    }
+    let speed = b.sched.speed(b.sched.host(id));
+    b.costs.record(Some(&s.key), s.size, server * speed);
+}
+
+/// One build at `-j j` starting at `t0`; returns its makespan in seconds
+/// and each job's start and host. A job holds its slot for its work on the
+/// host's true speed plus `overhead` (preprocessing, transfer); make
+/// starts the next job when one ends.
 fn build(
     b: &mut Broker,
     jobs: &[Sim],
@@ -98,72 +159,30 @@ fn build(
 ) -> (f64, Vec<(f64, usize)>) {
     let epoch = b.epoch;
     let at = |s: f64| epoch + Duration::from_secs_f64(s);
+    let mut c = Clock {
+        jobs,
+        speeds,
+        overhead,
+        leases: Vec::new(),
+        events: BinaryHeap::new(),
+    };
     let mut now = t0;
     let (mut next, mut done) = (0usize, 0usize);
-    // Per lease: its job, and its host and start once placed.
-    let mut leases: Vec<(usize, Option<(usize, f64)>)> = Vec::new();
-    let mut events = BinaryHeap::new();
-    let place = |placed: Vec<Placement>,
-                 now: f64,
-                 leases: &mut Vec<(usize, Option<(usize, f64)>)>,
-                 events: &mut BinaryHeap<Done>| {
-        for p in placed {
-            let l = &mut leases[p.lease as usize];
-            l.1 = Some((p.host.0, now));
-            events.push(Done(
-                now + jobs[l.0].work / speeds[p.host.0] + overhead,
-                p.lease,
-            ));
-        }
-    };
     while done < jobs.len() {
         while next < jobs.len() && next - done < j {
-            let s = &jobs[next];
-            let known = b.costs.knows(&s.key);
-            let cost = b.costs.expected(Some(&s.key), s.size);
-            let job = Job {
-                need: Need::Remote,
-                cost,
-                known,
-                light: known && cost < 0.5 * b.costs.mean(),
-                build: 1,
-            };
-            let lease = leases.len() as LeaseId;
-            leases.push((next, None));
-            place(
-                b.sched.request(lease, job, at(now)),
-                now,
-                &mut leases,
-                &mut events,
-            );
+            let lease = c.leases.len() as LeaseId;
+            c.leases.push((next, None));
+            let job = job_of(&mut b.costs, &jobs[next]);
+            c.place(b.sched.request(lease, job, at(now)), now);
             next += 1;
         }
-        let Done(t, lease) = events.pop().expect("a job runs");
+        let Done(t, lease) = c.events.pop().expect("a job runs");
         now = t;
-        let (job, host) = leases[lease as usize];
-        let (s, h) = (&jobs[job], host.expect("placed").0);
-        // The server's time: the work, and its share of the overhead
-        // (receiving the job and the real compile, at any host speed).
-        let server = s.work / speeds[h] + SERVER_SHARE * overhead;
-        let id = HostId(h);
-        if let Some((work, weight)) = b.costs.evidence(Some(&s.key), s.size) {
-            b.sched.observe(id, work, server, weight);
-        }
-        let speed = b.sched.speed(b.sched.host(id));
-        b.costs.record(Some(&s.key), s.size, server * speed);
-        place(
-            b.sched.release(lease, at(now)),
-            now,
-            &mut leases,
-            &mut events,
-        );
+        learn(b, &c, lease);
+        c.place(b.sched.release(lease, at(now)), now);
         done += 1;
     }
-    let mut starts = vec![(f64::NAN, usize::MAX); jobs.len()];
-    for (job, placed) in leases {
-        starts[job] = placed.map_or((f64::NAN, usize::MAX), |p| (p.1 - t0, p.0));
-    }
-    (now - t0, starts)
+    (now - t0, c.starts(t0))
 }
 
 /// The same build through plain distcc's choice: each client takes the
@@ -221,133 +240,110 @@ fn distcc_build(jobs: &[Sim], spec: &[(f64, u32)], j: usize, overhead: f64) -> (
     (now, starts)
 }
 
+/// The command line.
+struct Opts {
+    n: usize,
+    overhead: f64,
+    seeds: u64,
+    first_seed: u64,
+    unconfigured: bool,
+    trace: bool,
+    /// A further -j level (for example one as wide as the build).
+    extra_j: Option<u32>,
+    profile: common::Profile,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let args: Vec<String> = std::env::args().collect();
+        let opt = |name: &str, default: f64| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1)?.parse().ok())
+                .unwrap_or(default)
+        };
+        Opts {
+            n: opt("--jobs", 80.0) as usize,
+            overhead: opt("--overhead", 0.1),
+            seeds: opt("--seeds", 9.0) as u64,
+            first_seed: opt("--seed", 0.0) as u64,
+            unconfigured: args.iter().any(|a| a == "--unconfigured"),
+            trace: args.iter().any(|a| a == "--trace"),
+            extra_j: Some(opt("--j", 0.0) as u32).filter(|j| *j > 0),
+            profile: common::Profile::from_args(&args),
+        }
+    }
+}
+
+/// A simulated farm: its name, (speed, slots) per host, and the mean job
+/// work in ms of its job sets.
+struct SimFarm {
+    name: &'static str,
+    spec: &'static [(f64, u32)],
+    mean: f64,
+}
+
+impl SimFarm {
+    fn slots(&self) -> u32 {
+        self.spec.iter().map(|(_, s)| s).sum()
+    }
+
+    fn speeds(&self) -> Vec<f64> {
+        self.spec.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// The lower bound of a build of `jobs`: all work over the farm's
+    /// capacity, or the longest job on the fastest host.
+    fn bound(&self, jobs: &[Sim], overhead: f64) -> f64 {
+        let capacity: f64 = self.spec.iter().map(|(s, n)| s * *n as f64).sum();
+        let fastest = self.spec.iter().map(|(s, _)| *s).fold(0.0, f64::max);
+        let total: f64 = jobs.iter().map(|s| s.work + overhead).sum();
+        let longest = jobs.iter().map(|s| s.work).fold(0.0, f64::max);
+        (total / capacity).max(longest / fastest + overhead)
+    }
+}
+
+const FARMS: [SimFarm; 2] = [
+    SimFarm {
+        name: "heterogeneous",
+        spec: &[(4.0, 2), (2.0, 2), (1.0, 4)],
+        mean: 1000.0,
+    },
+    SimFarm {
+        name: "uniform",
+        spec: &[(1.0, 3), (1.0, 3), (1.0, 2)],
+        mean: 500.0,
+    },
+];
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str, default: f64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1)?.parse().ok())
-            .unwrap_or(default)
-    };
-    let n = opt("--jobs", 80.0) as usize;
-    let overhead = opt("--overhead", 0.1);
-    let seeds = opt("--seeds", 9.0) as u64;
-    let unconfigured = args.iter().any(|a| a == "--unconfigured");
-    let trace = args.iter().any(|a| a == "--trace");
-    let first_seed = opt("--seed", 0.0) as u64;
-    // A further -j level (for example one as wide as the build).
-    let extra_j = Some(opt("--j", 0.0) as u32).filter(|j| *j > 0);
-    type F<'a> = (&'a str, &'a [(f64, u32)], f64);
-    let farms: [F; 2] = [
-        ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
-        ("uniform", &[(1.0, 3), (1.0, 3), (1.0, 2)], 500.0),
-    ];
-    let profile = common::Profile::from_args(&args);
+    let o = Opts::parse();
     println!(
-        "scheduler simulation: {n} jobs ({}), {overhead} s overhead per job, {seeds} job sets, speeds {}",
-        profile.describe(),
-        if unconfigured {
+        "scheduler simulation: {} jobs ({}), {} s overhead per job, {} job sets, speeds {}",
+        o.n,
+        o.profile.describe(),
+        o.overhead,
+        o.seeds,
+        if o.unconfigured {
             "left to be learned (all configured 1.0)"
         } else {
             "configured"
         }
     );
-    for (name, spec, mean) in farms {
-        let slots: u32 = spec.iter().map(|(_, s)| s).sum();
-        let capacity: f64 = spec.iter().map(|(s, n)| s * *n as f64).sum();
-        let fastest = spec.iter().map(|(s, _)| *s).fold(0.0, f64::max);
-        let speeds: Vec<f64> = spec.iter().map(|(s, _)| *s).collect();
-        println!("\nfarm {name}");
+    for farm in &FARMS {
+        println!("\nfarm {}", farm.name);
         println!(
             "{:>4}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
             "-j", "first", "second", "gain", "memory", "oracle", "distcc"
         );
+        let slots = farm.slots();
         let mut levels = vec![slots / 2, slots, slots * 2];
-        levels.extend(extra_j);
+        levels.extend(o.extra_j);
         for j in levels {
             let mut runs: [Vec<f64>; 5] = Default::default();
-            for seed in first_seed..first_seed + seeds {
-                let set = profile.job_set(n, mean, seed);
-                let jobs: Vec<Sim> = set
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (w, size))| Sim {
-                        work: *w as f64 / 1000.0,
-                        size: *size,
-                        key: format!("/p/j{i}.c"),
-                    })
-                    .collect();
-                let total: f64 = jobs.iter().map(|s| s.work + overhead).sum();
-                let longest = jobs.iter().map(|s| s.work).fold(0.0, f64::max);
-                let bound = (total / capacity).max(longest / fastest + overhead);
-                let broker = |costs: Costs| {
-                    let epoch = Instant::now();
-                    let sched =
-                        Scheduler::new(&farm(spec, unconfigured), HealthConfig::default(), epoch);
-                    Broker {
-                        sched,
-                        costs,
-                        epoch,
-                    }
-                };
-                let j = j as usize;
-                let mut b = broker(Costs::default());
-                let (first, starts) = build(&mut b, &jobs, &speeds, j, overhead, 0.0);
-                let mut memory = broker(b.costs.clone());
-                let (second, starts2) = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0);
-                let memory = build(&mut memory, &jobs, &speeds, j, overhead, 0.0).0;
-                let mut exact = Costs::default();
-                for s in &jobs {
-                    exact.record(Some(&s.key), s.size, s.work);
-                }
-                let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0).0;
-                let (distcc, distcc_starts) = distcc_build(&jobs, spec, j, overhead);
-                if trace && seed == first_seed && j == extra_j.unwrap_or(2 * slots) as usize {
-                    let mut longest: Vec<usize> = (0..jobs.len()).collect();
-                    longest.sort_by(|a, b| jobs[*b].work.total_cmp(&jobs[*a].work));
-                    let learned: Vec<String> = (0..speeds.len())
-                        .map(|h| {
-                            let l = b.sched.learned_speed(b.sched.host(HostId(h)));
-                            format!("{}:{:.2}", speeds[h], l.unwrap_or(f64::NAN))
-                        })
-                        .collect();
-                    println!(
-                        "  seed {seed}, -j{j}: learned after two builds (true:learned) {}",
-                        learned.join(" ")
-                    );
-                    println!(
-                        "  seed {seed}, -j{j}: the longest jobs, then the last to end in the second build (index, work, size): start and host speed under tcpb, first and second build, start under distcc"
-                    );
-                    let end = |i: usize, (start, host): (f64, usize)| {
-                        start + jobs[i].work / speeds.get(host).copied().unwrap_or(f64::NAN)
-                    };
-                    let mut last: Vec<usize> = (0..jobs.len()).collect();
-                    last.sort_by(|a, b| end(*b, starts2[*b]).total_cmp(&end(*a, starts2[*a])));
-                    longest.truncate(10);
-                    let late: Vec<usize> = last
-                        .into_iter()
-                        .take(5)
-                        .filter(|i| !longest.contains(i))
-                        .collect();
-                    longest.extend(late);
-                    for i in longest {
-                        let on = |(start, host): (f64, usize)| {
-                            let speed = speeds.get(host).copied().unwrap_or(f64::NAN);
-                            let end = start + jobs[i].work / speed + overhead;
-                            format!("{start:5.2}-{end:5.2} on {speed}")
-                        };
-                        println!(
-                            "    j{i:<3} {:5.2} s {:>7} B: {} | {} / {:5.2}",
-                            jobs[i].work,
-                            jobs[i].size,
-                            on(starts[i]),
-                            on(starts2[i]),
-                            distcc_starts[i]
-                        );
-                    }
-                }
-                for (r, t) in runs.iter_mut().zip([first, second, memory, oracle, distcc]) {
-                    r.push(t / bound);
+            for seed in o.first_seed..o.first_seed + o.seeds {
+                for (r, t) in runs.iter_mut().zip(run_seed(&o, farm, j, seed)) {
+                    r.push(t);
                 }
             }
             let [first, second, memory, oracle, distcc] = runs.map(common::median);
@@ -356,5 +352,123 @@ fn main() {
                 100.0 * (1.0 - second / first)
             );
         }
+    }
+}
+
+/// One job set at `-j j` on `farm`: first build, second build, a build
+/// with only the cost memory, one knowing every cost, and distcc; each
+/// over the lower bound.
+fn run_seed(o: &Opts, farm: &SimFarm, j: u32, seed: u64) -> [f64; 5] {
+    let jobs: Vec<Sim> = o
+        .profile
+        .job_set(o.n, farm.mean, seed)
+        .iter()
+        .enumerate()
+        .map(|(i, (w, size))| Sim {
+            work: *w as f64 / 1000.0,
+            size: *size,
+            key: format!("/p/j{i}.c"),
+        })
+        .collect();
+    let (speeds, overhead) = (farm.speeds(), o.overhead);
+    let broker = |costs: Costs| {
+        let epoch = Instant::now();
+        let told = sim_farm(farm.spec, o.unconfigured);
+        let sched = Scheduler::new(&told, HealthConfig::default(), epoch);
+        Broker {
+            sched,
+            costs,
+            epoch,
+        }
+    };
+    let j = j as usize;
+    let mut b = broker(Costs::default());
+    let (first, starts) = build(&mut b, &jobs, &speeds, j, overhead, 0.0);
+    let mut memory = broker(b.costs.clone());
+    let (second, starts2) = build(&mut b, &jobs, &speeds, j, overhead, first + 1.0);
+    let memory = build(&mut memory, &jobs, &speeds, j, overhead, 0.0).0;
+    let mut exact = Costs::default();
+    for s in &jobs {
+        exact.record(Some(&s.key), s.size, s.work);
+    }
+    let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0).0;
+    let (distcc, distcc_starts) = distcc_build(&jobs, farm.spec, j, overhead);
+    if o.trace && seed == o.first_seed && j == o.extra_j.unwrap_or(2 * farm.slots()) as usize {
+        let t = Trace {
+            jobs: &jobs,
+            speeds: &speeds,
+            overhead,
+        };
+        t.print(&b, (seed, j), [&starts, &starts2], &distcc_starts);
+    }
+    let bound = farm.bound(&jobs, overhead);
+    [first, second, memory, oracle, distcc].map(|t| t / bound)
+}
+
+/// Where the longest jobs and the last to end ran (`--trace`).
+struct Trace<'a> {
+    jobs: &'a [Sim],
+    speeds: &'a [f64],
+    overhead: f64,
+}
+
+impl Trace<'_> {
+    fn print(
+        &self,
+        b: &Broker,
+        (seed, j): (u64, usize),
+        [starts, starts2]: [&[(f64, usize)]; 2],
+        distcc_starts: &[f64],
+    ) {
+        let (jobs, speeds) = (self.jobs, self.speeds);
+        let learned: Vec<String> = (0..speeds.len())
+            .map(|h| {
+                let l = b.sched.learned_speed(b.sched.host(HostId(h)));
+                format!("{}:{:.2}", speeds[h], l.unwrap_or(f64::NAN))
+            })
+            .collect();
+        println!(
+            "  seed {seed}, -j{j}: learned after two builds (true:learned) {}",
+            learned.join(" ")
+        );
+        println!(
+            "  seed {seed}, -j{j}: the longest jobs, then the last to end in the second build (index, work, size): start and host speed under tcpb, first and second build, start under distcc"
+        );
+        for i in self.shown(starts2) {
+            let on = |(start, host): (f64, usize)| {
+                let speed = speeds.get(host).copied().unwrap_or(f64::NAN);
+                let end = start + jobs[i].work / speed + self.overhead;
+                format!("{start:5.2}-{end:5.2} on {speed}")
+            };
+            println!(
+                "    j{i:<3} {:5.2} s {:>7} B: {} | {} / {:5.2}",
+                jobs[i].work,
+                jobs[i].size,
+                on(starts[i]),
+                on(starts2[i]),
+                distcc_starts[i]
+            );
+        }
+    }
+
+    /// The ten longest jobs, then those of the last five to end (in the
+    /// build that `starts` describes) that are not among them.
+    fn shown(&self, starts: &[(f64, usize)]) -> Vec<usize> {
+        let (jobs, speeds) = (self.jobs, self.speeds);
+        let mut longest: Vec<usize> = (0..jobs.len()).collect();
+        longest.sort_by(|a, b| jobs[*b].work.total_cmp(&jobs[*a].work));
+        let end = |i: usize, (start, host): (f64, usize)| {
+            start + jobs[i].work / speeds.get(host).copied().unwrap_or(f64::NAN)
+        };
+        let mut last: Vec<usize> = (0..jobs.len()).collect();
+        last.sort_by(|a, b| end(*b, starts[*b]).total_cmp(&end(*a, starts[*a])));
+        longest.truncate(10);
+        let late: Vec<usize> = last
+            .into_iter()
+            .take(5)
+            .filter(|i| !longest.contains(i))
+            .collect();
+        longest.extend(late);
+        longest
     }
 }
