@@ -137,14 +137,9 @@ impl World {
             .sum()
     }
 
-    fn build(&self, tool: Tool, j: u32, tcpb_state: &Path) -> Duration {
-        let before = self.farm_jobs();
-        let clean = Command::new("make")
-            .args(["-s", "clean"])
-            .current_dir(&self.project)
-            .status()
-            .unwrap();
-        assert!(clean.success());
+    /// `make -jJ` of the project through `tool`, with distcc's files in
+    /// `distcc_dir`.
+    fn make(&self, tool: Tool, j: u32, tcpb_state: &Path, distcc_dir: &Path) -> Command {
         let mut cmd = Command::new("make");
         cmd.args(["-s", &format!("-j{j}")])
             .current_dir(&self.project);
@@ -153,9 +148,7 @@ impl World {
                 cmd.env_remove(k);
             }
         }
-        let dd = self.root.join(format!("distcc-dir-{}", free_port()));
-        std::fs::create_dir_all(&dd).unwrap();
-        cmd.env("DISTCC_DIR", &dd);
+        cmd.env("DISTCC_DIR", distcc_dir);
         match tool {
             Tool::Tcpb => {
                 cmd.arg(format!("CC={TCPB} gcc"))
@@ -172,6 +165,21 @@ impl World {
                     .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/{j}"));
             }
         }
+        cmd
+    }
+
+    /// One clean build through `tool`; its makespan.
+    fn build(&self, tool: Tool, j: u32, tcpb_state: &Path) -> Duration {
+        let before = self.farm_jobs();
+        let clean = Command::new("make")
+            .args(["-s", "clean"])
+            .current_dir(&self.project)
+            .status()
+            .unwrap();
+        assert!(clean.success());
+        let dd = self.root.join(format!("distcc-dir-{}", free_port()));
+        std::fs::create_dir_all(&dd).unwrap();
+        let mut cmd = self.make(tool, j, tcpb_state, &dd);
         let started = Instant::now();
         let out = cmd.output().unwrap();
         let took = started.elapsed();
@@ -181,7 +189,13 @@ impl World {
             "{tool:?} -j{j} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let fallbacks = String::from_utf8_lossy(&out.stderr)
+        self.note_local_compiles(tool, j, &out.stderr, before);
+        took
+    }
+
+    /// Says how many compiles of the last build did not run on the farm.
+    fn note_local_compiles(&self, tool: Tool, j: u32, stderr: &[u8], farm_jobs_before: usize) {
+        let fallbacks = String::from_utf8_lossy(stderr)
             .matches("failed to distribute")
             .count();
         if fallbacks > 0 {
@@ -194,11 +208,10 @@ impl World {
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "o"))
             })
             .count();
-        let remote = self.farm_jobs() - before;
+        let remote = self.farm_jobs() - farm_jobs_before;
         if remote != objs {
             eprintln!("  note: {tool:?} -j{j}: {remote} of {objs} compiles ran on the farm");
         }
-        took
     }
 
     /// The speeds the broker has learned, fastest configured host first.
@@ -351,28 +364,54 @@ struct Opts {
     memory: bool,
     /// Its -j levels (none given: twice the slots).
     memory_j: Vec<u32>,
+    /// Only the farm of this name.
+    only: Option<String>,
+}
+
+/// One simulated farm: its name, (speed, slots) per host, and the mean
+/// job work in ms of its job sets.
+struct FarmSpec {
+    name: &'static str,
+    hosts: &'static [(f64, u32)],
+    mean_ms: f64,
+}
+
+const FARMS: [FarmSpec; 2] = [
+    FarmSpec {
+        name: "heterogeneous",
+        hosts: &[(4.0, 2), (2.0, 2), (1.0, 4)],
+        mean_ms: 1000.0,
+    },
+    FarmSpec {
+        name: "uniform",
+        hosts: &[(1.0, 3), (1.0, 3), (1.0, 2)],
+        mean_ms: 500.0,
+    },
+];
+
+impl FarmSpec {
+    fn slots(&self) -> u32 {
+        self.hosts.iter().map(|(_, n)| n).sum()
+    }
+
+    fn capacity(&self) -> f64 {
+        self.hosts.iter().map(|(s, n)| s * *n as f64).sum()
+    }
 }
 
 /// Runs every tool at every -j on one farm; prints the table.
-fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &Opts) {
-    let Opts {
-        jobs,
-        reps,
-        only_j,
-        ref tools,
-        profile,
-        seed,
-        memory,
-        ref memory_j,
-    } = *opts;
-    let project = root.join(format!("proj-{name}"));
-    let works = write_job_set(&project, profile.job_set(jobs, mean_ms, seed));
+fn run_farm(root: &Path, farm: &FarmSpec, opts: &Opts) {
+    let project = root.join(format!("proj-{}", farm.name));
+    let set = opts.profile.job_set(opts.jobs, farm.mean_ms, opts.seed);
+    let works = write_job_set(&project, set);
     let hosts: Vec<Host> = farm
+        .hosts
         .iter()
         .enumerate()
         .map(|(i, (s, n))| start_host(root, i, *s, *n))
         .collect();
-    let haproxy = tools
+    let haproxy = opts
+        .tools
         .contains(&Tool::Haproxy)
         .then(|| start_haproxy(root, &hosts));
     write_tcpb_config(root, &hosts, true);
@@ -382,16 +421,37 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         hosts,
         haproxy,
     };
-
+    let bound = print_farm(farm, &works, opts.jobs);
+    let levels: Vec<u32> = match opts.only_j {
+        Some(0) => vec![],
+        Some(j) => vec![j],
+        None => vec![farm.slots() / 2, farm.slots(), farm.slots() * 2],
+    };
     let total: f64 = works.iter().map(|w| *w as f64 / 1000.0).sum();
-    let capacity: f64 = farm.iter().map(|(s, n)| s * *n as f64).sum();
-    let fastest = farm.iter().map(|(s, _)| *s).fold(0.0, f64::max);
+    for j in levels {
+        run_level(&world, farm, j, opts, (bound, total));
+    }
+    if opts.memory {
+        run_memory(&world, farm, opts, &works);
+    }
+    write_tcpb_config(root, &world.hosts, true);
+    if let Some((mut h, _)) = world.haproxy {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+}
+
+/// Prints the farm, its job set and the table's header; returns the
+/// lower bound of a build.
+fn print_farm(farm: &FarmSpec, works: &[u64], jobs: usize) -> f64 {
+    let total: f64 = works.iter().map(|w| *w as f64 / 1000.0).sum();
+    let fastest = farm.hosts.iter().map(|(s, _)| *s).fold(0.0, f64::max);
     let longest = works.iter().copied().max().unwrap_or(0) as f64 / 1000.0;
-    let bound = (total / capacity).max(longest / fastest);
-    let slots: u32 = farm.iter().map(|(_, n)| n).sum();
-    let spec: Vec<String> = farm.iter().map(|(s, n)| format!("{s}x{n}")).collect();
+    let bound = (total / farm.capacity()).max(longest / fastest);
+    let spec: Vec<String> = farm.hosts.iter().map(|(s, n)| format!("{s}x{n}")).collect();
     println!(
-        "\nfarm {name}: speed x slots = {}; {jobs} jobs, total work {total:.1} s, longest {longest:.2} s",
+        "\nfarm {}: speed x slots = {}; {jobs} jobs, total work {total:.1} s, longest {longest:.2} s",
+        farm.name,
         spec.join(", ")
     );
     println!(
@@ -401,68 +461,65 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
         "{:>4}  {:<8}  {:>9}  {:>6}  {:>6}  each repetition",
         "-j", "tool", "makespan", "xLB", "util"
     );
-    let levels: Vec<u32> = match only_j {
-        Some(0) => vec![],
-        Some(j) => vec![j],
-        None => vec![slots / 2, slots, slots * 2],
-    };
-    for j in levels {
-        let mut times: Vec<(Tool, Vec<f64>)> = tools.iter().map(|t| (*t, Vec::new())).collect();
-        for rep in 0..reps {
-            for k in 0..tools.len() {
-                // Interleaved, and the order turns each round.
-                let idx = (k + rep) % tools.len();
-                let state = root.join(format!("tcpb-state-{name}-{j}-{rep}"));
-                let t = world.build(tools[idx], j, &state).as_secs_f64();
-                times[idx].1.push(t);
-                if tools[idx] == Tool::Tcpb {
-                    world.stop_tcpb(&state);
-                }
+    bound
+}
+
+/// Every tool at `-j j`, repeated; prints a row per tool.
+fn run_level(world: &World, farm: &FarmSpec, j: u32, opts: &Opts, (bound, total): (f64, f64)) {
+    let tools = &opts.tools;
+    let mut times: Vec<(Tool, Vec<f64>)> = tools.iter().map(|t| (*t, Vec::new())).collect();
+    for rep in 0..opts.reps {
+        for k in 0..tools.len() {
+            // Interleaved, and the order turns each round.
+            let idx = (k + rep) % tools.len();
+            let state = world
+                .root
+                .join(format!("tcpb-state-{}-{j}-{rep}", farm.name));
+            let t = world.build(tools[idx], j, &state).as_secs_f64();
+            times[idx].1.push(t);
+            if tools[idx] == Tool::Tcpb {
+                world.stop_tcpb(&state);
             }
         }
-        for (tool, ts) in &times {
-            let m = median(ts.clone());
-            let name = format!("{tool:?}").to_lowercase();
-            let each: Vec<String> = ts.iter().map(|t| format!("{t:.2}")).collect();
-            println!(
-                "{j:>4}  {name:<8}  {m:>8.2}s  {:>6.2}  {:>5.0}%  {}",
-                m / bound,
-                100.0 * total / capacity / m,
-                each.join(" ")
-            );
-        }
     }
-    // The same tree twice through one broker: the second build knows each
-    // file's cost (and the speeds it learned). With the speeds configured,
-    // and left to be learned.
-    let memory_j = if memory_j.is_empty() {
-        vec![slots * 2]
+    for (tool, ts) in &times {
+        let m = median(ts.clone());
+        let name = format!("{tool:?}").to_lowercase();
+        let each: Vec<String> = ts.iter().map(|t| format!("{t:.2}")).collect();
+        println!(
+            "{j:>4}  {name:<8}  {m:>8.2}s  {:>6.2}  {:>5.0}%  {}",
+            m / bound,
+            100.0 * total / farm.capacity() / m,
+            each.join(" ")
+        );
+    }
+}
+
+/// The same tree twice through one broker: the second build knows each
+/// file's cost (and the speeds it learned). With the speeds configured,
+/// and left to be learned.
+fn run_memory(world: &World, farm: &FarmSpec, opts: &Opts, works: &[u64]) {
+    let memory_j = if opts.memory_j.is_empty() {
+        vec![farm.slots() * 2]
     } else {
-        memory_j.clone()
+        opts.memory_j.clone()
     };
-    for (j, speeds) in memory_j
-        .iter()
-        .flat_map(|j| [(*j, true), (*j, false)])
-        .filter(|_| memory)
-    {
-        write_tcpb_config(root, &world.hosts, speeds);
+    for (j, speeds) in memory_j.iter().flat_map(|j| [(*j, true), (*j, false)]) {
+        write_tcpb_config(&world.root, &world.hosts, speeds);
         let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
-        for rep in 0..reps {
-            let state = root.join(format!("tcpb-state-{name}-memory-{j}-{speeds}-{rep}"));
+        for rep in 0..opts.reps {
+            let name = format!("tcpb-state-{}-memory-{j}-{speeds}-{rep}", farm.name);
+            let state = world.root.join(name);
             firsts.push(world.build(Tool::Tcpb, j, &state).as_secs_f64());
             if rep == 0 {
-                println!(
-                    "  learned after a first build (true:learned): {}",
-                    world.learned(&state)
-                );
+                let learned = world.learned(&state);
+                println!("  learned after a first build (true:learned): {learned}");
             }
             seconds.push(world.build(Tool::Tcpb, j, &state).as_secs_f64());
             world.stop_tcpb(&state);
             if rep == 0 {
-                println!(
-                    "  memory after two builds: {}",
-                    world.memory_accuracy(&state, &works)
-                );
+                let accuracy = world.memory_accuracy(&state, works);
+                println!("  memory after two builds: {accuracy}");
             }
         }
         // Each repetition's second build against its own first: the VM's
@@ -480,25 +537,11 @@ fn run_farm(root: &Path, name: &str, farm: &[(f64, u32)], mean_ms: f64, opts: &O
             paired.join(" ")
         );
     }
-    write_tcpb_config(root, &world.hosts, true);
-    if let Some((mut h, _)) = world.haproxy {
-        let _ = h.kill();
-        let _ = h.wait();
-    }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1)?.parse().ok())
-            .unwrap_or(default)
-    };
-    let quick = args.iter().any(|a| a == "--quick");
-    let reps = opt("--reps", if quick { 1 } else { 3 });
-    let jobs = opt("--jobs", if quick { 40 } else { 80 });
-    let mut tools = vec![Tool::Tcpb, Tool::Distcc];
+/// The tools to compare: tcpb and distcc always (exits loudly without
+/// them), HAProxy when installed.
+fn tools() -> Vec<Tool> {
     for (bin, what) in [
         ("distccd", "distcc"),
         ("distcc", "distcc"),
@@ -509,6 +552,7 @@ fn main() {
             std::process::exit(2);
         }
     }
+    let mut tools = vec![Tool::Tcpb, Tool::Distcc];
     if which::which("haproxy").is_ok() {
         tools.push(Tool::Haproxy);
     } else {
@@ -516,48 +560,50 @@ fn main() {
             "\n!!!!! HAProxy is missing (apt-get install haproxy): its column is SKIPPED !!!!!\n"
         );
     }
+    tools
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Opts {
+        let value = |name: &str| {
+            let i = args.iter().position(|a| a == name)?;
+            args.get(i + 1)
+        };
+        let opt = |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let quick = args.iter().any(|a| a == "--quick");
+        Opts {
+            jobs: opt("--jobs", if quick { 40 } else { 80 }),
+            reps: opt("--reps", if quick { 1 } else { 3 }),
+            only_j: value("--j").and_then(|v| v.parse().ok()),
+            tools: tools(),
+            profile: Profile::from_args(args),
+            seed: opt("--seed", 0) as u64,
+            memory: !args.iter().any(|a| a == "--no-memory"),
+            memory_j: value("--memory-j")
+                .map(|v| v.split(',').filter_map(|j| j.parse().ok()).collect())
+                .unwrap_or_default(),
+            only: value("--only").cloned(),
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = Opts::parse(&args);
     let root = tempfile::Builder::new()
         .prefix("tcpb-farm")
         .tempdir()
         .unwrap();
     chmod(root.path(), 0o755);
-    let profile = Profile::from_args(&args);
     println!(
-        "tcpb farm benchmark: {jobs} jobs ({}), {reps} rep(s), median shown",
-        profile.describe()
+        "tcpb farm benchmark: {} jobs ({}), {} rep(s), median shown",
+        opts.jobs,
+        opts.profile.describe(),
+        opts.reps
     );
-    let only_j = args
-        .iter()
-        .position(|a| a == "--j")
-        .and_then(|i| args.get(i + 1)?.parse().ok());
-    let opts = Opts {
-        jobs,
-        reps,
-        only_j,
-        tools,
-        profile,
-        seed: opt("--seed", 0) as u64,
-        memory: !args.iter().any(|a| a == "--no-memory"),
-        memory_j: args
-            .iter()
-            .position(|a| a == "--memory-j")
-            .and_then(|i| args.get(i + 1))
-            .map(|v| v.split(',').filter_map(|j| j.parse().ok()).collect())
-            .unwrap_or_default(),
-    };
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    type Farm<'a> = (&'a str, &'a [(f64, u32)], f64);
-    let farms: [Farm; 2] = [
-        ("heterogeneous", &[(4.0, 2), (2.0, 2), (1.0, 4)], 1000.0),
-        ("uniform", &[(1.0, 3), (1.0, 3), (1.0, 2)], 500.0),
-    ];
-    for (name, farm, mean_ms) in farms {
-        if only.as_deref().is_none_or(|o| o == name) {
-            run_farm(root.path(), name, farm, mean_ms, &opts);
+    for farm in &FARMS {
+        if opts.only.as_deref().is_none_or(|o| o == farm.name) {
+            run_farm(root.path(), farm, &opts);
         }
     }
 }
