@@ -80,6 +80,76 @@ fn remote_jobs(broker: &Broker) -> u64 {
         .sum()
 }
 
+/// The ways to compile `t.c` in `root` against the distccd on `port`, in
+/// the order they run and print: tcpb, plain distcc, distcc through
+/// HAProxy when it is installed (with the guard that stops it), a local
+/// compile.
+fn ways(root: &Path, port: u16, broker: &Broker) -> (Vec<Way>, Option<common::Guard>) {
+    let distcc_dir = root.join("distcc");
+    std::fs::create_dir_all(&distcc_dir).expect("DISTCC_DIR");
+    let compile = |out: &'static str| [&["gcc", "-c", "t.c", "-o"][..], &[out]].concat();
+    let hosts = format!("127.0.0.1:{port}/4");
+    let mut tcpb = Way::new("tcpb gcc", TCPB, &compile("a.o"), root);
+    broker.env(&mut tcpb.cmd);
+    tcpb.cmd.env("DISTCC_HOSTS", &hosts);
+    let mut distcc = Way::new("distcc gcc", "distcc", &compile("b.o"), root);
+    distcc
+        .cmd
+        .env("DISTCC_HOSTS", &hosts)
+        .env("DISTCC_DIR", &distcc_dir);
+    let local = Way::new("gcc (local)", "gcc", &compile("c.o")[1..], root);
+    let mut ways = vec![tcpb, distcc];
+    let guard = if common::have("haproxy") {
+        let (guard, hp) = common::haproxy(root, &[(port, 1, 0)]);
+        let mut via = Way::new("distcc via HAProxy", "distcc", &compile("d.o"), root);
+        via.cmd
+            .env("DISTCC_HOSTS", format!("127.0.0.1:{hp}/4"))
+            .env("DISTCC_DIR", &distcc_dir);
+        ways.push(via);
+        Some(guard)
+    } else {
+        common::skipped("the HAProxy row", "haproxy", "haproxy");
+        None
+    };
+    ways.push(local);
+    (ways, guard)
+}
+
+/// Prints each way's median against plain distcc (`ways[1]`).
+fn report(ways: &[Way], runs: usize) {
+    println!(
+        "per-compile overhead: trivial C file, distccd on loopback, {runs} runs each, interleaved"
+    );
+    let base = ways[1].median();
+    println!("{:<20} {:>10} {:>16}", "way", "median ms", "vs distcc");
+    for w in ways {
+        let m = w.median();
+        println!(
+            "{:<20} {:>10.2} {:>+9.2} ms {:>+5.1}%",
+            w.name,
+            m,
+            m - base,
+            100.0 * (m - base) / base
+        );
+    }
+}
+
+/// The wrapper's own start-up against a process that does nothing.
+fn start_up(root: &Path, runs: usize) {
+    let mut version = Way::new("tcpb --version", TCPB, &["--version"], root);
+    let mut truth = Way::new("/bin/true", "/bin/true", &[], root);
+    for _ in 0..runs {
+        version.run();
+        truth.run();
+    }
+    println!(
+        "start-up: tcpb --version {:.3} ms, /bin/true {:.3} ms (+{:.3} ms), medians of {runs} runs",
+        version.median(),
+        truth.median(),
+        version.median() - truth.median(),
+    );
+}
+
 fn main() {
     let mut runs = 300usize;
     let mut args = std::env::args().skip(1);
@@ -99,52 +169,9 @@ fn main() {
     std::fs::write(root.join("t.c"), "int f(int x) { return x + 1; }\n").expect("t.c");
     let (_daemon, port) = common::distccd(&root.join("distccd.log"), 4, None);
     let broker = Broker::start("");
-    let distcc_dir = root.join("distcc");
-    std::fs::create_dir_all(&distcc_dir).expect("DISTCC_DIR");
-    let compile = ["gcc", "-c", "t.c", "-o"];
-
-    let mut tcpb = Way::new("tcpb gcc", TCPB, &[&compile[..], &["a.o"]].concat(), root);
-    broker.env(&mut tcpb.cmd);
-    tcpb.cmd.env("DISTCC_HOSTS", format!("127.0.0.1:{port}/4"));
-    let mut distcc = Way::new(
-        "distcc gcc",
-        "distcc",
-        &[&compile[..], &["b.o"]].concat(),
-        root,
-    );
-    distcc
-        .cmd
-        .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/4"))
-        .env("DISTCC_DIR", &distcc_dir);
-    let mut local = Way::new(
-        "gcc (local)",
-        "gcc",
-        &[&compile[1..], &["c.o"]].concat(),
-        root,
-    );
-    let mut ways = Vec::new();
-    let _haproxy = if common::have("haproxy") {
-        let (guard, hp) = common::haproxy(root, &[(port, 1, 0)]);
-        let mut via = Way::new(
-            "distcc via HAProxy",
-            "distcc",
-            &[&compile[..], &["d.o"]].concat(),
-            root,
-        );
-        via.cmd
-            .env("DISTCC_HOSTS", format!("127.0.0.1:{hp}/4"))
-            .env("DISTCC_DIR", &distcc_dir);
-        ways.push(via);
-        Some(guard)
-    } else {
-        common::skipped("the HAProxy row", "haproxy", "haproxy");
-        None
-    };
+    let (mut ways, _haproxy) = ways(root, port, &broker);
     // Warm up every path (the broker adopts the farm, caches fill).
-    for w in [&mut tcpb, &mut distcc, &mut local]
-        .into_iter()
-        .chain(ways.iter_mut())
-    {
+    for w in &mut ways {
         for _ in 0..5 {
             w.run();
         }
@@ -152,12 +179,9 @@ fn main() {
     }
     let before = remote_jobs(&broker);
     for _ in 0..runs {
-        tcpb.run();
-        distcc.run();
         for w in &mut ways {
             w.run();
         }
-        local.run();
     }
     let sent = remote_jobs(&broker) - before;
     assert_eq!(sent, runs as u64, "every tcpb compile went to distccd");
@@ -166,38 +190,6 @@ fn main() {
         .map(|o| std::fs::read(root.join(o)).expect("object"))
         .collect();
     assert!(objects.windows(2).all(|w| w[0] == w[1]), "objects differ");
-
-    println!(
-        "per-compile overhead: trivial C file, distccd on loopback, {runs} runs each, interleaved"
-    );
-    let base = distcc.median();
-    println!("{:<20} {:>10} {:>16}", "way", "median ms", "vs distcc");
-    for w in [&tcpb, &distcc]
-        .into_iter()
-        .chain(ways.iter())
-        .chain([&local])
-    {
-        let m = w.median();
-        println!(
-            "{:<20} {:>10.2} {:>+9.2} ms {:>+5.1}%",
-            w.name,
-            m,
-            m - base,
-            100.0 * (m - base) / base
-        );
-    }
-
-    let mut version = Way::new("tcpb --version", TCPB, &["--version"], root);
-    let mut truth = Way::new("/bin/true", "/bin/true", &[], root);
-    for _ in 0..runs * 3 {
-        version.run();
-        truth.run();
-    }
-    println!(
-        "start-up: tcpb --version {:.3} ms, /bin/true {:.3} ms (+{:.3} ms), medians of {} runs",
-        version.median(),
-        truth.median(),
-        version.median() - truth.median(),
-        runs * 3
-    );
+    report(&ways, runs);
+    start_up(root, runs * 3);
 }
