@@ -569,7 +569,9 @@ impl Opts {
             let i = args.iter().position(|a| a == name)?;
             args.get(i + 1)
         };
-        let opt = |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let opt = |name: &str, default: usize| {
+            value(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+        };
         let quick = args.iter().any(|a| a == "--quick");
         Opts {
             jobs: opt("--jobs", if quick { 40 } else { 80 }),

@@ -215,57 +215,61 @@ fn exchanges(path: &Path, conns: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Du
     (setup, with_lease, rtt)
 }
 
-fn main() {
-    let (mut mib, mut conns, mut runs) = (2048u64, 2000usize, 5usize);
-    let mut only = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().and_then(|n| n.parse().ok());
-        match a.as_str() {
-            "--mib" => mib = value().unwrap_or(mib as usize) as u64,
-            "--conns" => conns = value().unwrap_or(conns),
-            "--runs" => runs = value().unwrap_or(runs),
-            "--only" => only = args.next(),
-            _ => {}
+/// The command line.
+struct Opts {
+    mib: u64,
+    conns: usize,
+    runs: usize,
+    /// One path alone, to profile it (`perf record -a` meanwhile).
+    only: Option<String>,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut o = Opts {
+            mib: 2048,
+            conns: 2000,
+            runs: 5,
+            only: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut value = || args.next().and_then(|n| n.parse().ok());
+            match a.as_str() {
+                "--mib" => o.mib = value().unwrap_or(o.mib as usize) as u64,
+                "--conns" => o.conns = value().unwrap_or(o.conns),
+                "--runs" => o.runs = value().unwrap_or(o.runs),
+                "--only" => o.only = args.next(),
+                _ => {}
+            }
         }
+        o
     }
-    tcpb::sys::raise_open_file_limit();
-    let port = sink();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::start("");
-    let farm = hosts::parse(&format!("127.0.0.1:{port}/64"), "DISTCC_HOSTS").expect("hosts");
-    let mut paths = vec![Path::Direct(port), Path::Tcpb { broker, farm }];
-    let haproxy = if common::have("haproxy") {
-        let (guard, hp) = common::haproxy(dir.path(), &[(port, 1, 0)]);
-        paths.push(Path::Haproxy(hp));
-        Some(guard)
-    } else {
-        common::skipped("the HAProxy column", "haproxy", "haproxy");
-        None
-    };
-    let haproxy_pid = haproxy.as_ref().map(|g| g.0.id());
-    if let Some(only) = &only {
-        // One path alone, to profile it (`perf record -a` meanwhile).
-        paths.retain(|p| p.name().starts_with(only.as_str()));
-    }
-    println!(
-        "relay: {mib} MiB stream x {runs} runs (interleaved), {conns} connections with 10 round trips each"
-    );
-    let mut speeds: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
-    // CPU seconds of the two ends (this process) and of the relay.
-    let mut cpu = vec![(0.0, 0.0); paths.len()];
+}
+
+/// Streams through every path `runs` times, interleaved: per path, the
+/// MiB/s of each run and the CPU seconds of the ends (this process) and
+/// of the relay.
+fn throughput(paths: &[Path], o: &Opts, haproxy_pid: Option<u32>) -> Vec<(Vec<f64>, (f64, f64))> {
+    let mut out = vec![(Vec::new(), (0.0, 0.0)); paths.len()];
     let me = std::process::id();
-    for _ in 0..runs {
-        for (i, p) in paths.iter().enumerate() {
+    for _ in 0..o.runs {
+        for (p, (speeds, cpu)) in paths.iter().zip(&mut out) {
             let relay = p.relay_pid(haproxy_pid);
             let cpu_of = |pid: Option<u32>| pid.map_or(0.0, common::cpu_secs);
             let before = (common::cpu_secs(me), cpu_of(relay));
-            speeds[i].push(stream(p, mib << 20));
-            cpu[i].0 += common::cpu_secs(me) - before.0;
-            cpu[i].1 += cpu_of(relay) - before.1;
+            speeds.push(stream(p, o.mib << 20));
+            cpu.0 += common::cpu_secs(me) - before.0;
+            cpu.1 += cpu_of(relay) - before.1;
         }
     }
-    let direct = median(speeds[0].clone());
+    out
+}
+
+/// A row per path: throughput against the direct path, connection set-up,
+/// and round trips.
+fn report_latency(paths: &[Path], measured: &[(Vec<f64>, (f64, f64))], conns: usize) {
+    let direct = median(measured[0].0.clone());
     println!(
         "{:<11} {:>10} {:>8} {:>12} {:>12} {:>12} {:>16} {:>10} {:>10}",
         "path",
@@ -280,7 +284,7 @@ fn main() {
     );
     let mut direct_setup = 0.0;
     for (i, p) in paths.iter().enumerate() {
-        let s = median(speeds[i].clone());
+        let s = median(measured[i].0.clone());
         let (setup, with_lease, rtt) = exchanges(p, conns);
         let [s50, _, s99, _] = percentiles(setup);
         let [l50, ..] = percentiles(with_lease);
@@ -301,14 +305,17 @@ fn main() {
             r99
         );
     }
-    // What each path costs the machine: its throughput cannot exceed the
-    // cores divided by the CPU a GiB takes (ends, relay and the kernel's
-    // work for both TCP hops, which is charged to whoever runs it).
+}
+
+/// What each path costs the machine: its throughput cannot exceed the
+/// cores divided by the CPU a GiB takes (ends, relay and the kernel's work
+/// for both TCP hops, which is charged to whoever runs it).
+fn report_cpu(paths: &[Path], measured: &[(Vec<f64>, (f64, f64))], o: &Opts) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let gib = (runs as u64 * mib) as f64 / 1024.0;
+    let gib = (o.runs as u64 * o.mib) as f64 / 1024.0;
     println!("CPU per GiB streamed (user + system; {cores} cores):");
-    for (i, p) in paths.iter().enumerate() {
-        let (ends, relay) = (cpu[i].0 / gib, cpu[i].1 / gib);
+    for (p, (_, cpu)) in paths.iter().zip(measured) {
+        let (ends, relay) = (cpu.0 / gib, cpu.1 / gib);
         println!(
             "  {:<11} ends {:.3} s + relay {:.3} s = {:.3} s  -> at most {:.0} MiB/s with every core busy",
             p.name(),
@@ -318,4 +325,33 @@ fn main() {
             cores * 1024.0 / (ends + relay)
         );
     }
+}
+
+fn main() {
+    let o = Opts::parse();
+    tcpb::sys::raise_open_file_limit();
+    let port = sink();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("");
+    let farm = hosts::parse(&format!("127.0.0.1:{port}/64"), "DISTCC_HOSTS").expect("hosts");
+    let mut paths = vec![Path::Direct(port), Path::Tcpb { broker, farm }];
+    let haproxy = if common::have("haproxy") {
+        let (guard, hp) = common::haproxy(dir.path(), &[(port, 1, 0)]);
+        paths.push(Path::Haproxy(hp));
+        Some(guard)
+    } else {
+        common::skipped("the HAProxy column", "haproxy", "haproxy");
+        None
+    };
+    let haproxy_pid = haproxy.as_ref().map(|g| g.0.id());
+    if let Some(only) = &o.only {
+        paths.retain(|p| p.name().starts_with(only.as_str()));
+    }
+    println!(
+        "relay: {} MiB stream x {} runs (interleaved), {} connections with 10 round trips each",
+        o.mib, o.runs, o.conns
+    );
+    let measured = throughput(&paths, &o, haproxy_pid);
+    report_latency(&paths, &measured, o.conns);
+    report_cpu(&paths, &measured, &o);
 }

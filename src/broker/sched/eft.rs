@@ -219,14 +219,7 @@ impl<'a> View<'a> {
         need: Need,
         min_speed: f64,
     ) -> Option<Pick> {
-        let free_now = self
-            .free_hosts()
-            .find(|id| self.accepts(*id, need) && self.host(*id).speed >= min_speed)
-            .map(|id| Pick {
-                host: id,
-                start: 0.0,
-                finish: cost / self.host(id).speed.max(1e-6),
-            });
+        let free_now = self.free_now_pick(cost, need, min_speed);
         let mut best = free_now;
         let mut visited = 0;
         let order = self.order;
@@ -272,6 +265,18 @@ impl<'a> View<'a> {
             Some(n) if best.start != 0.0 && best.finish >= margin * n.finish => Some(n),
             _ => Some(best),
         }
+    }
+
+    /// The fastest host with a slot free now that takes a job of `need`
+    /// and has at least `min_speed`.
+    fn free_now_pick(&self, cost: f64, need: Need, min_speed: f64) -> Option<Pick> {
+        self.free_hosts()
+            .find(|id| self.accepts(*id, need) && self.host(*id).speed >= min_speed)
+            .map(|id| Pick {
+                host: id,
+                start: 0.0,
+                finish: cost / self.host(id).speed.max(1e-6),
+            })
     }
 
     /// Books the slot of `pick`: it frees again when the job would finish.
