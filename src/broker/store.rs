@@ -75,8 +75,23 @@ pub(crate) struct Snapshot {
     pub costs: Option<SavedCosts>,
 }
 
+/// A file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot save {what} to {}: {source}", file.display())]
+pub(crate) struct SaveError {
+    /// What it holds.
+    what: &'static str,
+    /// The file.
+    file: PathBuf,
+    /// Why.
+    source: std::io::Error,
+}
+
 enum Work {
-    Save(Box<Snapshot>, Option<oneshot::Sender<Result<(), String>>>),
+    Save(
+        Box<Snapshot>,
+        Option<oneshot::Sender<Result<(), SaveError>>>,
+    ),
     RotateLog(u64),
 }
 
@@ -117,7 +132,7 @@ impl Writer {
     }
 
     /// Writes `snap`; the receiver tells when it is on disk, or why not.
-    pub(crate) fn save_and_tell(&self, snap: Snapshot) -> oneshot::Receiver<Result<(), String>> {
+    pub(crate) fn save_and_tell(&self, snap: Snapshot) -> oneshot::Receiver<Result<(), SaveError>> {
         let (done, rx) = oneshot::channel();
         let _ = self.tx.send(Work::Save(Box::new(snap), Some(done)));
         rx
@@ -129,15 +144,21 @@ impl Writer {
     }
 }
 
-fn write(state_dir: &Path, snap: Snapshot) -> Result<(), String> {
-    if let Some(costs) = snap.costs {
+fn write(state_dir: &Path, snap: Snapshot) -> Result<(), SaveError> {
+    if let Some(costs) = &snap.costs {
         let file = costs_path(state_dir);
-        save_json(&file, &costs)
-            .map_err(|e| format!("cannot save the cost memory to {}: {e}", file.display()))?;
+        save_json(&file, costs).map_err(|source| SaveError {
+            what: "the cost memory",
+            file,
+            source,
+        })?;
     }
     let file = path(state_dir);
-    save_json(&file, &snap.state)
-        .map_err(|e| format!("cannot save state to {}: {e}", file.display()))
+    save_json(&file, &snap.state).map_err(|source| SaveError {
+        what: "state",
+        file,
+        source,
+    })
 }
 
 /// When the log this broker writes to (its stdout and stderr) is over

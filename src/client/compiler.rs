@@ -17,6 +17,27 @@ pub(crate) struct Resolved {
     pub skipped_dirs: Vec<PathBuf>,
 }
 
+/// Why no real compiler could be found.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CompilerError {
+    /// PATH could not be searched.
+    #[error("cannot search PATH for \"{name}\": {source}")]
+    Search {
+        /// The compiler's name.
+        name: String,
+        /// Why.
+        source: which::Error,
+    },
+    /// Nothing but tcpb or distcc links of that name on PATH.
+    #[error("no real compiler \"{name}\" found on PATH{skipped}")]
+    NotFound {
+        /// The compiler's name.
+        name: String,
+        /// The directories of links passed over, as a clause.
+        skipped: String,
+    },
+}
+
 /// True for tcpb itself or any distcc binary.
 fn is_wrapper(candidate: &Path, me: &Path) -> bool {
     match candidate.canonicalize() {
@@ -31,7 +52,7 @@ pub(crate) fn resolve(
     path_var: Option<&OsStr>,
     cwd: &Path,
     me: &Path,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, CompilerError> {
     let given = Path::new(name);
     let bare: OsString = given.file_name().unwrap_or(name).to_os_string();
     if given.components().count() > 1 && !is_wrapper(given, me) {
@@ -42,8 +63,11 @@ pub(crate) fn resolve(
         });
     }
     let mut skipped_dirs = Vec::new();
-    let found = which::which_in_all(&bare, path_var, cwd)
-        .map_err(|e| format!("cannot search PATH for \"{}\": {e}", bare.to_string_lossy()))?;
+    let name = bare.to_string_lossy().into_owned();
+    let found = which::which_in_all(&bare, path_var, cwd).map_err(|source| {
+        let name = name.clone();
+        CompilerError::Search { name, source }
+    })?;
     for candidate in found {
         if is_wrapper(&candidate, me) {
             if let Some(dir) = candidate.parent() {
@@ -66,10 +90,7 @@ pub(crate) fn resolve(
             .collect();
         format!(" (skipped tcpb/distcc links in {})", dirs.join(", "))
     };
-    Err(format!(
-        "no real compiler \"{}\" found on PATH{skipped}",
-        bare.to_string_lossy()
-    ))
+    Err(CompilerError::NotFound { name, skipped })
 }
 
 /// `path_var` without the directories in `skip`.
@@ -126,7 +147,9 @@ mod tests {
         assert_eq!(r.distcc_name, real.as_os_str());
 
         let only_links = std::env::join_paths([&masq]).unwrap();
-        let e = resolve(OsStr::new("gcc"), Some(&only_links), t.path(), &me).unwrap_err();
+        let e = resolve(OsStr::new("gcc"), Some(&only_links), t.path(), &me)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no real compiler \"gcc\"") && e.contains("masq"),
             "{e}"

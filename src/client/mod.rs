@@ -97,13 +97,21 @@ fn route(args: &[OsString], path_var: Option<&OsStr>, cwd: &Path) -> (Route, Opt
     }
 }
 
+/// Why distcc cannot be run.
+#[derive(Debug, thiserror::Error)]
+enum DistccError {
+    #[error("TCPB_DISTCC={0} is not a file")]
+    NotAFile(String),
+    #[error("distcc not found on PATH (install distcc, or set TCPB_DISTCC)")]
+    NotOnPath,
+}
+
 /// distcc: `$TCPB_DISTCC`, else the first on PATH.
-fn find_distcc(path_var: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, String> {
+fn find_distcc(path_var: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, DistccError> {
     match std::env::var_os("TCPB_DISTCC") {
         Some(p) if Path::new(&p).is_file() => Ok(PathBuf::from(p)),
-        Some(p) => Err(format!("TCPB_DISTCC={} is not a file", p.to_string_lossy())),
-        None => which::which_in("distcc", path_var, cwd)
-            .map_err(|_| "distcc not found on PATH (install distcc, or set TCPB_DISTCC)".into()),
+        Some(p) => Err(DistccError::NotAFile(p.to_string_lossy().into_owned())),
+        None => which::which_in("distcc", path_var, cwd).map_err(|_| DistccError::NotOnPath),
     }
 }
 

@@ -369,7 +369,7 @@ impl Broker {
     }
 
     /// Saves everything now; the receiver tells when it is on disk.
-    pub(crate) fn save(&self) -> oneshot::Receiver<Result<(), String>> {
+    pub(crate) fn save(&self) -> oneshot::Receiver<Result<(), store::SaveError>> {
         let snap = take_save(&mut self.lock());
         self.shared.writer.save_and_tell(snap)
     }
