@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{Profile, TCPB, free_port};
+use common::{FARMS, FarmSpec, Profile, TCPB, free_port};
 
 /// One simulated farm host; its distccd stops when dropped.
 struct Host {
@@ -368,37 +368,6 @@ struct Opts {
     only: Option<String>,
 }
 
-/// One simulated farm: its name, (speed, slots) per host, and the mean
-/// job work in ms of its job sets.
-struct FarmSpec {
-    name: &'static str,
-    hosts: &'static [(f64, u32)],
-    mean_ms: f64,
-}
-
-const FARMS: [FarmSpec; 2] = [
-    FarmSpec {
-        name: "heterogeneous",
-        hosts: &[(4.0, 2), (2.0, 2), (1.0, 4)],
-        mean_ms: 1000.0,
-    },
-    FarmSpec {
-        name: "uniform",
-        hosts: &[(1.0, 3), (1.0, 3), (1.0, 2)],
-        mean_ms: 500.0,
-    },
-];
-
-impl FarmSpec {
-    fn slots(&self) -> u32 {
-        self.hosts.iter().map(|(_, n)| n).sum()
-    }
-
-    fn capacity(&self) -> f64 {
-        self.hosts.iter().map(|(s, n)| s * *n as f64).sum()
-    }
-}
-
 /// Runs every tool at every -j on one farm; prints the table.
 fn run_farm(root: &Path, farm: &FarmSpec, opts: &Opts) {
     let project = root.join(format!("proj-{}", farm.name));
@@ -445,7 +414,7 @@ fn run_farm(root: &Path, farm: &FarmSpec, opts: &Opts) {
 /// lower bound of a build.
 fn print_farm(farm: &FarmSpec, works: &[u64], jobs: usize) -> f64 {
     let total: f64 = works.iter().map(|w| *w as f64 / 1000.0).sum();
-    let fastest = farm.hosts.iter().map(|(s, _)| *s).fold(0.0, f64::max);
+    let fastest = farm.fastest();
     let longest = works.iter().copied().max().unwrap_or(0) as f64 / 1000.0;
     let bound = (total / farm.capacity()).max(longest / fastest);
     let spec: Vec<String> = farm.hosts.iter().map(|(s, n)| format!("{s}x{n}")).collect();

@@ -27,6 +27,8 @@ use tcpb::farm::{Admin, Farm, HostSpec};
 #[path = "common/mod.rs"]
 mod common;
 
+use common::{FARMS, FarmSpec};
+
 /// The part of a job's fixed overhead spent on the server (the relay
 /// counts it in the server time the broker learns speeds from).
 const SERVER_SHARE: f64 = 0.5;
@@ -275,46 +277,25 @@ impl Opts {
     }
 }
 
-/// A simulated farm: its name, (speed, slots) per host, and the mean job
-/// work in ms of its job sets.
-struct SimFarm {
-    name: &'static str,
-    spec: &'static [(f64, u32)],
-    mean: f64,
+/// The simulation's view of a farm.
+trait Simulated {
+    fn speeds(&self) -> Vec<f64>;
+    fn bound(&self, jobs: &[Sim], overhead: f64) -> f64;
 }
 
-impl SimFarm {
-    fn slots(&self) -> u32 {
-        self.spec.iter().map(|(_, s)| s).sum()
-    }
-
+impl Simulated for FarmSpec {
     fn speeds(&self) -> Vec<f64> {
-        self.spec.iter().map(|(s, _)| *s).collect()
+        self.hosts.iter().map(|(s, _)| *s).collect()
     }
 
     /// The lower bound of a build of `jobs`: all work over the farm's
     /// capacity, or the longest job on the fastest host.
     fn bound(&self, jobs: &[Sim], overhead: f64) -> f64 {
-        let capacity: f64 = self.spec.iter().map(|(s, n)| s * *n as f64).sum();
-        let fastest = self.spec.iter().map(|(s, _)| *s).fold(0.0, f64::max);
         let total: f64 = jobs.iter().map(|s| s.work + overhead).sum();
         let longest = jobs.iter().map(|s| s.work).fold(0.0, f64::max);
-        (total / capacity).max(longest / fastest + overhead)
+        (total / self.capacity()).max(longest / self.fastest() + overhead)
     }
 }
-
-const FARMS: [SimFarm; 2] = [
-    SimFarm {
-        name: "heterogeneous",
-        spec: &[(4.0, 2), (2.0, 2), (1.0, 4)],
-        mean: 1000.0,
-    },
-    SimFarm {
-        name: "uniform",
-        spec: &[(1.0, 3), (1.0, 3), (1.0, 2)],
-        mean: 500.0,
-    },
-];
 
 fn main() {
     let o = Opts::parse();
@@ -358,10 +339,10 @@ fn main() {
 /// One job set at `-j j` on `farm`: first build, second build, a build
 /// with only the cost memory, one knowing every cost, and distcc; each
 /// over the lower bound.
-fn run_seed(o: &Opts, farm: &SimFarm, j: u32, seed: u64) -> [f64; 5] {
+fn run_seed(o: &Opts, farm: &FarmSpec, j: u32, seed: u64) -> [f64; 5] {
     let jobs: Vec<Sim> = o
         .profile
-        .job_set(o.n, farm.mean, seed)
+        .job_set(o.n, farm.mean_ms, seed)
         .iter()
         .enumerate()
         .map(|(i, (w, size))| Sim {
@@ -373,7 +354,7 @@ fn run_seed(o: &Opts, farm: &SimFarm, j: u32, seed: u64) -> [f64; 5] {
     let (speeds, overhead) = (farm.speeds(), o.overhead);
     let broker = |costs: Costs| {
         let epoch = Instant::now();
-        let told = sim_farm(farm.spec, o.unconfigured);
+        let told = sim_farm(farm.hosts, o.unconfigured);
         let sched = Scheduler::new(&told, HealthConfig::default(), epoch);
         Broker {
             sched,
@@ -392,7 +373,7 @@ fn run_seed(o: &Opts, farm: &SimFarm, j: u32, seed: u64) -> [f64; 5] {
         exact.record(Some(&s.key), s.size, s.work);
     }
     let oracle = build(&mut broker(exact), &jobs, &speeds, j, overhead, 0.0).0;
-    let (distcc, distcc_starts) = distcc_build(&jobs, farm.spec, j, overhead);
+    let (distcc, distcc_starts) = distcc_build(&jobs, farm.hosts, j, overhead);
     if o.trace && seed == o.first_seed && j == o.extra_j.unwrap_or(2 * farm.slots()) as usize {
         let t = Trace {
             jobs: &jobs,

@@ -12,6 +12,45 @@ mod jobs;
 #[allow(unused_imports)]
 pub use jobs::Profile;
 
+/// One simulated farm of the farm benchmark and its simulation: its name,
+/// (speed, slots) per host, and the mean job work in ms of its job sets.
+pub struct FarmSpec {
+    pub name: &'static str,
+    pub hosts: &'static [(f64, u32)],
+    pub mean_ms: f64,
+}
+
+/// The two farms: speeds 4, 2 and 1, and three equal hosts.
+pub const FARMS: [FarmSpec; 2] = [
+    FarmSpec {
+        name: "heterogeneous",
+        hosts: &[(4.0, 2), (2.0, 2), (1.0, 4)],
+        mean_ms: 1000.0,
+    },
+    FarmSpec {
+        name: "uniform",
+        hosts: &[(1.0, 3), (1.0, 3), (1.0, 2)],
+        mean_ms: 500.0,
+    },
+];
+
+impl FarmSpec {
+    /// Slots of the whole farm.
+    pub fn slots(&self) -> u32 {
+        self.hosts.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Work per second the farm does with every slot busy.
+    pub fn capacity(&self) -> f64 {
+        self.hosts.iter().map(|(s, n)| s * *n as f64).sum()
+    }
+
+    /// The fastest host's speed.
+    pub fn fastest(&self) -> f64 {
+        self.hosts.iter().map(|(s, _)| *s).fold(0.0, f64::max)
+    }
+}
+
 /// The `tcpb` binary under test.
 pub const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
 
