@@ -23,14 +23,16 @@
 //!   probes, reload, relay reports, shutdown.
 //!   - `state/`: the one owner of everything the tasks share (`Broker`);
 //!     its mutex never leaves the module. One `Lease` record per compile
-//!     (`lease`), the farm in force and per-host memory (`farm`), the
-//!     relay's tickets and reports (`relayed`), `tcpb host` (`admin`),
-//!     counters (`stats`), the status snapshot (`view`).
+//!     and its `Job` (`lease`), the farm in force, per-host memory and
+//!     what to save (`farm`), the relay's tickets and reports (`relayed`),
+//!     `tcpb host` (`admin`), counters (`stats`), status (`view`).
 //!   - `sched/`: pure slot accounting and host choice, time passed in:
 //!     `Scheduler` (`mod.rs`) over the hosts (`host`), the fair queue
 //!     (`queue`, whose entries are `Job`s), the queue pass (`dispatch`)
-//!     through the earliest-finish simulation (`eft`), learned speed
-//!     (`learn`), health (`health`), per-file costs (`costs`), ids (`ids`).
+//!     through the earliest-finish simulation (`eft`), speed samples
+//!     (`learn`) and the speeds choices use (`speeds`), health
+//!     (`health`), per-file costs (`costs`), ids (`ids`), the invariant
+//!     (`check`).
 //!   - `relay/`: a `Ticket` in at grant time, `Report`s out: the port pool
 //!     (`ports`), who connected (`peer`), the copy loop (`pump`) over a
 //!     buffer-or-splice lane (`lane`), distcc's token stream (`observe`).

@@ -87,6 +87,7 @@ pub(crate) struct SaveError {
     source: std::io::Error,
 }
 
+/// What the writer thread does.
 enum Work {
     Save(
         Box<Snapshot>,
@@ -97,6 +98,7 @@ enum Work {
 
 /// The thread that writes the broker's files.
 pub(crate) struct Writer {
+    /// The writer thread's work; it ends when this is dropped.
     tx: mpsc::Sender<Work>,
 }
 

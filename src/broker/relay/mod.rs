@@ -89,11 +89,14 @@ pub(crate) enum Report {
 /// The relay: its port pool and the way back to the broker.
 #[derive(Clone)]
 pub(crate) struct Relay {
+    /// What the accept loops and relay tasks share with the handle.
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    /// The open ports and their tickets.
     ports: Ports,
+    /// Where reports go (the broker's `relay_reports` task).
     reports: mpsc::UnboundedSender<Report>,
 }
 

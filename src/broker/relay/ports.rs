@@ -27,11 +27,13 @@ struct Port {
 /// Open ports and their owners.
 #[derive(Default)]
 pub(crate) struct Ports {
+    /// The pool, behind a lock that never leaves this module.
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Every open port.
     ports: HashMap<u16, Port>,
     /// Open ports with no owner, reused last-in first-out.
     free: Vec<u16>,

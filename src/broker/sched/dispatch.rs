@@ -35,8 +35,11 @@ const LOOKAHEAD: usize = 64;
 /// One placement `decide` chose.
 #[derive(Debug, Clone, Copy)]
 struct Decision {
+    /// The lease placed.
     lease: LeaseId,
+    /// Where.
     host: HostId,
+    /// Its job.
     job: Job,
     /// Chosen to learn the host's speed.
     explored: bool,
@@ -44,6 +47,7 @@ struct Decision {
 
 /// What one pass over the queue knows and has decided so far.
 struct Pass<'a> {
+    /// The farm, with the slots booked so far in this pass.
     view: View<'a>,
     /// Compiles that may book a later slot before free slots go to
     /// whichever compile fits them.
@@ -58,6 +62,7 @@ struct Pass<'a> {
     fast_booked: bool,
     /// Compiles that booked a later slot or found none.
     waited: usize,
+    /// The placements decided.
     out: Vec<Decision>,
 }
 

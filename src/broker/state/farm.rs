@@ -6,7 +6,7 @@
 use super::{State, deliver};
 use crate::broker::relay::Relay;
 use crate::broker::sched::{Host, HostId, Placement};
-use crate::broker::store::HostCounters;
+use crate::broker::store::{self, HostCounters, Saved};
 use crate::hosts::HostList;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -99,12 +99,27 @@ fn seed(state: &mut State) {
 }
 
 /// Notes every host's counters and samples, including hosts that left.
-pub(super) fn remember_all(state: &mut State) {
+fn remember_all(state: &mut State) {
     for h in state.sched.take_retired() {
         state.memory.remember(&h);
     }
     let State { sched, memory, .. } = state;
     for (_, h) in sched.hosts() {
         memory.remember(h);
+    }
+}
+
+/// What to save now, taken under the lock; marks the state saved.
+pub(super) fn take_save(state: &mut State) -> store::Snapshot {
+    remember_all(state);
+    state.dirty = false;
+    state.last_save = Instant::now();
+    store::Snapshot {
+        state: Saved {
+            overlay: state.overlay.clone(),
+            counters: state.memory.counters.clone(),
+            learned: state.memory.learned.clone(),
+        },
+        costs: state.costs.take_changes(),
     }
 }

@@ -3,6 +3,8 @@
 //! broker's map: waiting in the queue, then granted (with a relay port when
 //! remote, which the relay serves); ending it removes the record.
 
+use crate::broker::sched::costs::Costs;
+use crate::broker::sched::{Job, Need};
 use crate::protocol::{Grant, LeaseRequest};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -64,5 +66,23 @@ impl Lease {
             Phase::Granted { port, .. } => port,
             Phase::Waiting(_) => None,
         }
+    }
+}
+
+/// The scheduler's view of the compile `req` asks for.
+pub(super) fn job_of(costs: &mut Costs, req: &LeaseRequest) -> Job {
+    let key = req.source_path.as_deref();
+    let known = key.is_some_and(|k| costs.knows(k));
+    let cost = costs.expected(key, req.source_size);
+    Job {
+        need: if req.local_only {
+            Need::Local
+        } else {
+            Need::Remote
+        },
+        cost,
+        known,
+        light: known && cost < 0.5 * costs.mean(),
+        build: req.build,
     }
 }

@@ -22,9 +22,9 @@ pub(crate) use admin::AdminError;
 use super::overlay::Overlay;
 use super::relay::{Relay, Report};
 use super::sched::costs::{Costs, SavedCosts};
-use super::sched::{HostId, Job, LeaseId, Need, Placement, Scheduler};
+use super::sched::{HostId, LeaseId, Placement, Scheduler};
 use super::slots::{AllSlots, Slots};
-use super::store::{self, Saved, Writer};
+use super::store::{SaveError, Saved, Writer};
 use crate::config::{BrokerConfig, Config};
 use crate::farm::Farm;
 use crate::hosts::HostList;
@@ -49,36 +49,51 @@ pub(crate) struct Broker {
 }
 
 struct Shared {
+    /// Everything that changes, behind the one lock.
     state: Mutex<State>,
+    /// Where the config and the state files live.
     paths: Paths,
+    /// When the broker started.
     started: Instant,
     /// Set to true to stop the broker.
     shutdown: watch::Sender<bool>,
     /// Compiles connected now (waiting or running).
     connections: AtomicUsize,
+    /// The relay's ports, given a ticket at each remote grant.
     relay: Relay,
+    /// The thread that writes the state files.
     writer: Writer,
 }
 
 /// Everything behind the lock.
 struct State {
+    /// Slots, hosts and the queue.
     sched: Scheduler,
+    /// The configuration in force.
     config: Config,
+    /// Runtime farm changes (`tcpb host …`).
     overlay: Overlay,
     /// What this broker may use of each host.
     slots: Box<dyn Slots>,
+    /// Every live lease, waiting or granted.
     leases: HashMap<LeaseId, Lease>,
     /// The host list in force, as the last client sent it.
     list: Option<HostList>,
+    /// The farm built from it, the config and the overlay.
     farm: Farm,
     /// Per-host counters and speed samples kept by name across restarts.
     memory: Memory,
+    /// Per-file costs, the expected size of each compile.
     costs: Costs,
+    /// The id the next lease gets.
     next_lease: LeaseId,
+    /// Counters for status and metrics.
     stats: Stats,
     /// When the last lease started or ended.
     last_active: Instant,
+    /// When the state was last handed to the writer.
     last_save: Instant,
+    /// Something to save changed since.
     dirty: bool,
 }
 
@@ -226,7 +241,7 @@ impl Broker {
         let id = state.next_lease;
         state.next_lease += 1;
         state.last_active = now;
-        let job = job_of(&mut state.costs, req);
+        let job = lease::job_of(&mut state.costs, req);
         state.leases.insert(id, Lease::new(req, waiter, now));
         let placed = state.sched.request(id, job, now);
         let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
@@ -276,7 +291,9 @@ impl Broker {
             deliver(&mut state, &self.shared.relay, placed, None);
             (
                 message,
-                self.shared.writer.save_and_tell(take_save(&mut state)),
+                self.shared
+                    .writer
+                    .save_and_tell(farm::take_save(&mut state)),
             )
         };
         tracing::info!("admin: {message}");
@@ -353,7 +370,7 @@ impl Broker {
     pub(crate) fn tick(&self, now: Instant, check_log: bool) {
         let mut state = self.lock();
         if state.dirty && now.duration_since(state.last_save) >= SAVE_EVERY {
-            self.shared.writer.save(take_save(&mut state));
+            self.shared.writer.save(farm::take_save(&mut state));
         }
         if check_log {
             let max = state.config.broker.log_max_kib.max(1) << 10;
@@ -369,8 +386,8 @@ impl Broker {
     }
 
     /// Saves everything now; the receiver tells when it is on disk.
-    pub(crate) fn save(&self) -> oneshot::Receiver<Result<(), store::SaveError>> {
-        let snap = take_save(&mut self.lock());
+    pub(crate) fn save(&self) -> oneshot::Receiver<Result<(), SaveError>> {
+        let snap = farm::take_save(&mut self.lock());
         self.shared.writer.save_and_tell(snap)
     }
 
@@ -397,24 +414,6 @@ impl Broker {
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         view::snapshot(&self.lock(), Some(info), now)
-    }
-}
-
-/// The scheduler's view of the compile `req` asks for.
-fn job_of(costs: &mut Costs, req: &LeaseRequest) -> Job {
-    let key = req.source_path.as_deref();
-    let known = key.is_some_and(|k| costs.knows(k));
-    let cost = costs.expected(key, req.source_size);
-    Job {
-        need: if req.local_only {
-            Need::Local
-        } else {
-            Need::Remote
-        },
-        cost,
-        known,
-        light: known && cost < 0.5 * costs.mean(),
-        build: req.build,
     }
 }
 
@@ -475,21 +474,6 @@ fn deliver(
         end_lease(state, relay, lease, now);
     }
     own_grant
-}
-
-/// What to save now, taken under the lock; marks the state saved.
-fn take_save(state: &mut State) -> store::Snapshot {
-    farm::remember_all(state);
-    state.dirty = false;
-    state.last_save = Instant::now();
-    store::Snapshot {
-        state: Saved {
-            overlay: state.overlay.clone(),
-            counters: state.memory.counters.clone(),
-            learned: state.memory.learned.clone(),
-        },
-        costs: state.costs.take_changes(),
-    }
 }
 
 #[cfg(test)]
