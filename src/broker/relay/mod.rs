@@ -4,10 +4,11 @@
 //! connects it to the ticket's host and copies bytes both ways (`pump`),
 //! watching distcc's token stream as it passes (`observe`).
 //!
-//! The relay changes no broker state. It sends `Report`s: a host that
-//! refused the connect (the broker answers with the next host to try, as
-//! nothing was forwarded yet), and exactly one `Outcome` per connection it
-//! served. It never half-closes toward distccd (distccd kills a job whose
+//! The relay changes no broker state. It sends `Report`s: that distcc
+//! connected, a host that refused the connect (the broker answers with the
+//! next host to try, as nothing was forwarded yet), and exactly one
+//! `Outcome` per connection it served. A ticket whose port nobody
+//! connected to ends with its lease (`Relay::close`) and reports nothing. It never half-closes toward distccd (distccd kills a job whose
 //! client side reads EOF).
 
 mod lane;
@@ -67,6 +68,11 @@ pub(crate) enum Outcome {
 /// What the relay tells the broker.
 #[derive(Debug)]
 pub(crate) enum Report {
+    /// distcc connected to the relay port of `lease`.
+    Connected {
+        /// The lease.
+        lease: LeaseId,
+    },
     /// The ticket's host refused the connect or did not answer it. The
     /// broker answers with the host to try next, or `None`.
     Refused {
@@ -215,6 +221,9 @@ fn keepalive(s: &TcpStream) {
 
 /// Serves one lease's connection and reports how it ended.
 async fn serve(shared: Arc<Shared>, mut ticket: Ticket, client: TcpStream) {
+    shared.report(Report::Connected {
+        lease: ticket.lease,
+    });
     let _ = client.set_nodelay(true);
     let outcome = loop {
         let t = &ticket.target;

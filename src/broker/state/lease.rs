@@ -1,7 +1,8 @@
 //! One lease: a compile from the moment it asks for a slot until its
 //! control connection closes. Its whole life is this one record in the
-//! broker's map: waiting in the queue, then granted (with a relay port when
-//! remote, which the relay serves); ending it removes the record.
+//! broker's map: waiting in the queue, granted (with a relay port when
+//! remote), relaying once distcc has connected to that port; ending it
+//! removes the record.
 
 use crate::broker::sched::costs::Costs;
 use crate::broker::sched::{Job, Need};
@@ -37,6 +38,13 @@ pub(super) enum Phase {
         /// Its relay port.
         port: Option<u16>,
     },
+    /// distcc connected to its relay port; the relay serves the job.
+    Relaying {
+        /// When it was granted.
+        at: Instant,
+        /// Its relay port.
+        port: u16,
+    },
 }
 
 impl Lease {
@@ -55,7 +63,7 @@ impl Lease {
     /// When it was granted, if it was.
     pub(super) fn granted_at(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Granted { at, .. } => Some(at),
+            Phase::Granted { at, .. } | Phase::Relaying { at, .. } => Some(at),
             Phase::Waiting(_) => None,
         }
     }
@@ -64,7 +72,19 @@ impl Lease {
     pub(super) fn port(&self) -> Option<u16> {
         match self.phase {
             Phase::Granted { port, .. } => port,
+            Phase::Relaying { port, .. } => Some(port),
             Phase::Waiting(_) => None,
+        }
+    }
+
+    /// distcc connected to the relay port: the job is being relayed.
+    pub(super) fn relaying(&mut self) {
+        if let Phase::Granted {
+            at,
+            port: Some(port),
+        } = self.phase
+        {
+            self.phase = Phase::Relaying { at, port };
         }
     }
 }

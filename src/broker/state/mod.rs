@@ -319,6 +319,11 @@ impl Broker {
         let now = Instant::now();
         let mut state = self.lock();
         match report {
+            Report::Connected { lease } => {
+                if let Some(l) = state.leases.get_mut(&lease) {
+                    l.relaying();
+                }
+            }
             Report::Refused {
                 ticket,
                 error,
