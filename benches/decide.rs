@@ -41,6 +41,7 @@ fn farm(hosts: usize, rng: &mut Lcg) -> Farm {
             .collect(),
         local_slots: 2,
         origin: "bench".into(),
+        sets: Vec::new(),
     }
 }
 
@@ -53,6 +54,7 @@ fn job(rng: &mut Lcg) -> Job {
         known: rng.next() < 0.5,
         light: false,
         build: (rng.next() * 3.0) as u32,
+        set: 0,
     }
 }
 

@@ -76,6 +76,7 @@ fn sim_farm(spec: &[(f64, u32)], unconfigured: bool) -> Farm {
         hosts,
         local_slots: 2,
         origin: "sim".into(),
+        sets: Vec::new(),
     }
 }
 
@@ -128,6 +129,7 @@ fn job_of(costs: &mut Costs, s: &Sim) -> Job {
         known,
         light: known && cost < 0.5 * costs.mean(),
         build: 1,
+        set: 0,
     }
 }
 

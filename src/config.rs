@@ -100,6 +100,9 @@ pub(crate) struct BrokerConfig {
     /// connection); one more compiles locally, with a warning. Status and
     /// admin requests do not count.
     pub max_connections: usize,
+    /// Seconds a host list no compile is using stays known; then it, and
+    /// the hosts no other list names, leave the farm.
+    pub list_idle_s: u64,
 }
 
 impl Default for BrokerConfig {
@@ -114,6 +117,7 @@ impl Default for BrokerConfig {
             log_max_kib: 4096,
             max_queue: 10_000,
             max_connections: 16_384,
+            list_idle_s: 600,
         }
     }
 }

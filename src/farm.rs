@@ -80,15 +80,28 @@ impl HostSpec {
     }
 }
 
-/// The whole farm.
+/// The hosts one host list lets its compiles use: the names it lists
+/// (`localhost` among them when it names it) and the hosts that apply to
+/// every list (added in `config.toml` or with `tcpb host add`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSet {
+    /// Host names (`addr:port`, `localhost`).
+    pub hosts: Vec<String>,
+}
+
+/// The whole farm: every host some list in use names, and each list's set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Farm {
-    /// Hosts in list order.
+    /// Hosts in the order the lists first name them.
     pub hosts: Vec<HostSpec>,
     /// Slots for jobs that must run locally when `localhost` is not listed.
     pub local_slots: u32,
-    /// Where the host list came from, for `tcpb status`.
+    /// Where the host lists came from, for `tcpb status`.
     pub origin: String,
+    /// Per list, by its index: the hosts its compiles may use. Empty: every
+    /// host serves every compile (one list, or a farm built by hand).
+    #[serde(default)]
+    pub sets: Vec<HostSet>,
 }
 
 /// The number of CPUs of this machine.
@@ -96,40 +109,37 @@ pub(crate) fn local_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
-/// Merges `list` with `config`. With no host at all the farm is
-/// `localhost` with `cpus` slots: tcpb then limits jobs on this machine.
+/// The farm of one host list merged with `config`.
 pub(crate) fn build(list: &HostList, config: &Config, cpus: u32) -> Farm {
-    let mut hosts: Vec<HostSpec> = list.entries.iter().map(HostSpec::from_entry).collect();
-    let mut origin = list.origin.clone();
-    let mut added = false;
-    for hc in &config.hosts {
-        // Config::parse has checked that every name parses.
-        let Ok(parsed) = crate::hosts::parse(&hc.name, "config") else {
-            continue;
-        };
-        let Some(entry) = parsed.entries.first() else {
-            continue;
-        };
-        let name = entry.name();
-        let idx = match hosts.iter().position(|h| h.name == name) {
-            Some(i) => i,
-            None => {
-                let mut spec = HostSpec::from_entry(entry);
-                spec.lzo |= hc.lzo;
-                spec.cpp |= hc.cpp;
-                hosts.push(spec);
-                added = true;
-                hosts.len() - 1
+    build_all(&[Some(list)], config, cpus)
+}
+
+/// Merges the host lists in use (`None`: a list no longer in use, whose
+/// set stays empty) with `config`. A host several lists name is one host,
+/// with the most slots any of them gives it. With no host at all the farm
+/// is `localhost` with `cpus` slots: tcpb then limits jobs on this machine.
+pub(crate) fn build_all(lists: &[Option<&HostList>], config: &Config, cpus: u32) -> Farm {
+    let mut hosts: Vec<HostSpec> = Vec::new();
+    let mut sets = Vec::with_capacity(lists.len());
+    for list in lists {
+        let entries = list.map_or(&[][..], |l| l.entries.as_slice());
+        for e in entries {
+            let spec = HostSpec::from_entry(e);
+            match hosts.iter_mut().find(|h| h.name == spec.name) {
+                Some(h) => h.slots = h.slots.max(spec.slots),
+                None => hosts.push(spec),
             }
-        };
-        if let Some(s) = hc.speed {
-            hosts[idx].speed = s;
         }
-        if let Some(n) = hc.slots {
-            hosts[idx].slots = n;
-        }
+        sets.push(HostSet {
+            hosts: entries.iter().map(HostEntry::name).collect(),
+        });
     }
-    if added {
+    let added = apply_config(&mut hosts, config);
+    for set in &mut sets {
+        set.hosts.extend(added.iter().cloned());
+    }
+    let mut origin = origins(lists);
+    if !added.is_empty() {
         origin = if origin.is_empty() {
             "config".to_string()
         } else {
@@ -146,13 +156,63 @@ pub(crate) fn build(list: &HostList, config: &Config, cpus: u32) -> Farm {
             cpp: false,
             admin: Admin::Active,
         });
+        for set in &mut sets {
+            set.hosts.push("localhost".to_string());
+        }
         origin = format!("no farm configured: localhost with {cpus} slots");
     }
+    let local_slots = lists.iter().flatten().filter_map(|l| l.localslots).max();
     Farm {
         hosts,
-        local_slots: list.localslots.unwrap_or(cpus),
+        local_slots: local_slots.unwrap_or(cpus),
         origin,
+        sets,
     }
+}
+
+/// Where the lists came from, each once, in order.
+fn origins(lists: &[Option<&HostList>]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for l in lists.iter().flatten() {
+        if !l.origin.is_empty() && !seen.contains(&l.origin.as_str()) {
+            seen.push(&l.origin);
+        }
+    }
+    seen.join(", ")
+}
+
+/// Applies the `[[host]]` tables of `config` to `hosts`; returns the names
+/// of the hosts it added (they serve every list).
+fn apply_config(hosts: &mut Vec<HostSpec>, config: &Config) -> Vec<String> {
+    let mut added = Vec::new();
+    for hc in &config.hosts {
+        // Config::parse has checked that every name parses.
+        let Ok(parsed) = crate::hosts::parse(&hc.name, "config") else {
+            continue;
+        };
+        let Some(entry) = parsed.entries.first() else {
+            continue;
+        };
+        let name = entry.name();
+        let idx = match hosts.iter().position(|h| h.name == name) {
+            Some(i) => i,
+            None => {
+                let mut spec = HostSpec::from_entry(entry);
+                spec.lzo |= hc.lzo;
+                spec.cpp |= hc.cpp;
+                hosts.push(spec);
+                added.push(name);
+                hosts.len() - 1
+            }
+        };
+        if let Some(s) = hc.speed {
+            hosts[idx].speed = s;
+        }
+        if let Some(n) = hc.slots {
+            hosts[idx].slots = n;
+        }
+    }
+    added
 }
 
 #[cfg(test)]
@@ -184,6 +244,23 @@ mod tests {
         assert_eq!(farm.hosts.len(), 1);
         assert!(farm.hosts[0].is_local());
         assert_eq!(farm.hosts[0].slots, 6);
+    }
+
+    #[test]
+    fn lists_share_hosts_and_keep_their_own_sets() {
+        let a = crate::hosts::parse("b1/2 b2/4", "DISTCC_HOSTS").unwrap();
+        let b = crate::hosts::parse("b2/6 localhost/3 --localslots=5", "/h").unwrap();
+        let config = Config::parse("[[host]]\nname = \"b9\"\n", "c").unwrap();
+        let farm = build_all(&[Some(&a), None, Some(&b)], &config, 8);
+        let names: Vec<_> = farm.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["b1:3632", "b2:3632", "localhost", "b9:3632"]);
+        assert_eq!(farm.hosts[1].slots, 6, "the most slots a list gives");
+        let set = |i: usize| farm.sets[i].hosts.clone();
+        assert_eq!(set(0), ["b1:3632", "b2:3632", "b9:3632"]);
+        assert_eq!(set(1), ["b9:3632"], "a list no longer in use");
+        assert_eq!(set(2), ["b2:3632", "localhost", "b9:3632"]);
+        assert_eq!(farm.origin, "DISTCC_HOSTS, /h + config");
+        assert_eq!(farm.local_slots, 5);
     }
 
     #[test]

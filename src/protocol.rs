@@ -224,6 +224,26 @@ pub struct StatusSnapshot {
     pub compiling: Vec<RunningJob>,
     /// Every host, in farm order.
     pub hosts: Vec<HostStatus>,
+    /// The host lists compiles are using: each compile goes only to the
+    /// hosts of its own list.
+    #[serde(default)]
+    pub lists: Vec<ListStatus>,
+}
+
+/// A host list in use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListStatus {
+    /// Where the compiles read it (`DISTCC_HOSTS`, a file).
+    pub origin: String,
+    /// Its entries, as `HOST:PORT/SLOTS[,lzo][,cpp]` or `localhost/N`.
+    pub hosts: Vec<String>,
+    /// The builds (make's process group ids) with compiles running or
+    /// waiting on it.
+    pub builds: Vec<u32>,
+    /// Compiles running or waiting.
+    pub compiles: u32,
+    /// Seconds since a compile last used it.
+    pub idle_s: u64,
 }
 
 /// A compile waiting in the queue.

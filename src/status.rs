@@ -99,6 +99,7 @@ pub(crate) fn write_table(
         )?,
     }
     writeln!(out, "farm    {}", s.farm_origin)?;
+    write_lists(out, &s.lists)?;
     if s.broker.is_none() {
         // No compile counts to give: the hosts' saved counters follow.
         writeln!(out)?;
@@ -126,6 +127,28 @@ pub(crate) fn write_table(
         _ => writeln!(out)?,
     }
     write_hosts(out, s, color)
+}
+
+/// The host lists compiles are using, and which builds use each.
+fn write_lists(out: &mut impl Write, lists: &[crate::protocol::ListStatus]) -> std::io::Result<()> {
+    for (i, l) in lists.iter().enumerate() {
+        let head = if i == 0 { "lists" } else { "" };
+        let origin = if l.origin.is_empty() {
+            "no list"
+        } else {
+            &l.origin
+        };
+        let using = match l.builds.as_slice() {
+            [] => format!("idle {}", duration(l.idle_s)),
+            [one] => format!("build {one}, {} compiles", l.compiles),
+            many => {
+                let ids: Vec<String> = many.iter().map(u32::to_string).collect();
+                format!("builds {}, {} compiles", ids.join(" "), l.compiles)
+            }
+        };
+        writeln!(out, "{head:<7} {origin}: {} ({using})", l.hosts.join(" "))?;
+    }
+    Ok(())
 }
 
 /// The host table, then the queue.

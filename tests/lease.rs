@@ -239,29 +239,6 @@ fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
 }
 
 #[test]
-fn changed_farm_is_applied_live() {
-    if !have_distccd() {
-        return;
-    }
-    let env = TestEnv::new();
-    let (a, b) = (Distccd::start(&env, 2), Distccd::start(&env, 2));
-    write_c(&env, "c.c", "int c(void) { return 3; }\n");
-    assert!(compile(&env, &a.host(2), "c.c", "c1.o").status.success());
-    assert!(compile(&env, &b.host(3), "c.c", "c2.o").status.success());
-    assert_eq!((a.compiles_ok(1), b.compiles_ok(1)), (1, 1));
-    let s = env.status(&b.host(3));
-    let names: Vec<&str> = s["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, [b.name().as_str(), "localhost"]);
-    assert_eq!(s["hosts"][0]["slots"], 3);
-    assert_eq!(env.brokers_started(), 1);
-}
-
-#[test]
 fn distcc_replaces_the_wrapper_and_holds_the_lease() {
     if !have_distccd() {
         return;

@@ -30,12 +30,17 @@ pub(super) struct Overlay {
 }
 
 impl Overlay {
-    /// Applies the changes to `farm`.
+    /// Applies the changes to `farm`. An added host serves every list.
     pub(super) fn apply(&self, farm: &mut Farm) {
         farm.hosts.retain(|h| !self.removed.contains(&h.name));
         for a in &self.added {
             if !farm.hosts.iter().any(|h| h.name == a.name) {
                 farm.hosts.push(a.clone());
+            }
+            for set in &mut farm.sets {
+                if !set.hosts.contains(&a.name) {
+                    set.hosts.push(a.name.clone());
+                }
             }
         }
         for h in &mut farm.hosts {
@@ -98,6 +103,7 @@ mod tests {
             hosts: vec![spec("a"), spec("b")],
             local_slots: 2,
             origin: "t".into(),
+            sets: Vec::new(),
         };
         let mut o = Overlay::default();
         o.remove("a");

@@ -4,7 +4,7 @@
 //! whole pass is worked out on a read-only view first (`decide`), then
 //! applied (`dispatch`).
 
-use super::eft::{Pick, Run, View};
+use super::eft::{Pick, Run, View, Want};
 use super::learn::MIN_SAMPLES;
 use super::{HostId, Job, LeaseId, Need, Placement, Scheduler};
 use std::time::{Duration, Instant};
@@ -56,14 +56,28 @@ struct Pass<'a> {
     explore: bool,
     /// More compiles wait than twice the slots: the whole build is queued.
     deep: bool,
-    /// The fastest host's speed, in a deep queue.
-    fastest: f64,
+    /// Per host set, the fastest host's speed, in a deep queue (worked
+    /// out when a job of the set first needs it).
+    fastest: Vec<Option<f64>>,
     /// A heavy guessed compile already waits for a fast host.
     fast_booked: bool,
     /// Compiles that booked a later slot or found none.
     waited: usize,
     /// The placements decided.
     out: Vec<Decision>,
+}
+
+impl Pass<'_> {
+    /// The speed of the fastest host that takes distributable jobs of
+    /// host set `set`.
+    fn fastest(&mut self, set: u32) -> f64 {
+        let i = set as usize;
+        if self.fastest.len() <= i {
+            self.fastest.resize(i + 1, None);
+        }
+        let view = &self.view;
+        *self.fastest[i].get_or_insert_with(|| view.fastest(Need::Remote, set))
+    }
 }
 
 impl Scheduler {
@@ -84,6 +98,7 @@ impl Scheduler {
                 lease: d.lease,
                 start: self.secs(now),
                 cost: d.job.cost,
+                set: d.job.set,
             };
             self.run_on(d.host, run);
             placed.push(Placement {
@@ -110,7 +125,8 @@ impl Scheduler {
 
     /// A pass over the queue as it stands at `now`.
     fn pass(&self, now: Instant) -> Pass<'_> {
-        let view = View::new(&self.hosts, &self.order, &self.free, self.secs(now));
+        let indexes = (&self.order, &self.free);
+        let view = View::new(&self.hosts, indexes, &self.sets, self.secs(now));
         // Enough lookahead for the free slots (a few each), and never past
         // every slot of the farm.
         let free: usize = view
@@ -123,17 +139,12 @@ impl Scheduler {
         // the whole build is queued, and the slower hosts can be given the
         // lighter compiles further down the queue.
         let deep = self.queue.len() > 2 * self.total_slots;
-        let fastest = if deep {
-            view.fastest(Need::Remote)
-        } else {
-            0.0
-        };
         Pass {
             view,
             lookahead,
             explore: self.learned_any && self.unlearned > 0,
             deep,
-            fastest,
+            fastest: Vec::new(),
             fast_booked: false,
             waited: 0,
             out: Vec::new(),
@@ -146,7 +157,7 @@ impl Scheduler {
         if job.need != Need::Remote || !job.light || !pass.explore {
             return false;
         }
-        let Some(host) = self.explore(&pass.view, &pass.out, now) else {
+        let Some(host) = self.explore(&pass.view, &pass.out, job.set, now) else {
             return false;
         };
         let finish = job.cost / pass.view.host(host).speed.max(1e-6);
@@ -167,11 +178,11 @@ impl Scheduler {
     /// A free farm host that has too few jobs to know its speed, if one
     /// has not been tried for a while and not already in this pass: it
     /// gets this job so it is not judged on nothing.
-    fn explore(&self, view: &View, tried: &[Decision], now: Instant) -> Option<HostId> {
+    fn explore(&self, view: &View, tried: &[Decision], set: u32, now: Instant) -> Option<HostId> {
         view.free_hosts().find(|id| {
             let h = self.host(*id);
             !h.spec.is_local()
-                && view.accepts(*id, Need::Remote)
+                && view.accepts(*id, Need::Remote, set)
                 && h.learned.samples() < MIN_SAMPLES
                 && h.explored
                     .is_none_or(|t| now.duration_since(t) >= EXPLORE_EVERY)
@@ -197,11 +208,16 @@ impl Scheduler {
             return;
         }
         let min_speed = if restricted {
-            DEEP_QUEUE_SPEED_SHARE * pass.fastest
+            DEEP_QUEUE_SPEED_SHARE * pass.fastest(job.set)
         } else {
             0.0
         };
-        let Some(pick) = pass.view.pick_on(job.cost, margin, job.need, min_speed) else {
+        let want = Want {
+            cost: job.cost,
+            need: job.need,
+            set: job.set,
+        };
+        let Some(pick) = pass.view.pick_on(want, margin, min_speed) else {
             pass.waited += 1;
             return;
         };

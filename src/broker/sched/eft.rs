@@ -50,6 +50,8 @@ pub(super) struct Run {
     pub start: f64,
     /// Its expected work, in seconds on a host of speed 1.0.
     pub cost: f64,
+    /// The host set of its list.
+    pub set: u32,
 }
 
 impl Run {
@@ -76,6 +78,29 @@ pub(super) struct Pick {
     pub finish: f64,
 }
 
+/// What a job asks of a host: its cost, what it needs, its host set.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Want {
+    /// Expected work, in seconds on a host of speed 1.0.
+    pub cost: f64,
+    /// Where it may run.
+    pub need: Need,
+    /// The host set of its list.
+    pub set: u32,
+}
+
+/// Per host set (by index), which hosts are in it; none at all: every
+/// host is in every set.
+pub(super) type Sets = [Vec<bool>];
+
+/// True when host `id` is in `set` of `sets`.
+pub(super) fn in_set(sets: &Sets, set: u32, id: HostId) -> bool {
+    match sets.get(set as usize) {
+        Some(members) => members.get(id.0).copied().unwrap_or(false),
+        None => sets.is_empty(),
+    }
+}
+
 /// The farm as one pass of the simulation sees it: the scheduler's hosts
 /// and indexes, read-only, plus the slots booked during the pass.
 #[derive(Debug)]
@@ -83,7 +108,10 @@ pub(super) struct View<'a> {
     hosts: &'a [Option<Host>],
     order: &'a BTreeSet<OrderKey>,
     free: &'a BTreeSet<OrderKey>,
-    farm_alive: bool,
+    sets: &'a Sets,
+    /// Per host set: some host of it takes distributable jobs (else they
+    /// run on this machine's pool). One entry when there are no sets.
+    alive: Vec<bool>,
     now: f64,
     /// Per host: seconds until its first slot frees (NaN: not worked out;
     /// infinite: it has no slot).
@@ -97,19 +125,24 @@ impl<'a> View<'a> {
     /// walked in `order`; `free` holds the keys of hosts with a free slot.
     pub(super) fn new(
         hosts: &'a [Option<Host>],
-        order: &'a BTreeSet<OrderKey>,
-        free: &'a BTreeSet<OrderKey>,
+        (order, free): (&'a BTreeSet<OrderKey>, &'a BTreeSet<OrderKey>),
+        sets: &'a Sets,
         now: f64,
     ) -> View<'a> {
-        let farm_alive = order.iter().any(|k| {
-            let h = hosts[k.2].as_ref().expect("ordered host");
-            !h.local_only && h.usable()
-        });
+        let alive = (0..sets.len().max(1))
+            .map(|set| {
+                order.iter().any(|k| {
+                    let h = hosts[k.2].as_ref().expect("ordered host");
+                    !h.local_only && h.usable() && in_set(sets, set as u32, HostId(k.2))
+                })
+            })
+            .collect();
         View {
             hosts,
             order,
             free,
-            farm_alive,
+            sets,
+            alive,
             now,
             first: vec![f64::NAN; hosts.len()],
             booked: Vec::new(),
@@ -121,29 +154,44 @@ impl<'a> View<'a> {
         self.hosts[id.0].as_ref().expect("live host id")
     }
 
-    /// True if host `id` takes jobs of `need` now.
-    pub(super) fn accepts(&self, id: HostId, need: Need) -> bool {
-        let (remote, local) = self.host(id).kinds(self.farm_alive);
+    /// True if host `id` takes a job of `need` from host set `set` now:
+    /// a distributable job goes to the hosts of its set, or to this
+    /// machine's pool when none of them is up; a local-only job to
+    /// `localhost`.
+    pub(super) fn accepts(&self, id: HostId, need: Need, set: u32) -> bool {
+        let h = self.host(id);
         match need {
-            Need::Remote => remote,
-            Need::Local => local,
+            Need::Remote if h.local_only => h.usable() && !self.alive(set),
+            Need::Remote => h.usable() && in_set(self.sets, set, id),
+            Need::Local => h.spec.is_local() && !h.removed,
         }
     }
 
-    /// The speed of the fastest host that takes a job of `need` (0 if none).
-    pub(super) fn fastest(&self, need: Need) -> f64 {
+    /// True when some host of `set` takes distributable jobs.
+    fn alive(&self, set: u32) -> bool {
+        let i = if self.sets.is_empty() {
+            0
+        } else {
+            set as usize
+        };
+        self.alive.get(i).copied().unwrap_or(false)
+    }
+
+    /// The speed of the fastest host that takes a job of `need` from `set`
+    /// (0 if none).
+    pub(super) fn fastest(&self, need: Need, set: u32) -> f64 {
         self.order
             .iter()
             .map(|k| HostId(k.2))
-            .find(|id| self.accepts(*id, need))
+            .find(|id| self.accepts(*id, need, set))
             .map_or(0.0, |id| self.host(id).speed)
     }
 
-    /// Hosts with a slot free now, fastest first, that take some job.
+    /// Hosts with a slot free now, fastest first, that may take some job.
     pub(super) fn free_hosts(&self) -> impl Iterator<Item = HostId> + '_ {
         self.free.iter().map(|k| HostId(k.2)).filter(|id| {
-            let (remote, local) = self.host(*id).kinds(self.farm_alive);
-            (remote || local) && self.free_now(*id)
+            let h = self.host(*id);
+            (h.usable() || (h.spec.is_local() && !h.removed)) && self.free_now(*id)
         })
     }
 
@@ -212,20 +260,15 @@ impl<'a> View<'a> {
     /// `margin` x its time (with a cost that is only a guess, waiting on a
     /// heavy-tailed job is a gamble). Ties go to a slot free now, then the
     /// faster host, then the one with more free slots.
-    pub(super) fn pick_on(
-        &mut self,
-        cost: f64,
-        margin: f64,
-        need: Need,
-        min_speed: f64,
-    ) -> Option<Pick> {
-        let free_now = self.free_now_pick(cost, need, min_speed);
+    pub(super) fn pick_on(&mut self, want: Want, margin: f64, min_speed: f64) -> Option<Pick> {
+        let Want { cost, need, set } = want;
+        let free_now = self.free_now_pick(want, min_speed);
         let mut best = free_now;
         let mut visited = 0;
         let order = self.order;
         for key in order {
             let id = HostId(key.2);
-            if !self.accepts(id, need) {
+            if !self.accepts(id, need, set) {
                 continue;
             }
             if self.host(id).speed < min_speed {
@@ -269,13 +312,13 @@ impl<'a> View<'a> {
 
     /// The fastest host with a slot free now that takes a job of `need`
     /// and has at least `min_speed`.
-    fn free_now_pick(&self, cost: f64, need: Need, min_speed: f64) -> Option<Pick> {
+    fn free_now_pick(&self, want: Want, min_speed: f64) -> Option<Pick> {
         self.free_hosts()
-            .find(|id| self.accepts(*id, need) && self.host(*id).speed >= min_speed)
+            .find(|id| self.accepts(*id, want.need, want.set) && self.host(*id).speed >= min_speed)
             .map(|id| Pick {
                 host: id,
                 start: 0.0,
-                finish: cost / self.host(id).speed.max(1e-6),
+                finish: want.cost / self.host(id).speed.max(1e-6),
             })
     }
 
@@ -301,196 +344,5 @@ impl<'a> View<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::farm::{Admin, HostSpec};
-    use std::time::Instant;
-
-    /// A farm of hosts given as (speed, free slots, seconds left of each
-    /// busy slot), with the scheduler's indexes.
-    struct Farm {
-        hosts: Vec<Option<Host>>,
-        order: BTreeSet<OrderKey>,
-        free: BTreeSet<OrderKey>,
-    }
-
-    fn farm(spec: &[(f64, u32, &[f64])]) -> Farm {
-        let t = Instant::now();
-        let hosts: Vec<Option<Host>> = spec
-            .iter()
-            .enumerate()
-            .map(|(i, (speed, free, left))| {
-                let spec = HostSpec {
-                    name: format!("h{i}"),
-                    addr: Some((format!("h{i}"), 3632)),
-                    slots: free + left.len() as u32,
-                    speed: *speed,
-                    lzo: false,
-                    cpp: false,
-                    admin: Admin::Active,
-                };
-                let mut h = Host::new(spec, false, t);
-                h.running = left
-                    .iter()
-                    .map(|l| Run {
-                        lease: 0,
-                        start: 0.0,
-                        cost: l * speed,
-                    })
-                    .collect();
-                h.busy = left.len() as u32;
-                h.update_first_end();
-                Some(h)
-            })
-            .collect();
-        let keys = hosts.iter().enumerate().map(|(i, h)| {
-            (
-                order_key(HostId(i), h.as_ref().unwrap()),
-                h.as_ref().unwrap().free(),
-            )
-        });
-        Farm {
-            order: keys.clone().map(|(k, _)| k).collect(),
-            free: keys.filter(|(_, f)| *f > 0).map(|(k, _)| k).collect(),
-            hosts,
-        }
-    }
-
-    impl Farm {
-        fn view(&self) -> View<'_> {
-            View::new(&self.hosts, &self.order, &self.free, 0.0)
-        }
-    }
-
-    impl View<'_> {
-        /// `pick_on` among every host.
-        fn pick(&mut self, cost: f64, margin: f64, need: Need) -> Option<Pick> {
-            self.pick_on(cost, margin, need, 0.0)
-        }
-    }
-
-    /// The host a pick chose and when it starts.
-    fn at(p: Option<Pick>) -> (usize, f64) {
-        let p = p.unwrap();
-        (p.host.0, p.start)
-    }
-
-    const R: Need = Need::Remote;
-
-    #[test]
-    fn light_job_takes_the_free_slow_host_heavy_job_waits_for_the_fast_one() {
-        // fast: speed 4, busy for 1 more second; slow: speed 1, free.
-        let f = farm(&[(4.0, 0, &[1.0]), (1.0, 1, &[])]);
-        let mut v = f.view();
-        assert_eq!(at(v.pick(0.2, 1.0, R)), (1, 0.0));
-        let heavy = v.pick(8.0, 1.0, R).unwrap();
-        assert_eq!(heavy.host.0, 0, "8 s on slow vs 1 + 2 s on fast");
-        assert_eq!(heavy.finish, 3.0);
-    }
-
-    #[test]
-    fn booked_slots_push_later_jobs_elsewhere() {
-        let f = farm(&[(4.0, 1, &[]), (1.0, 2, &[])]);
-        let mut v = f.view();
-        let mut got = Vec::new();
-        for _ in 0..4 {
-            let p = v.pick(1.0, 1.0, R).unwrap();
-            got.push(at(Some(p)));
-            v.take(p);
-        }
-        // The fast host three times in a row (finishing at 0.25, 0.5, 0.75
-        // beats the slow host's 1.0); the fourth ties at 1.0 and takes the
-        // slot that is free now.
-        assert_eq!(got, [(0, 0.0), (0, 0.25), (0, 0.5), (1, 0.0)]);
-        assert!(v.any_free(), "the slow host's second slot");
-        let p = v.pick(1.0, 0.0, R).unwrap();
-        v.take(p);
-        assert!(!v.any_free());
-    }
-
-    #[test]
-    fn a_guessed_cost_waits_only_for_a_clear_gain() {
-        // fast: speed 4, frees in 0.5 s; slow: speed 1, free.
-        let f = farm(&[(4.0, 0, &[0.5]), (1.0, 1, &[])]);
-        let mut v = f.view();
-        // 1 s of work: 0.75 s on fast (after waiting) vs 1 s on slow.
-        assert_eq!(at(v.pick(1.0, 1.0, R)).0, 0, "known cost: wait");
-        assert_eq!(at(v.pick(1.0, 0.6, R)).0, 1, "guess: not worth the gamble");
-        // 8 s of work: 2.5 s vs 8 s is worth waiting for even on a guess.
-        assert_eq!(at(v.pick(8.0, 0.6, R)).0, 0);
-    }
-
-    #[test]
-    fn equal_speeds_use_free_slots_first() {
-        let f = farm(&[(1.0, 0, &[0.1]), (1.0, 2, &[]), (1.0, 3, &[])]);
-        let p = f.view().pick(1.0, 1.0, R);
-        assert_eq!(at(p), (2, 0.0), "free now, then the most free slots");
-    }
-
-    #[test]
-    fn overrunning_jobs_are_expected_to_last_longer() {
-        assert_eq!(left(2.0, 1.0), 2.0);
-        assert_eq!(left(-5.0, 10.0), 5.0);
-        assert!(left(-1.0, 0.0) > 0.0);
-    }
-
-    /// The choice made by looking at every host, for comparison:
-    /// (finish, free now).
-    fn exhaustive(v: &mut View, cost: f64, margin: f64) -> Option<(f64, bool)> {
-        let all: Vec<(f64, f64)> = (0..v.hosts.len())
-            .filter_map(|i| {
-                let id = HostId(i);
-                let start = match v.booked.iter().find(|b| b.0 == id) {
-                    Some((_, t)) => *t.first()?,
-                    None => v.times(id).first().copied()?,
-                };
-                Some((start, start + cost / v.host(id).speed))
-            })
-            .collect();
-        let key = |p: &&(f64, f64)| (p.1, p.0 != 0.0);
-        let best = all
-            .iter()
-            .min_by(|a, b| key(a).partial_cmp(&key(b)).unwrap())?;
-        let now = all
-            .iter()
-            .filter(|p| p.0 == 0.0)
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        Some(match now {
-            Some(n) if best.0 != 0.0 && best.1 >= margin * n.1 => (n.1, true),
-            _ => (best.1, best.0 == 0.0),
-        })
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn stopping_early_chooses_as_well_as_looking_at_every_host(
-            hosts in proptest::collection::vec(
-                (1u8..5, 0u32..3, proptest::collection::vec(1u8..40, 0..4)),
-                1..12,
-            ),
-            jobs in proptest::collection::vec((1u8..80, proptest::bool::ANY), 1..10),
-        ) {
-            let lefts: Vec<Vec<f64>> = hosts
-                .iter()
-                .map(|(_, _, l)| l.iter().map(|x| f64::from(*x) / 10.0).collect())
-                .collect();
-            let spec: Vec<(f64, u32, &[f64])> = hosts
-                .iter()
-                .zip(&lefts)
-                .map(|((s, f, _), l)| (f64::from(*s), *f, l.as_slice()))
-                .collect();
-            let f = farm(&spec);
-            let mut v = f.view();
-            for (cost, guess) in jobs {
-                let (cost, margin) = (f64::from(cost) / 10.0, if guess { 0.6 } else { 0.9 });
-                let want = exhaustive(&mut v, cost, margin);
-                let got = v.pick(cost, margin, R);
-                proptest::prop_assert_eq!(got.map(|p| (p.finish, p.start == 0.0)), want);
-                match got {
-                    Some(p) => v.take(p),
-                    None => break,
-                }
-            }
-        }
-    }
-}
+#[path = "eft_tests.rs"]
+mod tests;

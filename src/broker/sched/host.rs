@@ -74,16 +74,6 @@ impl Host {
         !self.removed && self.spec.admin == Admin::Active && self.health.usable()
     }
 
-    /// Which jobs it may take now, as (distributable, local-only). With
-    /// every farm host gone or down (`!farm_alive`), distributable jobs run
-    /// on local CPUs; local-only jobs run on `localhost` whatever its admin
-    /// state.
-    pub(crate) fn kinds(&self, farm_alive: bool) -> (bool, bool) {
-        let remote = self.usable() && (!self.local_only || !farm_alive);
-        let local = self.spec.is_local() && !self.removed;
-        (remote, local)
-    }
-
     /// Recomputes `first_end` after its jobs or speed changed.
     pub(super) fn update_first_end(&mut self) {
         let speed = self.speed.max(1e-6);

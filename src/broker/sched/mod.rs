@@ -46,6 +46,8 @@ pub struct Scheduler {
     hosts: Vec<Option<Host>>,
     /// Where each live lease runs; the host keeps the job itself.
     held: HashMap<LeaseId, HostId>,
+    /// Per host set of `Farm::sets`, which host ids are in it.
+    sets: Vec<Vec<bool>>,
     /// Every host, in the order choices walk them...
     order: BTreeSet<OrderKey>,
     /// ...and those with a free slot.
@@ -79,6 +81,7 @@ impl Scheduler {
         let mut s = Scheduler {
             hosts: Vec::new(),
             held: HashMap::new(),
+            sets: Vec::new(),
             order: BTreeSet::new(),
             free: BTreeSet::new(),
             total_slots: 0,
@@ -152,27 +155,10 @@ impl Scheduler {
         now: Instant,
         usable: impl Fn(&HostSpec) -> u32,
     ) -> Vec<Placement> {
-        let lists_localhost = farm.hosts.iter().any(HostSpec::is_local);
-        let mut wanted: Vec<(HostSpec, bool)> =
-            farm.hosts.iter().map(|h| (h.clone(), false)).collect();
-        if !lists_localhost {
-            wanted.push((
-                HostSpec {
-                    name: "localhost".to_string(),
-                    addr: None,
-                    slots: farm.local_slots.max(1),
-                    speed: 1.0,
-                    lzo: false,
-                    cpp: false,
-                    admin: Admin::Active,
-                },
-                true,
-            ));
-        }
         for slot in self.hosts.iter_mut().flatten() {
             slot.removed = true;
         }
-        for (spec, local_only) in wanted {
+        for (spec, local_only) in wanted(farm) {
             let existing = self
                 .hosts
                 .iter_mut()
@@ -200,10 +186,20 @@ impl Scheduler {
                 self.retired.extend(slot.take());
             }
         }
+        self.sets = farm
+            .sets
+            .iter()
+            .map(|set| {
+                let members = |h: &Option<Host>| {
+                    h.as_ref()
+                        .is_some_and(|h| !h.local_only && set.hosts.contains(&h.spec.name))
+                };
+                self.hosts.iter().map(members).collect()
+            })
+            .collect();
         self.refresh_speeds();
         self.dispatch(now)
     }
-
     /// Sets how many of host `id`'s slots may be used now (at most its
     /// configured slots). Running jobs are not disturbed: a host left with
     /// more jobs than capacity takes no new one until enough end. Returns
@@ -401,7 +397,15 @@ impl Scheduler {
             let s = &self.host(from).spec;
             (s.lzo, s.cpp)
         };
-        let to = self.best(|h| !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp);
+        let set = self
+            .host(from)
+            .running
+            .iter()
+            .find(|r| r.lease == lease)?
+            .set;
+        let to = self.best(|id, h| {
+            !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp && self.in_set(set, id)
+        });
         let Some(to) = to else {
             // Nowhere else to go: distcc compiles the job locally.
             self.host_mut(from).fallbacks += 1;
@@ -424,12 +428,38 @@ impl Scheduler {
 
     /// The free host that `ok` accepts with the highest speed, then the
     /// most free slots, then the earliest in the farm.
-    fn best(&self, ok: impl Fn(&Host) -> bool) -> Option<HostId> {
+    fn best(&self, ok: impl Fn(HostId, &Host) -> bool) -> Option<HostId> {
         self.free.iter().map(|k| HostId(k.2)).find(|id| {
             let h = self.host(*id);
-            h.usable() && ok(h)
+            h.usable() && ok(*id, h)
         })
     }
+
+    /// True when host `id` is in host set `set`.
+    pub(crate) fn in_set(&self, set: u32, id: HostId) -> bool {
+        eft::in_set(&self.sets, set, id)
+    }
+}
+
+/// The hosts of `farm`, as (spec, serves only local-only jobs): the pool
+/// for jobs that must run here is added when no list names `localhost`.
+fn wanted(farm: &Farm) -> Vec<(HostSpec, bool)> {
+    let mut wanted: Vec<(HostSpec, bool)> = farm.hosts.iter().map(|h| (h.clone(), false)).collect();
+    if !farm.hosts.iter().any(HostSpec::is_local) {
+        wanted.push((
+            HostSpec {
+                name: "localhost".to_string(),
+                addr: None,
+                slots: farm.local_slots.max(1),
+                speed: 1.0,
+                lzo: false,
+                cpp: false,
+                admin: Admin::Active,
+            },
+            true,
+        ));
+    }
+    wanted
 }
 
 #[cfg(test)]

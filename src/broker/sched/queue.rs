@@ -34,6 +34,8 @@ pub struct Job {
     pub light: bool,
     /// The build it belongs to.
     pub build: u32,
+    /// The host set of its list (`Farm::sets`): the hosts it may run on.
+    pub set: u32,
 }
 
 impl Job {
@@ -46,6 +48,7 @@ impl Job {
             known: true,
             light: false,
             build: 0,
+            set: 0,
         }
     }
 }
@@ -179,6 +182,7 @@ mod tests {
             known: true,
             light: false,
             build,
+            set: 0,
         }
     }
 

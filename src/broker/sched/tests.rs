@@ -45,6 +45,7 @@ fn farm(hosts: Vec<HostSpec>) -> Farm {
         hosts,
         local_slots: 2,
         origin: "test".into(),
+        sets: Vec::new(),
     }
 }
 
@@ -123,6 +124,7 @@ fn heavy_jobs_go_to_fast_hosts_light_ones_fill_slow_hosts() {
         known: true,
         light: false,
         build: 0,
+        set: 0,
     };
     let light = Job {
         need: Need::Remote,
@@ -130,6 +132,7 @@ fn heavy_jobs_go_to_fast_hosts_light_ones_fill_slow_hosts() {
         known: true,
         light: false,
         build: 0,
+        set: 0,
     };
     let p = s.request(1, heavy, t);
     assert_eq!(name(&s, &p), ["fast"]);
@@ -154,6 +157,7 @@ fn two_builds_share_the_queue() {
                 known: true,
                 light: false,
                 build: 100,
+                set: 0,
             },
         )
     };
@@ -169,6 +173,7 @@ fn two_builds_share_the_queue() {
             known: true,
             light: false,
             build: 200,
+            set: 0,
         },
         t,
     );

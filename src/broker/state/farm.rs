@@ -39,27 +39,30 @@ impl Memory {
     }
 }
 
-/// Adopts a client's host list if it differs from the one in force.
-pub(super) fn adopt(state: &mut State, list: &HostList, relay: &Relay, now: Instant) {
-    if state.list.as_ref() == Some(list) {
-        return;
+/// The host set of a client's host list; a list not seen before joins the
+/// farm (its hosts are added, compiles of other lists are not disturbed).
+pub(super) fn adopt(state: &mut State, list: &HostList, relay: &Relay, now: Instant) -> u32 {
+    let (set, new) = state.lists.find_or_add(list, now);
+    if !new {
+        return set;
     }
     for w in &list.warnings {
         tracing::warn!("{w}");
     }
-    state.list = Some(list.clone());
     let placed = refresh(state, now);
     deliver(state, relay, placed, None);
-    let (origin, hosts) = (&state.farm.origin, state.farm.hosts.len());
-    tracing::info!(%origin, hosts, "farm changed");
+    let (origin, hosts) = (&list.origin, state.farm.hosts.len());
+    tracing::info!(%origin, hosts, "host list added");
+    set
 }
 
 /// Rebuilds the farm from the host list, the config and the overlay, and
 /// applies it: kept hosts keep their jobs; dropped ones drain. Returns
 /// the leases this placed, for `deliver`.
 pub(super) fn refresh(state: &mut State, now: Instant) -> Vec<Placement> {
-    let list = state.list.clone().unwrap_or_default();
-    let mut farm = crate::farm::build(&list, &state.config, crate::farm::local_cpus());
+    let lists = state.lists.all();
+    let cpus = crate::farm::local_cpus();
+    let mut farm = crate::farm::build_all(&lists, &state.config, cpus);
     state.overlay.apply(&mut farm);
     let slots = &state.slots;
     let placed = state.sched.set_farm_with(&farm, now, |h| slots.usable(h));

@@ -20,6 +20,10 @@ pub(super) struct Lease {
     pub key: Option<String>,
     /// Its size in bytes.
     pub size: u64,
+    /// Its build (process group).
+    pub build: u32,
+    /// Its host list's index: the host set it may use.
+    pub set: u32,
     /// When it asked for a slot.
     pub since: Instant,
     /// Where it is now.
@@ -49,12 +53,19 @@ pub(super) enum Phase {
 
 impl Lease {
     /// A lease for `req`, waiting for the grant `waiter` carries.
-    pub(super) fn new(req: &LeaseRequest, waiter: oneshot::Sender<Grant>, now: Instant) -> Lease {
+    pub(super) fn new(
+        req: &LeaseRequest,
+        set: u32,
+        waiter: oneshot::Sender<Grant>,
+        now: Instant,
+    ) -> Lease {
         Lease {
             pid: req.pid,
             source: req.source.clone(),
             key: req.source_path.clone(),
             size: req.source_size,
+            build: req.build,
+            set,
             since: now,
             phase: Phase::Waiting(Some(waiter)),
         }
@@ -89,8 +100,8 @@ impl Lease {
     }
 }
 
-/// The scheduler's view of the compile `req` asks for.
-pub(super) fn job_of(costs: &mut Costs, req: &LeaseRequest) -> Job {
+/// The scheduler's view of the compile `req` asks for, on host set `set`.
+pub(super) fn job_of(costs: &mut Costs, req: &LeaseRequest, set: u32) -> Job {
     let key = req.source_path.as_deref();
     let known = key.is_some_and(|k| costs.knows(k));
     let cost = costs.expected(key, req.source_size);
@@ -104,5 +115,6 @@ pub(super) fn job_of(costs: &mut Costs, req: &LeaseRequest) -> Job {
         known,
         light: known && cost < 0.5 * costs.mean(),
         build: req.build,
+        set,
     }
 }

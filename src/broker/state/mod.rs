@@ -13,6 +13,7 @@
 mod admin;
 mod farm;
 mod lease;
+mod lists;
 mod relayed;
 mod stats;
 mod view;
@@ -77,8 +78,8 @@ struct State {
     slots: Box<dyn Slots>,
     /// Every live lease, waiting or granted.
     leases: HashMap<LeaseId, Lease>,
-    /// The host list in force, as the last client sent it.
-    list: Option<HostList>,
+    /// The host lists compiles are using, each a host set of the farm.
+    lists: lists::Lists,
     /// The farm built from it, the config and the overlay.
     farm: Farm,
     /// Per-host counters and speed samples kept by name across restarts.
@@ -129,7 +130,7 @@ impl State {
             overlay: saved.overlay,
             slots: Box::new(AllSlots),
             leases: HashMap::new(),
-            list: None,
+            lists: lists::Lists::default(),
             farm,
             memory: Memory {
                 counters: saved.counters,
@@ -182,10 +183,11 @@ impl Broker {
     pub(crate) fn offline_status(list: HostList, config: Config, saved: Saved) -> StatusSnapshot {
         let now = Instant::now();
         let mut state = State::new(config, saved, SavedCosts::default(), now);
-        state.list = Some(list);
+        state.lists.find_or_add(&list, now);
         farm::refresh(&mut state, now);
         let mut snap = view::snapshot(&state, None, now);
         snap.hosts.retain(|h| !h.local_only);
+        snap.lists.clear();
         snap
     }
 
@@ -237,12 +239,13 @@ impl Broker {
     pub(crate) fn request(&self, req: &LeaseRequest, waiter: oneshot::Sender<Grant>) -> Started {
         let now = Instant::now();
         let mut state = self.lock();
-        farm::adopt(&mut state, &req.farm, &self.shared.relay, now);
+        let set = farm::adopt(&mut state, &req.farm, &self.shared.relay, now);
         let id = state.next_lease;
         state.next_lease += 1;
         state.last_active = now;
-        let job = lease::job_of(&mut state.costs, req);
-        state.leases.insert(id, Lease::new(req, waiter, now));
+        let job = lease::job_of(&mut state.costs, req, set);
+        state.lists.started(set, req.build);
+        state.leases.insert(id, Lease::new(req, set, waiter, now));
         let placed = state.sched.request(id, job, now);
         let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
         let max = state.config.broker.max_queue;
@@ -381,6 +384,11 @@ impl Broker {
             let max = state.config.broker.log_max_kib.max(1) << 10;
             self.shared.writer.rotate_log(max);
         }
+        let list_idle = Duration::from_secs(state.config.broker.list_idle_s);
+        if state.lists.expire(now, list_idle) {
+            let placed = farm::refresh(&mut state, now);
+            deliver(&mut state, &self.shared.relay, placed, None);
+        }
         let idle = state.sched.running() == 0 && state.sched.queued() == 0;
         let limit = Duration::from_secs(state.config.broker.idle_exit_s);
         if idle && now.duration_since(state.last_active) >= limit {
@@ -438,8 +446,11 @@ fn over_limit(state: &mut State, paths: &Paths, (key, what): (&str, &str), max: 
 
 /// Forgets lease `id`, frees its slot and relay port, and hands the slot on.
 fn end_lease(state: &mut State, relay: &Relay, id: LeaseId, now: Instant) {
-    if let Some(port) = state.leases.remove(&id).and_then(|l| l.port()) {
-        relay.close(port);
+    if let Some(lease) = state.leases.remove(&id) {
+        state.lists.ended(lease.set, lease.build, now);
+        if let Some(port) = lease.port() {
+            relay.close(port);
+        }
     }
     state.last_active = now;
     state.dirty = true;

@@ -35,6 +35,7 @@ pub(super) fn snapshot(state: &State, broker: Option<BrokerInfo>, now: Instant) 
         queue: queue(state, now),
         compiling: compiling(state, now),
         hosts: hosts(state, now),
+        lists: state.lists.status(now),
     }
 }
 
