@@ -5,7 +5,7 @@ use crate::hosts::HostList;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape. Both sides send it first.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +135,12 @@ pub enum Response {
     Queued {
         /// Place in the queue.
         position: u32,
+    },
+    /// Something the user should read before the compile runs (why it
+    /// runs here although its list names farm hosts); the grant follows.
+    Notice {
+        /// One line for the user.
+        message: String,
     },
     /// The slot is granted.
     Granted(Grant),

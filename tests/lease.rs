@@ -199,7 +199,7 @@ fn refusing_host_is_skipped_for_the_next_best() {
 }
 
 #[test]
-fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
+fn a_list_of_only_a_dead_host_compiles_here_with_one_line_from_tcpb_and_none_from_distcc() {
     if !have_distccd() {
         return;
     }
@@ -212,16 +212,39 @@ fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
     let out = compile(&env, &hosts, "b.c", "b.o");
     assert!(out.status.success(), "{}", output_text(&out));
     assert_same_object(&env, "b.o", "b.c");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("distcc["),
+        "distcc never met the dead host: {err}"
+    );
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("tcpb:")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].contains(&format!("127.0.0.1:{port}")) && ours[0].contains("refused"),
+        "the line names the host and why: {err}"
+    );
     let lock_dir = env.runtime_dir().join("distcc/lock");
-    let backoff: Vec<_> = std::fs::read_dir(&lock_dir)
-        .unwrap()
+    let backoff = std::fs::read_dir(&lock_dir)
+        .into_iter()
+        .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("backoff_"))
-        .collect();
-    assert_eq!(backoff.len(), 1, "distcc backed off the relay port");
+        .count();
+    assert_eq!(backoff, 0, "distcc had nothing to back off from");
     let s = env.status(&hosts);
-    assert_eq!(s["fell_back"], 1, "counted as a local fallback: {s:#}");
-    assert_eq!(s["hosts"][0]["fallbacks"], 1, "{s:#}");
+    assert_eq!(
+        (s["fell_back"].as_u64(), s["granted_local"].as_u64()),
+        (Some(0), Some(1)),
+        "{s:#}"
+    );
+    assert_eq!(
+        (
+            s["hosts"][0]["failures"].as_u64(),
+            s["hosts"][0]["fallbacks"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{s:#}"
+    );
 
     // The host comes back on the same port.
     let d = Distccd::start_on(&env, dead.revive(), 2).expect("distccd on the freed port");
@@ -233,7 +256,7 @@ fn all_hosts_refusing_compiles_locally_and_leaves_no_backoff_poison() {
     assert_eq!(
         d.compiles_ok(1),
         1,
-        "the next compile went to the host, not blocked by the old backoff file"
+        "the next compile went to the host that came back"
     );
     assert_same_object(&env, "b2.o", "b.c");
 }
@@ -270,4 +293,39 @@ fn distcc_replaces_the_wrapper_and_holds_the_lease() {
     env.wait_status(&hosts, Duration::from_secs(5), |s| s["running"] == 0);
     assert_same_object(&env, "z.o", "z.c");
     assert_eq!(d.compiles_ok(1), 1, "compiled on the farm host");
+}
+
+#[test]
+fn a_build_whose_list_names_a_dead_host_first_shows_no_line_from_distcc() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let live = Distccd::start(&env, 2);
+    let dead = DeadPort::new();
+    let dead_name = format!("127.0.0.1:{}", dead.port);
+    // The dead host is the fastest and listed first: chosen first.
+    env.write_config(&format!(
+        "[broker]\nidle_exit_s = 120\n[[host]]\nname = \"{dead_name}\"\nspeed = 10.0\n"
+    ));
+    let hosts = format!("{dead_name}/2 {}", live.host(2));
+    reference_build(&env.path("ref"));
+    copy_fixture(&env.path("b"));
+    let out = output_within(
+        make_through_tcpb(&env, &env.path("b"), &hosts),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_same_objects(&env.path("ref"), &env.path("b"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("distcc["), "distcc met the dead host: {err}");
+    let n = fixture_sources().len();
+    assert_eq!(
+        live.compiles_ok(n),
+        n,
+        "every compile on the live host: {err}"
+    );
+    let s = env.status(&hosts);
+    assert_eq!(s["fell_back"], 0, "{s:#}");
+    assert_ne!(host_of(&s, &dead_name).unwrap()["state"], "up", "{s:#}");
 }

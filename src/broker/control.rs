@@ -151,7 +151,11 @@ async fn lease(broker: &Broker, conn: &Stream, req: LeaseRequest) -> std::io::Re
     let grant = match started.grant {
         Some(g) => g,
         None => match wait(broker, conn, started.id, rx).await? {
-            Some(g) => g,
+            Some((g, None)) => g,
+            Some((g, Some(message))) => {
+                send(conn, Response::Notice { message }).await?;
+                g
+            }
             None => return Ok(()),
         },
     };
@@ -173,8 +177,8 @@ async fn wait(
     broker: &Broker,
     conn: &Stream,
     id: u64,
-    mut rx: tokio::sync::oneshot::Receiver<Grant>,
-) -> std::io::Result<Option<Grant>> {
+    mut rx: tokio::sync::oneshot::Receiver<(Grant, Option<String>)>,
+) -> std::io::Result<Option<(Grant, Option<String>)>> {
     let queue_timeout = broker.options().queue_timeout_s;
     let mut give_up = (queue_timeout > 0)
         .then(|| tokio::time::Instant::now() + Duration::from_secs(queue_timeout.min(1 << 32)));
@@ -199,7 +203,7 @@ async fn wait(
                 give_up = None;
                 if broker.queue_timeout(id) {
                     tracing::info!(lease = id, "waited {queue_timeout}s in the queue; runs locally");
-                    return Ok(Some(Grant::Local));
+                    return Ok(Some((Grant::Local, None)));
                 }
             }
         }

@@ -217,6 +217,7 @@ fn lease_once(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), Leas
         };
         match msg.resp {
             Response::Queued { .. } => continue,
+            Response::Notice { message } => eprintln!("tcpb: {message}"),
             Response::Granted(g) => return Ok((g, conn)),
             Response::Error { message } => return Err(LeaseError::Broker(message)),
             other => return Err(LeaseError::Broker(format!("unexpected answer {other:?}"))),

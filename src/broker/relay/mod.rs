@@ -1,14 +1,18 @@
-//! The TCP relay. At grant time a lease's `Ticket` (where to connect, the
-//! timeouts) is given a loopback port from the pool (`ports`); the port
-//! accepts one connection, from this user only (`peer`), and the relay
-//! connects it to the ticket's host and copies bytes both ways (`pump`),
-//! watching distcc's token stream as it passes (`observe`).
+//! The TCP relay. Before a lease is granted, its `Ticket` (where to
+//! connect, the timeouts) is connected to its host (`Relay::prepare`); a
+//! host that refuses or does not answer is reported before distcc has
+//! started, and the broker names the next host to try or runs the compile
+//! here, so distcc never meets a host already dead. The connection then
+//! waits on a loopback port from the pool (`ports`) for distcc's one
+//! connection, from this user only (`peer`), and the relay copies bytes
+//! both ways (`pump`), watching distcc's token stream as it passes
+//! (`observe`).
 //!
-//! The relay changes no broker state. It sends `Report`s: that distcc
-//! connected, a host that refused the connect (the broker answers with the
-//! next host to try, as nothing was forwarded yet), and exactly one
-//! `Outcome` per connection it served. A ticket whose port nobody
-//! connected to ends with its lease (`Relay::close`) and reports nothing. It never half-closes toward distccd (distccd kills a job whose
+//! The relay changes no broker state. It sends `Report`s: a host that
+//! refused (the broker answers with the next host), a ticket ready on its
+//! port or unreachable, that distcc connected, and exactly one `Outcome`
+//! per connection it served. A port nobody connected to ends with its
+//! lease (`Relay::close`) and reports nothing. It never half-closes toward distccd (distccd kills a job whose
 //! client side reads EOF).
 
 mod lane;
@@ -56,9 +60,6 @@ pub(crate) struct Ticket {
 pub(crate) enum Outcome {
     /// The host answered (or the client left); what the relay saw.
     Done(Box<Watch>),
-    /// No host could be reached (each refusal was reported): distcc
-    /// compiles locally.
-    Refused,
     /// The host went away before its answer was complete.
     Lost(String),
     /// No byte either way for the ticket's idle time; why, for the log.
@@ -82,6 +83,22 @@ pub(crate) enum Report {
         error: String,
         /// Where to try next.
         reply: oneshot::Sender<Option<Target>>,
+    },
+    /// The ticket's host answered the connect; the connection waits on
+    /// `port` for distcc.
+    Ready {
+        /// The ticket, with the host it is connected to.
+        ticket: Ticket,
+        /// Its relay port.
+        port: u16,
+    },
+    /// No host could be reached (each refusal was reported) or no port
+    /// could be had: the compile must run here.
+    Unreachable {
+        /// The ticket, with the last host tried.
+        ticket: Ticket,
+        /// Why.
+        error: String,
     },
     /// A relayed connection ended.
     Ended {
@@ -117,9 +134,11 @@ impl Relay {
         (Relay { shared }, rx)
     }
 
-    /// Gives `ticket` a relay port; call within the runtime.
-    pub(crate) fn open(&self, ticket: Ticket) -> io::Result<u16> {
-        self.shared.ports.take(ticket, || open_port(&self.shared))
+    /// Connects `ticket` to its host (or the next ones the broker names)
+    /// and reports it `Ready` on a relay port, or `Unreachable`; call
+    /// within the runtime.
+    pub(crate) fn prepare(&self, ticket: Ticket) {
+        tokio::spawn(prepare(Arc::clone(&self.shared), ticket));
     }
 
     /// The lease on `port` ended: the port returns to the pool.
@@ -166,8 +185,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
         if !from_this_user(&client, peer) {
             continue;
         }
-        let started = shared.ports.claim(port, |ticket| {
-            tokio::spawn(serve(Arc::clone(&shared), ticket, client)).abort_handle()
+        let started = shared.ports.claim(port, |ticket, server| {
+            let task = serve(Arc::clone(&shared), ticket, port, client, server);
+            tokio::spawn(task).abort_handle()
         });
         if !started {
             tracing::warn!(
@@ -219,39 +239,58 @@ fn keepalive(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
 }
 
-/// Serves one lease's connection and reports how it ended.
-async fn serve(shared: Arc<Shared>, mut ticket: Ticket, client: TcpStream) {
-    shared.report(Report::Connected {
-        lease: ticket.lease,
-    });
-    let _ = client.set_nodelay(true);
-    let outcome = loop {
+/// Connects `ticket` to its host before the grant; on a refusal the
+/// broker names the next host to try (nothing was sent yet).
+async fn prepare(shared: Arc<Shared>, mut ticket: Ticket) {
+    let error = loop {
         let t = &ticket.target;
         let connect = TcpStream::connect((t.addr.0.as_str(), t.addr.1));
         let error = match tokio::time::timeout(ticket.connect, connect).await {
-            Ok(Ok(server)) => break relay(&ticket, &client, &server).await,
+            Ok(Ok(server)) => match shared
+                .ports
+                .take(ticket.clone(), server, || open_port(&shared))
+            {
+                Ok(port) => return shared.report(Report::Ready { ticket, port }),
+                Err(e) => break format!("cannot open a relay port: {e}"),
+            },
             Ok(Err(e)) => format!("connect failed: {e}"),
             Err(_) => format!("connect timed out after {} ms", ticket.connect.as_millis()),
         };
         tracing::warn!(host = %t.name, lease = ticket.lease, "{error}");
         let (reply, next) = oneshot::channel();
+        let refused = ticket.clone();
         shared.report(Report::Refused {
-            ticket: ticket.clone(),
+            ticket: refused,
             error: error.clone(),
             reply,
         });
         match next.await {
             Ok(Some(target)) => ticket.target = target,
-            // Nothing forwarded yet and no other host: closing makes
-            // distcc compile locally.
-            _ => break Outcome::Refused,
+            _ => break error,
         }
     };
+    shared.report(Report::Unreachable { ticket, error });
+}
+
+/// Serves the lease's connection from distcc on `port`, already connected
+/// to its host by `server`, and reports how it ended.
+async fn serve(
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    port: u16,
+    client: TcpStream,
+    server: TcpStream,
+) {
+    shared.report(Report::Connected {
+        lease: ticket.lease,
+    });
+    let _ = client.set_nodelay(true);
+    let outcome = relay(&ticket, port, &client, &server).await;
     shared.report(Report::Ended { ticket, outcome });
 }
 
-/// Copies one job between distcc and its host.
-async fn relay(ticket: &Ticket, client: &TcpStream, server: &TcpStream) -> Outcome {
+/// Copies one job between distcc (on relay port `port`) and its host.
+async fn relay(ticket: &Ticket, port: u16, client: &TcpStream, server: &TcpStream) -> Outcome {
     let _ = server.set_nodelay(true);
     keepalive(server);
     keepalive(client);
@@ -272,7 +311,8 @@ async fn relay(ticket: &Ticket, client: &TcpStream, server: &TcpStream) -> Outco
             true,
         ),
     };
-    tracing::warn!(%host, lease, up = moved.up, down = moved.down, ms, "{why}; distcc compiles the job locally");
+    // distcc's own message names only the relay port: say which host it is.
+    tracing::warn!(%host, relay_port = port, lease, up = moved.up, down = moved.down, ms, "{why}; distcc compiles the job locally");
     // Dropping `client` closes it: distcc falls back to a local compile.
     if hung {
         Outcome::Hung(why)

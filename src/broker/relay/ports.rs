@@ -7,6 +7,7 @@ use super::Ticket;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Mutex;
+use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
 /// The most relay ports one broker opens.
@@ -15,9 +16,10 @@ pub(crate) const MAX_PORTS: usize = 4096;
 /// One open port.
 #[derive(Default)]
 struct Port {
-    /// The ticket of the lease that owns the port, until its one
-    /// connection arrives.
-    ticket: Option<Ticket>,
+    /// The ticket of the lease that owns the port and the connection to
+    /// its host, made before the grant, until distcc's one connection
+    /// arrives.
+    ticket: Option<(Ticket, TcpStream)>,
     /// Owned by a lease (whether or not its connection came).
     owned: bool,
     /// The relay task serving the lease's connection.
@@ -44,11 +46,13 @@ impl Ports {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Gives `ticket` a port: a free one, or one `open` opens. `open` runs
-    /// under the pool's lock (it only binds a socket).
+    /// Gives `ticket`, already connected to its host by `server`, a port: a
+    /// free one, or one `open` opens. `open` runs under the pool's lock (it
+    /// only binds a socket).
     pub(crate) fn take(
         &self,
         ticket: Ticket,
+        server: TcpStream,
         open: impl FnOnce() -> io::Result<u16>,
     ) -> io::Result<u16> {
         let mut inner = self.lock();
@@ -64,7 +68,7 @@ impl Ports {
         inner.ports.insert(
             port,
             Port {
-                ticket: Some(ticket),
+                ticket: Some((ticket, server)),
                 owned: true,
                 task: None,
             },
@@ -97,15 +101,20 @@ impl Ports {
     }
 
     /// A connection arrived on `port`: if a live lease owns it and has not
-    /// connected before, `start` runs its relay with the ticket.
-    pub(crate) fn claim(&self, port: u16, start: impl FnOnce(Ticket) -> AbortHandle) -> bool {
+    /// connected before, `start` runs its relay with the ticket and the
+    /// connection to its host.
+    pub(crate) fn claim(
+        &self,
+        port: u16,
+        start: impl FnOnce(Ticket, TcpStream) -> AbortHandle,
+    ) -> bool {
         let mut inner = self.lock();
         let Some(p) = inner.ports.get_mut(&port) else {
             return false;
         };
         match p.ticket.take() {
-            Some(ticket) => {
-                p.task = Some(start(ticket));
+            Some((ticket, server)) => {
+                p.task = Some(start(ticket, server));
                 true
             }
             None => false,

@@ -97,8 +97,7 @@ impl Scheduler {
             let run = Run {
                 lease: d.lease,
                 start: self.secs(now),
-                cost: d.job.cost,
-                set: d.job.set,
+                job: d.job,
             };
             self.run_on(d.host, run);
             placed.push(Placement {

@@ -14,7 +14,7 @@
 
 use super::host::Host;
 use super::ids::{HostId, LeaseId};
-use super::queue::Need;
+use super::queue::{Job, Need};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
@@ -48,17 +48,16 @@ pub(super) struct Run {
     pub lease: LeaseId,
     /// When it started.
     pub start: f64,
-    /// Its expected work, in seconds on a host of speed 1.0.
-    pub cost: f64,
-    /// The host set of its list.
-    pub set: u32,
+    /// The job (its expected work is `job.cost`, in seconds on a host of
+    /// speed 1.0), kept so the lease can wait in the queue again.
+    pub job: Job,
 }
 
 impl Run {
     /// Expected seconds left at `now` on a host of `speed`.
     pub(super) fn left(&self, speed: f64, now: f64) -> f64 {
         let elapsed = (now - self.start).max(0.0);
-        left(self.cost / speed - elapsed, elapsed)
+        left(self.job.cost / speed - elapsed, elapsed)
     }
 }
 

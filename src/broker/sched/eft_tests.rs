@@ -31,8 +31,10 @@ fn farm(spec: &[(f64, u32, &[f64])]) -> Farm {
                 .map(|l| Run {
                     lease: 0,
                     start: 0.0,
-                    cost: l * speed,
-                    set: 0,
+                    job: Job {
+                        cost: l * speed,
+                        ..Job::of(Need::Remote)
+                    },
                 })
                 .collect();
             h.busy = left.len() as u32;

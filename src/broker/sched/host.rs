@@ -80,7 +80,7 @@ impl Host {
         self.first_end = self
             .running
             .iter()
-            .map(|r| r.start + r.cost / speed)
+            .map(|r| r.start + r.job.cost / speed)
             .fold(f64::INFINITY, f64::min);
     }
 

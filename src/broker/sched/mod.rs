@@ -249,7 +249,9 @@ impl Scheduler {
         self.held.insert(run.lease, id);
         self.with_host(id, |h| {
             h.busy += 1;
-            h.first_end = h.first_end.min(run.start + run.cost / h.speed.max(1e-6));
+            h.first_end = h
+                .first_end
+                .min(run.start + run.job.cost / h.speed.max(1e-6));
             h.running.push(run);
         });
     }
@@ -382,9 +384,9 @@ impl Scheduler {
     }
 
     /// The relay could not reach the host of `lease`: records the failure
-    /// and moves the lease to the best other free farm host with the same
-    /// distcc options. `None` when there is none; the lease then stays where
-    /// it was (distcc will compile locally).
+    /// and moves the lease to the best other free host of its set with the
+    /// same distcc options. `None` when there is none; the lease then stays
+    /// where it was, for `requeue`.
     pub(crate) fn reroute(
         &mut self,
         lease: LeaseId,
@@ -402,18 +404,34 @@ impl Scheduler {
             .running
             .iter()
             .find(|r| r.lease == lease)?
+            .job
             .set;
         let to = self.best(|id, h| {
             !h.spec.is_local() && h.spec.lzo == lzo && h.spec.cpp == cpp && self.in_set(set, id)
         });
-        let Some(to) = to else {
-            // Nowhere else to go: distcc compiles the job locally.
-            self.host_mut(from).fallbacks += 1;
-            return None;
-        };
+        // Nowhere else to go: the broker puts the lease back in the queue.
+        let to = to?;
         let run = self.unrun(from, lease)?;
         self.run_on(to, run);
         Some(to)
+    }
+
+    /// Puts the placed `lease` back in the queue (its host could not be
+    /// reached and no other host of its set is free) and serves the queue:
+    /// it waits for a host of its set, or runs on this machine's pool when
+    /// none of them is up. Returns the leases placed.
+    pub(crate) fn requeue(&mut self, lease: LeaseId, now: Instant) -> Vec<Placement> {
+        let Some(from) = self.held.remove(&lease) else {
+            return Vec::new();
+        };
+        if let Some(run) = self.unrun(from, lease) {
+            self.queue.push(lease, run.job);
+        }
+        let h = self.host_mut(from);
+        if h.removed && h.busy == 0 {
+            self.drop_host(from);
+        }
+        self.dispatch(now)
     }
 
     /// Takes `lease` out of the queue, if it waits there (a queue timeout).

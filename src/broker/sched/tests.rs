@@ -271,6 +271,31 @@ fn reroute_moves_lease_and_marks_host_down() {
 }
 
 #[test]
+fn a_lease_whose_host_cannot_be_reached_waits_again_or_runs_here() {
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("a", 1, 1.0), remote("b", 1, 1.0)]),
+        hc(),
+        t,
+    );
+    assert_eq!(s.request(1, Job::of(Need::Remote), t).len(), 1);
+    let first = s.placed(1).unwrap();
+    assert_eq!(s.request(2, Job::of(Need::Remote), t).len(), 1);
+    // 1's host refused and the other is busy: 1 waits for it.
+    assert_eq!(s.reroute(1, "refused".into(), t), None);
+    assert!(s.requeue(1, t).is_empty());
+    assert_eq!((s.position(1), s.host(first).busy), (Some(1), 0));
+    s.check().unwrap();
+    // The other host goes down too: the set is dead, 1 runs on the pool.
+    let other = s.placed(2).unwrap();
+    s.record_failure(other, "refused".into(), Failure::Refused, false, t);
+    let placed = s.requeue(2, t);
+    assert_eq!(name(&s, &placed), ["localhost", "localhost"]);
+    assert!(s.hosts().all(|(_, h)| !h.local_only || h.busy == 2));
+    s.check().unwrap();
+}
+
+#[test]
 fn dead_farm_falls_back_to_local_pool() {
     let t = Instant::now();
     let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), hc(), t);

@@ -1,8 +1,9 @@
 //! One lease: a compile from the moment it asks for a slot until its
 //! control connection closes. Its whole life is this one record in the
-//! broker's map: waiting in the queue, granted (with a relay port when
-//! remote), relaying once distcc has connected to that port; ending it
-//! removes the record.
+//! broker's map: waiting in the queue; connecting (placed on a farm host,
+//! the relay connecting to it before the grant); granted (with a relay
+//! port when remote); relaying once distcc has connected to that port.
+//! Ending it removes the record.
 
 use crate::broker::sched::costs::Costs;
 use crate::broker::sched::{Job, Need};
@@ -28,13 +29,20 @@ pub(super) struct Lease {
     pub since: Instant,
     /// Where it is now.
     pub phase: Phase,
+    /// Why it runs here although its list names farm hosts, for the user.
+    pub note: Option<String>,
 }
+
+/// How a waiting client hears of its grant, with a note for the user.
+pub(crate) type Waiter = oneshot::Sender<(Grant, Option<String>)>;
 
 /// Where a lease is in its life.
 pub(super) enum Phase {
     /// In the queue. Its client hears of the grant through the sender;
     /// `None` once the broker is stopping and turned it away.
-    Waiting(Option<oneshot::Sender<Grant>>),
+    Waiting(Option<Waiter>),
+    /// Placed on a farm host; the relay is connecting to it.
+    Connecting(Option<Waiter>),
     /// Holding a slot since `at`; `port` is its relay port when remote.
     Granted {
         /// When it was granted.
@@ -53,12 +61,7 @@ pub(super) enum Phase {
 
 impl Lease {
     /// A lease for `req`, waiting for the grant `waiter` carries.
-    pub(super) fn new(
-        req: &LeaseRequest,
-        set: u32,
-        waiter: oneshot::Sender<Grant>,
-        now: Instant,
-    ) -> Lease {
+    pub(super) fn new(req: &LeaseRequest, set: u32, waiter: Waiter, now: Instant) -> Lease {
         Lease {
             pid: req.pid,
             source: req.source.clone(),
@@ -68,6 +71,7 @@ impl Lease {
             set,
             since: now,
             phase: Phase::Waiting(Some(waiter)),
+            note: None,
         }
     }
 
@@ -75,7 +79,7 @@ impl Lease {
     pub(super) fn granted_at(&self) -> Option<Instant> {
         match self.phase {
             Phase::Granted { at, .. } | Phase::Relaying { at, .. } => Some(at),
-            Phase::Waiting(_) => None,
+            Phase::Waiting(_) | Phase::Connecting(_) => None,
         }
     }
 
@@ -84,7 +88,15 @@ impl Lease {
         match self.phase {
             Phase::Granted { port, .. } => port,
             Phase::Relaying { port, .. } => Some(port),
-            Phase::Waiting(_) => None,
+            Phase::Waiting(_) | Phase::Connecting(_) => None,
+        }
+    }
+
+    /// Its waiting client's sender, taken (`None` if it was turned away).
+    pub(super) fn take_waiter(&mut self) -> Option<Waiter> {
+        match &mut self.phase {
+            Phase::Waiting(w) | Phase::Connecting(w) => w.take(),
+            _ => None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! per-file cost memory, the counters, and what to save.
 
 mod admin;
+mod admission;
 mod farm;
 mod lease;
 mod lists;
@@ -19,6 +20,8 @@ mod stats;
 mod view;
 
 pub(crate) use admin::AdminError;
+use admission::over_limit;
+pub(crate) use admission::{Connection, Started};
 
 use super::overlay::Overlay;
 use super::relay::{Relay, Report};
@@ -96,29 +99,6 @@ struct State {
     last_save: Instant,
     /// Something to save changed since.
     dirty: bool,
-}
-
-/// What a lease request got at once.
-pub(crate) struct Started {
-    /// The lease.
-    pub id: LeaseId,
-    /// Its grant, when it runs at once.
-    pub grant: Option<Grant>,
-    /// Why it must compile locally instead of waiting (queue full).
-    pub refused: Option<String>,
-}
-
-/// Counts one compile's connection while it lives.
-pub(crate) struct Connection {
-    shared: Arc<Shared>,
-    /// Why it must compile locally, when it is over `max_connections`.
-    pub over: Option<String>,
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl State {
@@ -236,7 +216,7 @@ impl Broker {
 
     /// Starts the lease of `req`: adopts its host list, queues it and
     /// places what can run. Its grant comes now or through `waiter`.
-    pub(crate) fn request(&self, req: &LeaseRequest, waiter: oneshot::Sender<Grant>) -> Started {
+    pub(crate) fn request(&self, req: &LeaseRequest, waiter: lease::Waiter) -> Started {
         let now = Instant::now();
         let mut state = self.lock();
         let set = farm::adopt(&mut state, &req.farm, &self.shared.relay, now);
@@ -270,7 +250,7 @@ impl Broker {
             return false;
         }
         if let Some(l) = state.leases.get_mut(&id) {
-            l.phase = Phase::Waiting(None);
+            l.take_waiter();
         }
         state.stats.queue_timeouts += 1;
         true
@@ -334,6 +314,14 @@ impl Broker {
             } => {
                 let next = state.sched.reroute(ticket.lease, error, now);
                 let _ = reply.send(next.and_then(|h| relayed::target(&state, h)));
+            }
+            Report::Ready { ticket, port } => {
+                let relay = &self.shared.relay;
+                relayed::ready(&mut state, relay, (&ticket, port), now);
+            }
+            Report::Unreachable { ticket, error } => {
+                let placed = relayed::unreachable(&mut state, &ticket, &error, now);
+                deliver(&mut state, &self.shared.relay, placed, None);
             }
             Report::Ended { ticket, outcome } => relayed::ended(&mut state, &ticket, outcome, now),
         }
@@ -407,9 +395,7 @@ impl Broker {
     /// Tells every waiting compile that the broker is stopping.
     pub(crate) fn turn_away_waiters(&self) {
         for lease in self.lock().leases.values_mut() {
-            if let Phase::Waiting(w) = &mut lease.phase {
-                *w = None;
-            }
+            lease.take_waiter();
         }
     }
 
@@ -430,20 +416,6 @@ impl Broker {
     }
 }
 
-/// Counts a compile refused by `max_queue` or `max_connections`; the
-/// message is for the user, and the log has the first of each burst.
-fn over_limit(state: &mut State, paths: &Paths, (key, what): (&str, &str), max: usize) -> String {
-    state.stats.over_limit += 1;
-    let message = format!(
-        "at its limit of {max} {what} ({key} in {})",
-        paths.config_file.display()
-    );
-    if state.stats.over_limit.is_power_of_two() {
-        tracing::warn!(count = state.stats.over_limit, "{message}");
-    }
-    message
-}
-
 /// Forgets lease `id`, frees its slot and relay port, and hands the slot on.
 fn end_lease(state: &mut State, relay: &Relay, id: LeaseId, now: Instant) {
     if let Some(lease) = state.leases.remove(&id) {
@@ -458,8 +430,10 @@ fn end_lease(state: &mut State, relay: &Relay, id: LeaseId, now: Instant) {
     deliver(state, relay, placed, None);
 }
 
-/// Turns placements into grants and hands them to their waiting clients;
-/// returns the grant of `own`, whose client is the caller.
+/// Turns placements into grants and hands them to their waiting clients:
+/// a compile placed on a farm host is first connected to it by the relay
+/// (`relayed::ready` grants it then). Returns the grant of `own`, whose
+/// client is the caller, when it runs here at once.
 fn deliver(
     state: &mut State,
     relay: &Relay,
@@ -470,17 +444,27 @@ fn deliver(
     let mut orphans = Vec::new();
     let now = Instant::now();
     for p in placed {
-        let (grant, port) = relayed::grant_for(state, relay, p);
+        let ticket = relayed::ticket(state, p);
         let Some(lease) = state.leases.get_mut(&p.lease) else {
             continue;
         };
+        let waiter = lease.take_waiter();
+        if let Some(ticket) = ticket {
+            lease.phase = Phase::Connecting(waiter);
+            relay.prepare(ticket);
+            continue;
+        }
         let wait = now.duration_since(lease.since).as_secs_f64();
-        state.stats.granted(wait, grant == Grant::Local);
-        let waiting = std::mem::replace(&mut lease.phase, Phase::Granted { at: now, port });
+        lease.phase = Phase::Granted {
+            at: now,
+            port: None,
+        };
+        let note = lease.note.take().map(|n| format!("{n}; compiling here"));
+        state.stats.granted(wait, true);
         if Some(p.lease) == own {
-            own_grant = Some(grant);
-        } else if let Phase::Waiting(Some(tx)) = waiting
-            && tx.send(grant).is_err()
+            own_grant = Some(Grant::Local);
+        } else if let Some(tx) = waiter
+            && tx.send((Grant::Local, note)).is_err()
         {
             orphans.push(p.lease);
         }

@@ -1,45 +1,81 @@
 //! What passes between the broker's state and the relay: a ticket for each
-//! remote grant, and what the relay reports back (a host that refused, how
-//! a relayed job ended), turned into host health, speed samples and costs.
+//! compile placed on a farm host, and what the relay reports back (a host
+//! that refused, a ticket ready to grant or unreachable, how a relayed job
+//! ended), turned into grants, host health, speed samples and costs.
 
 use super::State;
+use super::lease::Phase;
 use crate::broker::relay::{Outcome, Relay, Target, Ticket, Watch};
 use crate::broker::sched::health::Failure;
 use crate::broker::sched::{HostId, LeaseId, Placement};
 use crate::protocol::Grant;
 use std::time::{Duration, Instant};
 
-/// The grant of placement `p`, with its relay port when remote.
-pub(super) fn grant_for(state: &State, relay: &Relay, p: Placement) -> (Grant, Option<u16>) {
-    let spec = &state.sched.host(p.host).spec;
-    let Some(target) = target(state, p.host) else {
-        return (Grant::Local, None);
-    };
+/// The ticket of placement `p` when it is on a farm host (`None`: it runs
+/// on this machine).
+pub(super) fn ticket(state: &State, p: Placement) -> Option<Ticket> {
+    let target = target(state, p.host)?;
     let b = &state.config.broker;
-    let ticket = Ticket {
+    Some(Ticket {
         lease: p.lease,
         target,
         connect: Duration::from_millis(b.connect_timeout_ms),
         idle: Duration::from_secs(b.job_timeout_s.max(1)),
+    })
+}
+
+/// The relay connected `ticket` to its host and holds it on `port`: the
+/// compile is granted. A lease that ended meanwhile gives the port back.
+pub(super) fn ready(
+    state: &mut State,
+    relay: &Relay,
+    (ticket, port): (&Ticket, u16),
+    now: Instant,
+) {
+    let options = state
+        .sched
+        .placed(ticket.lease)
+        .map(|h| state.sched.host(h).spec.distcc_options());
+    let lease = state.leases.get_mut(&ticket.lease);
+    let (Some(lease), Some(options)) = (lease, options) else {
+        relay.close(port);
+        return;
     };
-    match relay.open(ticket) {
-        Ok(port) => {
-            let options = spec.distcc_options();
-            let host = spec.name.clone();
-            (
-                Grant::Remote {
-                    host,
-                    port,
-                    options,
-                },
-                Some(port),
-            )
-        }
-        Err(e) => {
-            tracing::error!("cannot open a relay port: {e}; the compile runs locally");
-            (Grant::Local, None)
-        }
+    let waiter = lease.take_waiter();
+    lease.phase = Phase::Granted {
+        at: now,
+        port: Some(port),
+    };
+    lease.note = None;
+    let wait = now.duration_since(lease.since).as_secs_f64();
+    state.stats.granted(wait, false);
+    let grant = Grant::Remote {
+        host: ticket.target.name.clone(),
+        port,
+        options,
+    };
+    if waiter.is_some_and(|tx| tx.send((grant, None)).is_err()) {
+        // The client went away while its host was being reached.
+        super::end_lease(state, relay, ticket.lease, now);
     }
+}
+
+/// No host of `ticket`'s list could be reached: the lease waits again (or
+/// runs on this machine), and its user hears why. Returns the placements
+/// for `deliver`.
+pub(super) fn unreachable(
+    state: &mut State,
+    ticket: &Ticket,
+    error: &str,
+    now: Instant,
+) -> Vec<Placement> {
+    let Some(lease) = state.leases.get_mut(&ticket.lease) else {
+        return Vec::new();
+    };
+    let waiter = lease.take_waiter();
+    lease.phase = Phase::Waiting(waiter);
+    lease.note = Some(format!("{}: {error}", ticket.target.name));
+    state.sched.requeue(ticket.lease, now)
 }
 
 /// Where the relay reaches host `id`; `None` for this machine.
@@ -61,10 +97,6 @@ pub(super) fn ended(state: &mut State, ticket: &Ticket, outcome: Outcome, now: I
         .or_else(|| state.sched.find(&ticket.target.name));
     let (why, failure) = match outcome {
         Outcome::Done(watch) => return observed(state, lease, host, &watch),
-        Outcome::Refused => {
-            state.stats.fell_back += 1;
-            return;
-        }
         Outcome::Lost(why) => (why, Failure::Refused),
         Outcome::Hung(why) => (why, Failure::Hang),
     };

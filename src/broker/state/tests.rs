@@ -67,13 +67,13 @@ async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() 
     }
     assert!(fifth.try_recv().is_err(), "still over the one usable slot");
     broker.release(leases[3]);
-    assert_eq!(fifth.try_recv(), Ok(Grant::Local));
+    assert_eq!(fifth.try_recv(), Ok((Grant::Local, None)));
     // Grown again: queued compiles are served at once.
     let (tx, mut sixth) = oneshot::channel();
     assert_eq!(broker.request(&request(&farm, 6), tx).grant, None);
     usable.store(4, Ordering::SeqCst);
     broker.refresh_capacity();
-    assert_eq!(sixth.try_recv(), Ok(Grant::Local));
+    assert_eq!(sixth.try_recv(), Ok((Grant::Local, None)));
     assert_eq!(
         broker.snapshot().hosts[0].slots,
         4,
