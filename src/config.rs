@@ -28,8 +28,13 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// Milliseconds between probes of a healthy host.
+    /// Milliseconds between probes of a host under suspicion (the relay saw
+    /// it fail, or a probe did), and the first step of a down host's
+    /// growing interval.
     pub interval_ms: u64,
+    /// Milliseconds between probes of an up host that no compile reached
+    /// meanwhile: its own traffic is its health evidence.
+    pub idle_interval_ms: u64,
     /// Milliseconds a probe's connect may take.
     pub timeout_ms: u64,
     /// Consecutive failures that make a host down.
@@ -46,6 +51,7 @@ impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
             interval_ms: 2000,
+            idle_interval_ms: 60_000,
             timeout_ms: 1000,
             fall: 3,
             rise: 2,
@@ -59,6 +65,11 @@ impl HealthConfig {
     /// The probe interval of a healthy host.
     pub(crate) fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms.max(1))
+    }
+
+    /// The probe interval of an up host no compile reached.
+    pub(crate) fn idle_interval(&self) -> Duration {
+        Duration::from_millis(self.idle_interval_ms.max(self.interval_ms).max(1))
     }
 }
 

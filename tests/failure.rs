@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const FAST_HEALTH: &str = "[broker]\nidle_exit_s = 120\n[health]\ninterval_ms = 200\ntimeout_ms = 200\nfall = 3\nrise = 2\nmax_interval_ms = 400\n";
+const FAST_HEALTH: &str = "[broker]\nidle_exit_s = 120\n[health]\ninterval_ms = 200\nidle_interval_ms = 200\ntimeout_ms = 200\nfall = 3\nrise = 2\nmax_interval_ms = 400\n";
 
 #[test]
 fn host_killed_mid_build() {

@@ -90,13 +90,14 @@ impl HealthState {
             self.fail_run = 0;
             self.ok_run = self.ok_run.saturating_add(1);
             self.backoff = cfg.interval();
-            self.next_probe = now + self.backoff;
             let held = self.hold_until.is_some_and(|t| now < t);
-            if self.health != Health::Up && self.ok_run >= cfg.rise && !held {
+            let changed = self.health != Health::Up && self.ok_run >= cfg.rise && !held;
+            if changed {
                 self.hold_until = None;
-                return self.set(Health::Up, now);
+                self.set(Health::Up, now);
             }
-            return false;
+            self.next_probe = now + self.quiet_interval(cfg);
+            return changed;
         }
         self.ok_run = 0;
         self.fail_run = self.fail_run.saturating_add(1);
@@ -109,6 +110,25 @@ impl HealthState {
         };
         self.next_probe = now + self.backoff;
         changed
+    }
+
+    /// How long until the next probe of a host that just passed one: an up
+    /// host waits the idle interval, a host under suspicion the short one.
+    fn quiet_interval(&self, cfg: &HealthConfig) -> Duration {
+        if self.health == Health::Up && self.fail_run == 0 {
+            cfg.idle_interval()
+        } else {
+            cfg.interval()
+        }
+    }
+
+    /// The host just took a connection (a compile reached it): for an up
+    /// host that is as good as a passed probe, and its next probe waits.
+    pub(crate) fn served(&mut self, cfg: &HealthConfig, now: Instant) {
+        if self.health == Health::Up && !self.probing {
+            self.fail_run = 0;
+            self.next_probe = now + cfg.idle_interval();
+        }
     }
 
     /// The relay saw `failure`. Returns true when the health changed.
@@ -148,6 +168,7 @@ mod tests {
     fn cfg() -> HealthConfig {
         HealthConfig {
             interval_ms: 100,
+            idle_interval_ms: 500,
             timeout_ms: 50,
             fall: 3,
             rise: 2,
@@ -204,6 +225,30 @@ mod tests {
     }
 
     #[test]
+    fn an_up_host_is_probed_rarely_and_not_while_compiles_reach_it() {
+        let (c, t) = (cfg(), Instant::now());
+        let mut h = HealthState::new(t);
+        assert!(h.probe_due(t), "a new host is probed at once");
+        h.probe_started();
+        h.probe_result(true, &c, t);
+        let idle = Duration::from_millis(c.idle_interval_ms);
+        assert!(!h.probe_due(t + idle / 2));
+        assert!(
+            h.probe_due(t + idle),
+            "an idle up host: once per idle interval"
+        );
+        let later = t + idle / 2;
+        h.served(&c, later);
+        assert!(!h.probe_due(t + idle), "a compile reached it meanwhile");
+        assert!(h.probe_due(later + idle));
+        // Under suspicion the short interval is back.
+        h.passive(Failure::Refused, &c, later);
+        h.probe_started();
+        h.probe_result(true, &c, later);
+        assert!(h.probe_due(later + Duration::from_millis(c.interval_ms)));
+    }
+
+    #[test]
     fn hang_holds_the_host_down_despite_good_probes() {
         let (c, t) = (cfg(), Instant::now());
         let mut h = HealthState::new(t);
@@ -255,7 +300,8 @@ mod tests {
                         if !ok && h.health == Health::Down && before != Health::Down {
                             prop_assert!(fails >= c.fall);
                         }
-                        prop_assert!(h.next_probe - now <= Duration::from_millis(c.max_interval_ms));
+                        let cap = c.max_interval_ms.max(c.idle_interval_ms);
+                        prop_assert!(h.next_probe - now <= Duration::from_millis(cap));
                     }
                     Ev::Passive(hang) => {
                         oks = 0;

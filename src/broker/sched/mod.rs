@@ -323,6 +323,15 @@ impl Scheduler {
         }
     }
 
+    /// A compile reached host `id` (its connect succeeded): it needs no
+    /// probe for a while.
+    pub(crate) fn served(&mut self, id: HostId, now: Instant) {
+        let cfg = self.health;
+        if let Some(h) = self.hosts.get_mut(id.0).and_then(Option::as_mut) {
+            h.health.served(&cfg, now);
+        }
+    }
+
     /// Remote hosts whose probe is due, as (name, host, port); each is
     /// marked as being probed until `probe_done`.
     pub(crate) fn due_probes(&mut self, now: Instant) -> Vec<(String, String, u16)> {

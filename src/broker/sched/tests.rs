@@ -8,6 +8,7 @@ use std::time::Duration;
 fn hc() -> HealthConfig {
     HealthConfig {
         interval_ms: 1000,
+        idle_interval_ms: 1000,
         timeout_ms: 100,
         fall: 2,
         rise: 2,

@@ -32,10 +32,11 @@ pub(super) fn ready(
     (ticket, port): (&Ticket, u16),
     now: Instant,
 ) {
-    let options = state
-        .sched
-        .placed(ticket.lease)
-        .map(|h| state.sched.host(h).spec.distcc_options());
+    let host = state.sched.placed(ticket.lease);
+    if let Some(h) = host {
+        state.sched.served(h, now);
+    }
+    let options = host.map(|h| state.sched.host(h).spec.distcc_options());
     let lease = state.leases.get_mut(&ticket.lease);
     let (Some(lease), Some(options)) = (lease, options) else {
         relay.close(port);
