@@ -219,6 +219,41 @@ pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Wr
 }
 
 /// Entry point of the binary.
+/// The subcommand `word` is most likely a typo of (at most two letters
+/// off, or the same letters in another order), if any.
+pub(crate) fn near_subcommand(word: &str) -> Option<&'static str> {
+    if word.contains('/') || word.len() < 3 {
+        return None;
+    }
+    let sorted = |s: &str| {
+        let mut c: Vec<char> = s.chars().collect();
+        c.sort_unstable();
+        c
+    };
+    SUBCOMMANDS
+        .iter()
+        .map(|s| (edit_distance(word, s), *s))
+        .filter(|(d, s)| *d <= 2 || sorted(word) == sorted(s))
+        .min()
+        .map(|(_, s)| s)
+}
+
+/// Levenshtein distance between `a` and `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 pub fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
@@ -313,6 +348,23 @@ fn init_logging() {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn typos_are_near_their_subcommand_and_compilers_are_not() {
+        assert_eq!(near_subcommand("statsu"), Some("status"));
+        assert_eq!(near_subcommand("sotp"), Some("stop"));
+        assert_eq!(near_subcommand("hots"), Some("host"));
+        for compiler in [
+            "gcc",
+            "clang",
+            "g++",
+            "cc",
+            "x86_64-linux-gnu-gcc",
+            "/usr/bin/stop",
+        ] {
+            assert_eq!(near_subcommand(compiler), None, "{compiler}");
+        }
+    }
 
     #[test]
     fn subcommand_list_matches_clap() {

@@ -295,6 +295,9 @@ pub struct BrokerInfo {
 pub enum HostState {
     /// Takes jobs.
     Up,
+    /// Takes jobs, but neither a probe nor a compile has reached it yet (a
+    /// host just added), or, with no broker running, never seen.
+    Unknown,
     /// The relay saw it fail; out of the choice until probes decide.
     Suspect,
     /// Confirmed dead (probes failed) or hanging.
@@ -341,4 +344,8 @@ pub struct HostStatus {
     /// Mean server time of its jobs (from the relay), in seconds.
     #[serde(default)]
     pub mean_job_s: Option<f64>,
+    /// With no broker running: seconds since `state` was last known (the
+    /// last broker saved it).
+    #[serde(default)]
+    pub seen_s: Option<u64>,
 }

@@ -47,7 +47,18 @@ pub(crate) fn use_color() -> bool {
 
 /// `text` padded to `width`, in the colour of `state` when `color`.
 pub(crate) fn state_cell(state: HostState, width: usize, color: bool) -> String {
-    let text = format!("{:<width$}", format!("{state:?}").to_lowercase());
+    state_text(state, None, width, color)
+}
+
+/// `state` (with `, AGE ago` when it was seen `seen_s` ago) padded to
+/// `width`, in the colour of `state` when `color`.
+fn state_text(state: HostState, seen_s: Option<u64>, width: usize, color: bool) -> String {
+    let name = format!("{state:?}").to_lowercase();
+    let shown = match seen_s {
+        Some(age) => format!("{name}, {} ago", duration(age)),
+        None => name,
+    };
+    let text = format!("{shown:<width$}");
     if !color {
         return text;
     }
@@ -55,7 +66,7 @@ pub(crate) fn state_cell(state: HostState, width: usize, color: bool) -> String 
         HostState::Up => "32",
         HostState::Suspect => "33",
         HostState::Down => "31",
-        HostState::Draining | HostState::Disabled => "2",
+        HostState::Draining | HostState::Disabled | HostState::Unknown => "2",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
@@ -111,7 +122,10 @@ pub(crate) fn write_table(
         s.running,
         s.queued,
         s.granted,
-        s.granted - s.granted_local.min(s.granted),
+        // A compile that fell back was granted a farm host, but ran here.
+        s.granted
+            .saturating_sub(s.granted_local)
+            .saturating_sub(s.fell_back),
         s.granted_local,
         s.fell_back,
         s.queue_timeouts,
@@ -165,13 +179,21 @@ fn write_hosts(out: &mut impl Write, s: &StatusSnapshot, color: bool) -> std::io
         })
         .collect();
     let w = names.iter().map(String::len).max().unwrap_or(4).max(4);
+    // With no broker, a state is the last one seen, with its age.
+    let sw = s
+        .hosts
+        .iter()
+        .map(|h| state_text(h.state, h.seen_s, 0, false).len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     writeln!(
         out,
-        "{:<w$}  {:<9}  {:>7}  {:>5}  {:>7}  {:>6}  {:>7}  {:>5}  {:>5}  LAST ERROR",
+        "{:<w$}  {:<sw$}  {:>7}  {:>5}  {:>7}  {:>6}  {:>7}  {:>5}  {:>5}  LAST ERROR",
         "HOST", "STATE", "SLOTS", "SPEED", "LEARNED", "JOBS", "MEAN", "FAILS", "LOCAL"
     )?;
     for (h, name) in s.hosts.iter().zip(&names) {
-        let state = state_cell(h.state, 9, color);
+        let state = state_text(h.state, h.seen_s, sw, color);
         let err = match (&h.last_error, h.last_error_age_s) {
             (Some(e), Some(age)) => format!("{e} ({} ago)", duration(age)),
             (Some(e), None) => e.clone(),

@@ -377,3 +377,26 @@ fn force_remove_ends_running_jobs_and_disable_stops_new_ones() {
         "a disabled host gets no job (it ran on local CPUs)"
     );
 }
+
+#[test]
+fn an_added_host_where_nothing_listens_is_never_shown_up() {
+    let env = TestEnv::new();
+    let dead = DeadPort::new();
+    let name = format!("127.0.0.1:{}", dead.port);
+    let msg = ok_line(&host_cmd(&env, "", &["add", &format!("{name}/1")]));
+    assert!(msg.contains("(1 slot, speed 1)"), "{msg}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let state = host_of(&env.status(""), &name).unwrap()["state"].clone();
+        assert_ne!(state, "up", "shown up before a probe: {seen:?}");
+        seen.push(state.as_str().unwrap().to_string());
+        if state == "suspect" || state == "down" {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|s| s == "suspect" || s == "down"),
+        "the probe found it dead: {seen:?}"
+    );
+}

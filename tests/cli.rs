@@ -34,12 +34,52 @@ fn status_without_broker_shows_configured_farm_and_starts_nothing() {
     assert_eq!(s["queued"], 0);
     assert_eq!(s["hosts"][0]["name"], "build1:3632");
     assert_eq!(s["hosts"][0]["slots"], 8);
-    assert_eq!(s["hosts"][0]["state"], "up");
+    assert_eq!(s["hosts"][0]["state"], "unknown", "never seen: not up");
     assert!(
         !env.runtime_dir().join("broker.sock").exists(),
         "status must not start a broker"
     );
     assert_eq!(env.brokers_started(), 0);
+}
+
+#[test]
+fn status_without_broker_shows_each_hosts_last_state_and_its_age() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 2);
+    let dead = DeadPort::new();
+    let hosts = format!("{} 127.0.0.1:{}/2", d.host(2), dead.port);
+    std::fs::write(env.path("work/s.c"), "int s;\n").unwrap();
+    let out = env
+        .tcpb()
+        .args(["gcc", "-c", "s.c"])
+        .env("DISTCC_HOSTS", &hosts)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let dead_name = format!("127.0.0.1:{}", dead.port);
+    env.wait_status(&hosts, std::time::Duration::from_secs(10), |s| {
+        host_of(s, &dead_name).is_some_and(|h| h["state"] != "unknown" && h["state"] != "up")
+    });
+    assert!(env.tcpb().arg("stop").output().unwrap().status.success());
+    let s = env.status(&hosts);
+    assert!(s["broker"].is_null(), "{s:#}");
+    let live = host_of(&s, &d.name()).unwrap();
+    assert_eq!(live["state"], "up", "{s:#}");
+    assert!(live["seen_s"].as_u64().is_some_and(|a| a < 60), "{live}");
+    let gone = host_of(&s, &dead_name).unwrap();
+    assert_ne!(gone["state"], "up", "{gone}");
+    let text = env
+        .tcpb()
+        .arg("status")
+        .env("DISTCC_HOSTS", &hosts)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    let line = text.lines().find(|l| l.starts_with(&d.name())).unwrap();
+    assert!(line.contains("up, ") && line.contains(" ago"), "{text}");
 }
 
 #[test]
@@ -168,6 +208,27 @@ fn unknown_compiler_is_named() {
         "{}",
         output_text(&out)
     );
+    assert!(!stderr_of(&out).contains("did you mean"));
+}
+
+#[test]
+fn a_mistyped_subcommand_is_suggested() {
+    let env = TestEnv::new();
+    for (typo, meant) in [
+        ("statsu", "status"),
+        ("stpo", "stop"),
+        ("masqerade", "masquerade"),
+    ] {
+        let out = env.tcpb().arg(typo).output().unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("\"{typo}\""))
+                && err.contains(&format!("did you mean `tcpb {meant}`?")),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 #[test]

@@ -190,7 +190,9 @@ fn refusing_host_is_skipped_for_the_next_best() {
         .find(|h| h["name"] == format!("127.0.0.1:{dead}"))
         .unwrap()
         .clone();
-    assert_eq!(d["failures"], 1, "{s:#}");
+    // The relay met it (one failure), unless the first probe found it
+    // dead before the compile came.
+    assert!(d["failures"].as_u64().unwrap() <= 1, "{s:#}");
     assert!(
         d["state"] == "suspect" || d["state"] == "down",
         "out of the choice: {d}"

@@ -157,8 +157,9 @@ const METRICS: &[Metric] = &[
     ),
 ];
 
-const STATES: [HostState; 5] = [
+const STATES: [HostState; 6] = [
     HostState::Up,
+    HostState::Unknown,
     HostState::Suspect,
     HostState::Down,
     HostState::Draining,
@@ -239,6 +240,7 @@ mod tests {
             last_error_age_s: None,
             local_only: false,
             mean_job_s: None,
+            seen_s: None,
         };
         let s = StatusSnapshot {
             queued: 3,

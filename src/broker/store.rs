@@ -41,6 +41,25 @@ pub(crate) struct Saved {
     /// Speed samples by host name (`learn::Learned::saved`): a broker
     /// started later does not judge the farm on nothing again.
     pub learned: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Each host's state when the broker last saw it, for `tcpb status`
+    /// with no broker running.
+    pub seen: BTreeMap<String, Seen>,
+}
+
+/// A host's state and when it was known (seconds since the Unix epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Seen {
+    /// The state.
+    pub state: crate::protocol::HostState,
+    /// When.
+    pub at: u64,
+}
+
+/// Seconds since the Unix epoch now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The state file in `state_dir`.

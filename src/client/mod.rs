@@ -38,7 +38,10 @@ pub(crate) fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
     let resolved = match compiler::resolve(compiler, path_var.as_deref(), &cwd, &me) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tcpb: {e}");
+            match crate::cli::near_subcommand(&compiler.to_string_lossy()) {
+                Some(sub) => eprintln!("tcpb: {e}; did you mean `tcpb {sub}`?"),
+                None => eprintln!("tcpb: {e}"),
+            }
             return ExitCode::from(127);
         }
     };

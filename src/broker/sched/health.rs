@@ -2,8 +2,9 @@
 //! thresholds, failures seen by the relay, and a hold after a hang.
 //!
 //! - `up`: takes jobs.
-//! - `suspect`: the relay saw a failure; out of the choice at once, until
-//!   probes decide (`rise` successes: up; `fall` failures in a row: down).
+//! - `suspect`: the relay saw a failure, or a probe failed; out of the
+//!   choice at once, until probes decide (`rise` successes: up; `fall`
+//!   failures in a row: down).
 //! - `down`: `fall` probe failures in a row, or a hang. Probed with growing
 //!   intervals (capped), back up after `rise` successes — after a hang, not
 //!   before the hold ends, since a host that accepts and never answers
@@ -47,6 +48,8 @@ pub struct HealthState {
     backoff: Duration,
     probing: bool,
     hold_until: Option<Instant>,
+    /// A probe, a compile or a failure has told something of the host.
+    checked: bool,
 }
 
 impl HealthState {
@@ -61,6 +64,7 @@ impl HealthState {
             backoff: Duration::ZERO,
             probing: false,
             hold_until: None,
+            checked: false,
         }
     }
 
@@ -86,6 +90,7 @@ impl HealthState {
     /// A probe finished. Returns true when the health changed.
     pub(crate) fn probe_result(&mut self, ok: bool, cfg: &HealthConfig, now: Instant) -> bool {
         self.probing = false;
+        self.checked = true;
         if ok {
             self.fail_run = 0;
             self.ok_run = self.ok_run.saturating_add(1);
@@ -101,7 +106,15 @@ impl HealthState {
         }
         self.ok_run = 0;
         self.fail_run = self.fail_run.saturating_add(1);
-        let changed = self.fail_run >= cfg.fall && self.set(Health::Down, now);
+        // A failed probe takes an up host out of the choice at once, as a
+        // failure the relay saw does; probes decide from there.
+        let changed = if self.fail_run >= cfg.fall {
+            self.set(Health::Down, now)
+        } else if self.health == Health::Up {
+            self.set(Health::Suspect, now)
+        } else {
+            false
+        };
         self.backoff = if self.health == Health::Down {
             let cap = Duration::from_millis(cfg.max_interval_ms.max(cfg.interval_ms));
             (self.backoff * 2).clamp(cfg.interval(), cap)
@@ -125,6 +138,7 @@ impl HealthState {
     /// The host just took a connection (a compile reached it): for an up
     /// host that is as good as a passed probe, and its next probe waits.
     pub(crate) fn served(&mut self, cfg: &HealthConfig, now: Instant) {
+        self.checked = true;
         if self.health == Health::Up && !self.probing {
             self.fail_run = 0;
             self.next_probe = now + cfg.idle_interval();
@@ -133,6 +147,7 @@ impl HealthState {
 
     /// The relay saw `failure`. Returns true when the health changed.
     pub(crate) fn passive(&mut self, failure: Failure, cfg: &HealthConfig, now: Instant) -> bool {
+        self.checked = true;
         self.ok_run = 0;
         self.next_probe = self.next_probe.min(now);
         match failure {
@@ -152,6 +167,11 @@ impl HealthState {
                 self.set(Health::Down, now)
             }
         }
+    }
+
+    /// True once a probe, a compile or a failure told something of it.
+    pub(crate) fn checked(&self) -> bool {
+        self.checked
     }
 
     /// True when the host may be given jobs.
@@ -181,7 +201,8 @@ mod tests {
     fn fall_then_rise() {
         let (c, t) = (cfg(), Instant::now());
         let mut h = HealthState::new(t);
-        assert!(!h.probe_result(false, &c, t));
+        assert!(h.probe_result(false, &c, t), "one failed probe: suspect");
+        assert_eq!(h.health, Health::Suspect);
         assert!(!h.probe_result(false, &c, t));
         assert!(h.probe_result(false, &c, t));
         assert_eq!(h.health, Health::Down);

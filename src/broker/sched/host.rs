@@ -90,6 +90,11 @@ impl Host {
         match (self.removed, self.spec.admin, self.health.health) {
             (true, _, _) | (false, Admin::Drain, _) => HostState::Draining,
             (false, Admin::Disabled, _) => HostState::Disabled,
+            (false, Admin::Active, Health::Up)
+                if self.spec.addr.is_some() && !self.health.checked() =>
+            {
+                HostState::Unknown
+            }
             (false, Admin::Active, Health::Up) => HostState::Up,
             (false, Admin::Active, Health::Suspect) => HostState::Suspect,
             (false, Admin::Active, Health::Down) => HostState::Down,

@@ -68,10 +68,11 @@ pub(super) fn execute(
             let mut host = one_host(spec, "tcpb host add")?;
             check_speed(*speed)?;
             host.speed = speed.unwrap_or(host.speed);
-            let msg = format!(
-                "added {} ({} slots, speed {})",
-                host.name, host.slots, host.speed
-            );
+            let slots = match host.slots {
+                1 => "1 slot".to_string(),
+                n => format!("{n} slots"),
+            };
+            let msg = format!("added {} ({slots}, speed {})", host.name, host.speed);
             state.overlay.add(host);
             msg
         }

@@ -6,8 +6,9 @@
 use super::{State, deliver};
 use crate::broker::relay::Relay;
 use crate::broker::sched::{Host, HostId, Placement};
-use crate::broker::store::{self, HostCounters, Saved};
+use crate::broker::store::{self, HostCounters, Saved, Seen};
 use crate::hosts::HostList;
+use crate::protocol::HostState;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -19,6 +20,8 @@ pub(super) struct Memory {
     pub counters: BTreeMap<String, HostCounters>,
     /// Speed samples (`learn::Learned::saved`).
     pub learned: BTreeMap<String, Vec<(f64, f64)>>,
+    /// The state each host was last seen in, and when.
+    pub seen: BTreeMap<String, Seen>,
 }
 
 impl Memory {
@@ -35,6 +38,11 @@ impl Memory {
         self.counters.insert(h.spec.name.clone(), c);
         if h.learned.samples() > 0 {
             self.learned.insert(h.spec.name.clone(), h.learned.saved());
+        }
+        let state = h.state();
+        if state != HostState::Unknown {
+            let at = store::unix_now();
+            self.seen.insert(h.spec.name.clone(), Seen { state, at });
         }
     }
 }
@@ -122,6 +130,7 @@ pub(super) fn take_save(state: &mut State) -> store::Snapshot {
             overlay: state.overlay.clone(),
             counters: state.memory.counters.clone(),
             learned: state.memory.learned.clone(),
+            seen: state.memory.seen.clone(),
         },
         costs: state.costs.take_changes(),
     }

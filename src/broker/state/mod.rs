@@ -115,6 +115,7 @@ impl State {
             memory: Memory {
                 counters: saved.counters,
                 learned: saved.learned,
+                seen: saved.seen,
             },
             costs: Costs::restore(costs),
             next_lease: 1,

@@ -5,7 +5,8 @@
 use super::State;
 use super::lease::Lease;
 use crate::broker::sched::{Host, LeaseId};
-use crate::protocol::{BrokerInfo, HostStatus, QueuedJob, RunningJob, StatusSnapshot};
+use crate::broker::store;
+use crate::protocol::{BrokerInfo, HostState, HostStatus, QueuedJob, RunningJob, StatusSnapshot};
 use std::time::Instant;
 
 /// Queued compiles listed in a snapshot.
@@ -15,6 +16,7 @@ const QUEUE_SHOWN: usize = 100;
 /// broker running (no compile counts then).
 pub(super) fn snapshot(state: &State, broker: Option<BrokerInfo>, now: Instant) -> StatusSnapshot {
     let stats = &state.stats;
+    let live = broker.is_some();
     let (wait_mean_s, wait_p95_s) = stats.wait_stats();
     StatusSnapshot {
         broker,
@@ -34,18 +36,24 @@ pub(super) fn snapshot(state: &State, broker: Option<BrokerInfo>, now: Instant) 
         wait_count: stats.wait_count,
         queue: queue(state, now),
         compiling: compiling(state, now),
-        hosts: hosts(state, now),
+        hosts: hosts(state, live, now),
         lists: state.lists.status(now),
     }
 }
 
 /// Every host in farm order; hosts on their way out and the local-jobs
 /// pool last.
-fn hosts(state: &State, now: Instant) -> Vec<HostStatus> {
+fn hosts(state: &State, live: bool, now: Instant) -> Vec<HostStatus> {
     let mut hosts: Vec<HostStatus> = state
         .sched
         .hosts()
-        .map(|(_, h)| host_status(state, h, now))
+        .map(|(_, h)| {
+            let mut s = host_status(state, h, now);
+            if !live {
+                last_seen(state, &mut s);
+            }
+            s
+        })
         .collect();
     let rank = |h: &HostStatus| {
         let pos = state
@@ -57,6 +65,21 @@ fn hosts(state: &State, now: Instant) -> Vec<HostStatus> {
     };
     hosts.sort_by_key(rank);
     hosts
+}
+
+/// With no broker running, a host shows the state the last broker saw it
+/// in and how long ago; admin states (draining, disabled) hold as they are.
+fn last_seen(state: &State, s: &mut HostStatus) {
+    if !matches!(s.state, HostState::Unknown | HostState::Up) {
+        return;
+    }
+    match state.memory.seen.get(&s.name) {
+        Some(seen) => {
+            s.state = seen.state;
+            s.seen_s = Some(store::unix_now().saturating_sub(seen.at));
+        }
+        None => s.state = HostState::Unknown,
+    }
 }
 
 fn host_status(state: &State, h: &Host, now: Instant) -> HostStatus {
@@ -80,6 +103,7 @@ fn host_status(state: &State, h: &Host, now: Instant) -> HostStatus {
         mean_job_s: (!h.local_only)
             .then(|| state.stats.mean_job_secs(&h.spec.name))
             .flatten(),
+        seen_s: None,
     }
 }
 
