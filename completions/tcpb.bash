@@ -112,6 +112,9 @@ _tcpb() {
             tcpb__subcmd__help__subcmd__masquerade,install)
                 cmd="tcpb__subcmd__help__subcmd__masquerade__subcmd__install"
                 ;;
+            tcpb__subcmd__help__subcmd__masquerade,uninstall)
+                cmd="tcpb__subcmd__help__subcmd__masquerade__subcmd__uninstall"
+                ;;
             tcpb__subcmd__host,add)
                 cmd="tcpb__subcmd__host__subcmd__add"
                 ;;
@@ -166,11 +169,17 @@ _tcpb() {
             tcpb__subcmd__masquerade,install)
                 cmd="tcpb__subcmd__masquerade__subcmd__install"
                 ;;
+            tcpb__subcmd__masquerade,uninstall)
+                cmd="tcpb__subcmd__masquerade__subcmd__uninstall"
+                ;;
             tcpb__subcmd__masquerade__subcmd__help,help)
                 cmd="tcpb__subcmd__masquerade__subcmd__help__subcmd__help"
                 ;;
             tcpb__subcmd__masquerade__subcmd__help,install)
                 cmd="tcpb__subcmd__masquerade__subcmd__help__subcmd__install"
+                ;;
+            tcpb__subcmd__masquerade__subcmd__help,uninstall)
+                cmd="tcpb__subcmd__masquerade__subcmd__help__subcmd__uninstall"
                 ;;
             *)
                 ;;
@@ -431,7 +440,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help__subcmd__masquerade)
-            opts="install"
+            opts="install uninstall"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,6 +454,20 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__help__subcmd__masquerade__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__help__subcmd__masquerade__subcmd__uninstall)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -819,7 +842,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__masquerade)
-            opts="-h --help install help"
+            opts="-h --help install uninstall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -833,7 +856,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__masquerade__subcmd__help)
-            opts="install help"
+            opts="install uninstall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -874,7 +897,35 @@ _tcpb() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tcpb__subcmd__masquerade__subcmd__help__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tcpb__subcmd__masquerade__subcmd__install)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcpb__subcmd__masquerade__subcmd__uninstall)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

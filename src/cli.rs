@@ -122,6 +122,13 @@ pub(crate) enum MasqueradeCommand {
         /// The directory to fill.
         dir: Option<std::path::PathBuf>,
     },
+    /// Remove the links to tcpb from DIR [default:
+    /// ~/.local/share/tcpb/masquerade], and DIR itself once empty; any
+    /// other file is left alone.
+    Uninstall {
+        /// The directory to clear.
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// `tcpb host …`. HOST is `HOST[:PORT]` (port 3632 if left out) or `localhost`.
@@ -212,6 +219,22 @@ fn masquerade_install(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tcpb masquerade uninstall [DIR]`: what was removed and what was kept.
+fn masquerade_uninstall(dir: &Path) -> anyhow::Result<()> {
+    let me = crate::shell::this_exe()?;
+    let (removed, kept) = crate::shell::uninstall(dir, &me)?;
+    for n in &removed {
+        println!("removed  {}/{n}", dir.display());
+    }
+    for n in &kept {
+        println!("kept     {}/{n}: not a link to tcpb", dir.display());
+    }
+    if kept.is_empty() && !dir.exists() {
+        println!("removed  {}", dir.display());
+    }
+    Ok(())
+}
+
 /// Writes the completion script for `shell`.
 pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     use clap::CommandFactory;
@@ -299,6 +322,9 @@ fn subcommand(cli: Cli) -> ExitCode {
         }
         Command::Masquerade(MasqueradeCommand::Install { dir }) => {
             masquerade_install(&dir.unwrap_or_else(|| paths.masquerade_dir.clone()))
+        }
+        Command::Masquerade(MasqueradeCommand::Uninstall { dir }) => {
+            masquerade_uninstall(&dir.unwrap_or_else(|| paths.masquerade_dir.clone()))
         }
         Command::Log { lines, follow } => crate::logview::log(&paths, lines, follow),
         Command::Man => {

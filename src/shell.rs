@@ -69,6 +69,40 @@ pub(crate) enum Linked {
 
 /// Links `dir/NAME` to `me` for every compiler name found on `path_var`
 /// (outside `dir` and distcc's own masquerade directories).
+/// Removes from `dir` the symbolic links that lead to `me`, then `dir`
+/// itself if nothing else is left in it. Returns the names removed and
+/// the names of other files, left alone.
+pub(crate) fn uninstall(dir: &Path, me: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{} does not exist: nothing to remove", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let (mut removed, mut kept) = (Vec::new(), Vec::new());
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let is_link = path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if is_link && path.canonicalize().is_ok_and(|real| real == me) {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+            removed.push(name);
+        } else {
+            kept.push(name);
+        }
+    }
+    removed.sort();
+    kept.sort();
+    if kept.is_empty() {
+        std::fs::remove_dir(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok((removed, kept))
+}
+
 pub(crate) fn install(dir: &Path, me: &Path, path_var: Option<&OsStr>) -> Result<Vec<Linked>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir_real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());

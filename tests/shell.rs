@@ -128,3 +128,35 @@ fn scripts_pass_shellcheck_and_the_shells_syntax_checks() {
         run_ok(sc);
     }
 }
+
+#[test]
+fn masquerade_uninstall_removes_only_the_links_to_tcpb() {
+    let env = TestEnv::new();
+    let masq = env.path("masq");
+    let mut install = env.tcpb();
+    install.args(["masquerade", "install"]).arg(&masq);
+    run_ok(install);
+    let links = std::fs::read_dir(&masq).unwrap().count();
+    assert!(links > 0);
+    // Something of the user's own beside the links stays, and so does DIR.
+    std::fs::write(masq.join("notes.txt"), "mine\n").unwrap();
+    let mut uninstall = env.tcpb();
+    uninstall.args(["masquerade", "uninstall"]).arg(&masq);
+    let out = run_ok(uninstall);
+    assert_eq!(out.matches("removed").count(), links, "{out}");
+    assert!(out.contains("kept") && out.contains("notes.txt"), "{out}");
+    let left: Vec<_> = std::fs::read_dir(&masq)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    // Without it the directory goes too.
+    std::fs::remove_file(masq.join("notes.txt")).unwrap();
+    let mut again = env.tcpb();
+    again.args(["masquerade", "install"]).arg(&masq);
+    run_ok(again);
+    let mut uninstall = env.tcpb();
+    uninstall.args(["masquerade", "uninstall"]).arg(&masq);
+    run_ok(uninstall);
+    assert!(!masq.exists(), "the emptied directory is removed");
+}
