@@ -250,6 +250,9 @@ pub struct ListStatus {
     pub compiles: u32,
     /// Seconds since a compile last used it.
     pub idle_s: u64,
+    /// Its entries tcpb does not use (ssh hosts, `+zeroconf`), and why.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// A compile waiting in the queue.

@@ -161,6 +161,9 @@ fn write_lists(out: &mut impl Write, lists: &[crate::protocol::ListStatus]) -> s
             }
         };
         writeln!(out, "{head:<7} {origin}: {} ({using})", l.hosts.join(" "))?;
+        for why in &l.skipped {
+            writeln!(out, "        not used: {why}")?;
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::os::unix::process::CommandExt;
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -147,7 +148,8 @@ fn ssh_and_zeroconf_hosts_are_skipped_with_a_warning() {
         err.contains("ssh host \"me@far/2\"") && err.contains("+zeroconf"),
         "{err}"
     );
-    // Said once, when the broker started; not on every compile.
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // Said once per build (process group), not on every compile.
     let again = env
         .tcpb()
         .args(["gcc", "-c", "w.c", "-o", "w.o"])
@@ -155,8 +157,25 @@ fn ssh_and_zeroconf_hosts_are_skipped_with_a_warning() {
         .output()
         .unwrap();
     assert_eq!(stderr_of(&again), "");
+    let mut other_build = env.tcpb();
+    other_build
+        .args(["gcc", "-c", "w.c", "-o", "w.o"])
+        .env("DISTCC_HOSTS", farm)
+        .process_group(0);
+    let other = other_build.output().unwrap();
+    assert!(
+        stderr_of(&other).contains("+zeroconf"),
+        "{}",
+        output_text(&other)
+    );
     let s = env.status(farm);
     assert_eq!(s["hosts"].as_array().unwrap().len(), 1, "{s}");
+    let text = env.tcpb().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("not used:") && text.contains("+zeroconf"),
+        "{text}"
+    );
 }
 
 #[test]

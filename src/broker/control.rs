@@ -148,6 +148,9 @@ async fn lease(broker: &Broker, conn: &Stream, req: LeaseRequest) -> std::io::Re
     if let Some(message) = started.refused {
         return send(conn, Response::Error { message }).await;
     }
+    if let Some(message) = started.notice {
+        send(conn, Response::Notice { message }).await?;
+    }
     let grant = match started.grant {
         Some(g) => g,
         None => match wait(broker, conn, started.id, rx).await? {

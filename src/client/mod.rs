@@ -200,11 +200,6 @@ fn lease(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseErro
 fn lease_once(paths: &Paths, req: &LeaseRequest) -> Result<(Grant, Stream), LeaseError> {
     let mut started = false;
     let mut conn = connect::connect_or_start(paths, &mut started).map_err(LeaseError::Connect)?;
-    if started {
-        for w in &req.farm.warnings {
-            eprintln!("tcpb: warning: {w}");
-        }
-    }
     let msg = ClientMsg {
         v: PROTOCOL_VERSION,
         req: Request::Lease(req.clone()),

@@ -16,6 +16,9 @@ pub(crate) struct Started {
     pub grant: Option<Grant>,
     /// Why it must compile locally instead of waiting (queue full).
     pub refused: Option<String>,
+    /// Something the user should read first (what of its host list tcpb
+    /// does not use), once per build.
+    pub notice: Option<String>,
 }
 
 /// Counts one compile's connection while it lives.

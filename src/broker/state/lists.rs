@@ -6,7 +6,7 @@
 
 use crate::hosts::HostList;
 use crate::protocol::ListStatus;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// One list in use.
@@ -18,6 +18,8 @@ struct InUse {
     last_used: Instant,
     /// Live compiles by build (process group).
     live: HashMap<u32, u32>,
+    /// Builds already told what of the list tcpb does not use.
+    warned: HashSet<u32>,
 }
 
 /// Every list in use, by host-set index.
@@ -43,6 +45,7 @@ impl Lists {
             list: list.clone(),
             last_used: now,
             live: HashMap::new(),
+            warned: HashSet::new(),
         };
         let i = match self.entries.iter().position(Option::is_none) {
             Some(i) => {
@@ -57,11 +60,16 @@ impl Lists {
         (i as u32, true)
     }
 
-    /// A compile of `build` with list `set` started.
-    pub fn started(&mut self, set: u32, build: u32) {
-        if let Some(Some(e)) = self.entries.get_mut(set as usize) {
-            *e.live.entry(build).or_default() += 1;
+    /// A compile of `build` with list `set` started. Returns what of the
+    /// list tcpb does not use (ssh hosts, `+zeroconf`), once per build, for
+    /// the user to read.
+    pub fn started(&mut self, set: u32, build: u32) -> Option<String> {
+        let e = self.entries.get_mut(set as usize)?.as_mut()?;
+        *e.live.entry(build).or_default() += 1;
+        if e.list.warnings.is_empty() || !e.warned.insert(build) {
+            return None;
         }
+        Some(e.list.warnings.join("; "))
     }
 
     /// A compile of `build` with list `set` ended.
@@ -121,6 +129,7 @@ impl Lists {
                 },
                 compiles: e.live.values().sum(),
                 idle_s: now.saturating_duration_since(e.last_used).as_secs(),
+                skipped: e.list.warnings.clone(),
             })
             .collect()
     }

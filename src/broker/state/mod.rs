@@ -225,7 +225,7 @@ impl Broker {
         state.next_lease += 1;
         state.last_active = now;
         let job = lease::job_of(&mut state.costs, req, set);
-        state.lists.started(set, req.build);
+        let notice = state.lists.started(set, req.build);
         state.leases.insert(id, Lease::new(req, set, waiter, now));
         let placed = state.sched.request(id, job, now);
         let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
@@ -235,7 +235,12 @@ impl Broker {
             let what = ("max_queue", "queued compiles");
             over_limit(&mut state, &self.shared.paths, what, max)
         });
-        Started { id, grant, refused }
+        Started {
+            id,
+            grant,
+            refused,
+            notice,
+        }
     }
 
     /// 1-based queue position of lease `id` (0 when it does not wait).
