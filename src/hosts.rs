@@ -76,7 +76,8 @@ pub struct HostList {
     pub entries: Vec<HostEntry>,
     /// `--localslots=N`.
     pub localslots: Option<u32>,
-    /// `--localslots_cpp=N` (accepted; tcpb does not run pump preprocessing).
+    /// `--localslots_cpp=N`: passed on to distcc, which limits pump mode's
+    /// local preprocessing with it.
     pub localslots_cpp: Option<u32>,
     /// Entries accepted but skipped, with why (ssh hosts, zeroconf).
     #[serde(default)]

@@ -64,7 +64,7 @@ pub(crate) fn compile(compiler: &OsStr, args: Vec<OsString>) -> ExitCode {
     };
     match (grant, distcc) {
         (Grant::Remote { port, options, .. }, Some(distcc)) => {
-            let relay = (port, options.as_str());
+            let relay = (port, relay_hosts(port, &options, &req.farm));
             let cmd = distcc_command(
                 &paths,
                 &distcc,
@@ -229,14 +229,30 @@ fn run_local(resolved: &Resolved, args: &[OsString]) -> ExitCode {
     run::run(cmd, &resolved.path.to_string_lossy())
 }
 
-/// distcc's command for a compile through relay port `port` with the
-/// host's distcc `options`.
+/// The host list distcc gets: the relay port with the host's options
+/// (`,lzo`, `,cpp`), and the user's own limits on this machine's work
+/// (`--localslots`, and `--localslots_cpp` for pump mode's preprocessing),
+/// which distcc enforces through the lock files of its `DISTCC_DIR`.
+fn relay_hosts(port: u16, options: &str, list: &HostList) -> String {
+    let mut hosts = String::new();
+    if let Some(n) = list.localslots {
+        hosts.push_str(&format!("--localslots={n} "));
+    }
+    if let Some(n) = list.localslots_cpp {
+        hosts.push_str(&format!("--localslots_cpp={n} "));
+    }
+    hosts.push_str(&format!("127.0.0.1:{port}/1{options}"));
+    hosts
+}
+
+/// distcc's command for a compile through relay port `port`, whose
+/// `DISTCC_HOSTS` is `hosts`.
 fn distcc_command(
     paths: &Paths,
     distcc: &Path,
     resolved: &Resolved,
     args: &[OsString],
-    (port, options): (u16, &str),
+    (port, hosts): (u16, String),
     path_var: Option<&OsStr>,
 ) -> Command {
     let dir = paths.distcc_dir();
@@ -250,7 +266,7 @@ fn distcc_command(
     let mut cmd = Command::new(distcc);
     cmd.arg(&resolved.distcc_name)
         .args(args)
-        .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/1{options}"))
+        .env("DISTCC_HOSTS", hosts)
         .env("DISTCC_DIR", &dir)
         // distcc 3.4 retries a refusing host forever with a period of 0.
         .env_remove("DISTCC_BACKOFF_PERIOD")
