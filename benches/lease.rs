@@ -91,7 +91,11 @@ async fn rate(socket: &Path, farm: &HostList, clients: usize, grants: usize) {
             let mut lat = Vec::new();
             while done.fetch_add(1, Ordering::Relaxed) < grants {
                 let t = Instant::now();
-                let (s, r) = ask(&socket, &msg).await;
+                let (mut s, mut r) = ask(&socket, &msg).await;
+                // A remote grant comes once the broker has reached the host.
+                while matches!(r, Response::Queued { .. }) {
+                    r = answer(&mut s).await;
+                }
                 assert!(matches!(r, Response::Granted(_)), "{r:?}");
                 lat.push(t.elapsed());
                 drop(s);
@@ -115,7 +119,10 @@ async fn rate(socket: &Path, farm: &HostList, clients: usize, grants: usize) {
 async fn queued(socket: &Path, n: usize, broker: &Broker) {
     let port = sinks(1).await;
     let farm = farm(&port, 1);
-    let (holder, r) = ask(socket, &request(&farm, 0)).await;
+    let (mut holder, mut r) = ask(socket, &request(&farm, 0)).await;
+    while matches!(r, Response::Queued { .. }) {
+        r = answer(&mut holder).await;
+    }
     assert!(matches!(r, Response::Granted(_)), "{r:?}");
     let (idle, _) = broker.rss_kib();
     let served = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));

@@ -188,8 +188,11 @@ async fn wait(
     let mut probe = [0u8; 64];
     let mut reader = conn;
     loop {
+        // Position 0: placed, its host being reached; the grant follows.
         let position = broker.position(id);
-        send(conn, Response::Queued { position }).await?;
+        if position > 0 {
+            send(conn, Response::Queued { position }).await?;
+        }
         tokio::select! {
             g = &mut rx => return match g {
                 Ok(g) => Ok(Some(g)),
