@@ -9,19 +9,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-fn have_pump() -> bool {
-    if which::which("distcc-pump").is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("distcc-pump is not installed, and CI=true: .ci/run must install it");
-    }
-    eprintln!(
-        "\n!!!!!!!!!! SKIPPED: distcc-pump not installed (apt-get install distcc-pump) !!!!!!!!!!\n"
-    );
-    false
-}
-
 /// `distcc-pump make -j4 CC=...` of the fixture in `dir` with `hosts`.
 fn pump_make(env: &TestEnv, dir: &std::path::Path, cc: &str, hosts: &str) -> String {
     copy_fixture(dir);
@@ -39,7 +26,7 @@ fn pump_make(env: &TestEnv, dir: &std::path::Path, cc: &str, hosts: &str) -> Str
 
 #[test]
 fn pump_make_through_tcpb_matches_plain_distcc_under_pump() {
-    if !have_distccd() || !have_pump() {
+    if !have_distccd() || !have_component(&["distcc-pump"], "distcc-pump") {
         return;
     }
     let env = TestEnv::new();

@@ -128,14 +128,26 @@ impl Drop for TestEnv {
 
 /// Returns whether `distccd` is installed. Under CI=true it must be.
 pub fn have_distccd() -> bool {
-    if which::which("distccd").is_ok() && which::which("distcc").is_ok() {
+    have_component(&["distccd", "distcc"], "distcc")
+}
+
+/// True when every one of `bins` is on PATH. Outside CI a missing one
+/// skips the test with a loud line; under `CI=true` it fails.
+pub fn have_component(bins: &[&str], package: &str) -> bool {
+    let missing: Vec<&str> = bins
+        .iter()
+        .copied()
+        .filter(|b| which::which(b).is_err())
+        .collect();
+    if missing.is_empty() {
         return true;
     }
+    let missing = missing.join("/");
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("distcc/distccd are not installed, and CI=true: .ci/run must install them");
+        panic!("{missing} not installed, and CI=true: .ci/run must install {package}");
     }
     eprintln!(
-        "\n!!!!!!!!!! SKIPPED: distccd/distcc not installed (apt-get install distcc) !!!!!!!!!!\n"
+        "\n!!!!!!!!!! SKIPPED: {missing} not installed (apt-get install {package}) !!!!!!!!!!\n"
     );
     false
 }

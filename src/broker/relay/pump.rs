@@ -112,14 +112,29 @@ impl Pump {
         if complete {
             watch.request_end = Some(Instant::now());
         }
-        let sent = tokio::time::timeout(self.idle, self.up.give(server, got)).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        if !self.forward(true, server, got).await {
             return Some(End::HostLost("could not send to the host".into()));
         }
-        self.moved.up += got.len() as u64;
+        None
+    }
+
+    /// Gives `got` to `dst` through the upward or downward lane and counts
+    /// it; false when `dst` took none of it within the idle time.
+    async fn forward(&mut self, upward: bool, dst: &TcpStream, got: Got) -> bool {
+        let lane = if upward { &self.up } else { &self.down };
+        let sent = tokio::time::timeout(self.idle, lane.give(dst, got)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return false;
+        }
+        let n = got.len() as u64;
+        if upward {
+            self.moved.up += n;
+        } else {
+            self.moved.down += n;
+        }
         self.moved.spliced += got.spliced();
         self.deadline = tokio::time::Instant::now() + self.idle;
-        None
+        true
     }
 
     /// Handles what the host's side gave: bytes for the client, or its end.
@@ -165,13 +180,9 @@ impl Pump {
             }
             Got::Piped(n) => watch.response.skip(n as u64),
         }
-        let sent = tokio::time::timeout(self.idle, self.down.give(client, got)).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        if !self.forward(false, client, got).await {
             return Some(End::Done); // the client went away
         }
-        self.moved.down += got.len() as u64;
-        self.moved.spliced += got.spliced();
-        self.deadline = tokio::time::Instant::now() + self.idle;
         None
     }
 }
