@@ -87,6 +87,10 @@ impl HostSpec {
 pub struct HostSet {
     /// Host names (`addr:port`, `localhost`).
     pub hosts: Vec<String>,
+    /// The list's `--localslots`: how many jobs this machine's pool may run
+    /// at once for it (the pool has the largest of the lists').
+    #[serde(default)]
+    pub local_slots: Option<u32>,
 }
 
 /// The whole farm: every host some list in use names, and each list's set.
@@ -132,6 +136,7 @@ pub(crate) fn build_all(lists: &[Option<&HostList>], config: &Config, cpus: u32)
         }
         sets.push(HostSet {
             hosts: entries.iter().map(HostEntry::name).collect(),
+            local_slots: list.and_then(|l| l.localslots),
         });
     }
     let added = apply_config(&mut hosts, config);

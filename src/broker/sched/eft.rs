@@ -88,14 +88,23 @@ pub(super) struct Want {
     pub set: u32,
 }
 
-/// Per host set (by index), which hosts are in it; none at all: every
-/// host is in every set.
-pub(super) type Sets = [Vec<bool>];
+/// One host set: which host ids are in it, and how many jobs this
+/// machine's pool may run at once for it (its list's `--localslots`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Members {
+    /// By host id: in the set.
+    pub hosts: Vec<bool>,
+    /// The pool's limit for this set's jobs, if the list gives one.
+    pub local_cap: Option<u32>,
+}
+
+/// The host sets by index; none at all: every host is in every set.
+pub(super) type Sets = [Members];
 
 /// True when host `id` is in `set` of `sets`.
 pub(super) fn in_set(sets: &Sets, set: u32, id: HostId) -> bool {
     match sets.get(set as usize) {
-        Some(members) => members.get(id.0).copied().unwrap_or(false),
+        Some(m) => m.hosts.get(id.0).copied().unwrap_or(false),
         None => sets.is_empty(),
     }
 }
@@ -160,10 +169,28 @@ impl<'a> View<'a> {
     pub(super) fn accepts(&self, id: HostId, need: Need, set: u32) -> bool {
         let h = self.host(id);
         match need {
-            Need::Remote if h.local_only => h.usable() && !self.alive(set),
+            Need::Remote if h.local_only => {
+                h.usable() && !self.alive(set) && self.pool_room(id, set)
+            }
             Need::Remote => h.usable() && in_set(self.sets, set, id),
+            Need::Local if h.local_only => !h.removed && self.pool_room(id, set),
             Need::Local => h.spec.is_local() && !h.removed,
         }
+    }
+
+    /// True when this machine's pool (host `id`) runs fewer jobs now than
+    /// `set`'s list allows it (`--localslots`; distcc counts every local
+    /// job of the machine against each client's own limit too).
+    fn pool_room(&self, id: HostId, set: u32) -> bool {
+        let Some(cap) = self.sets.get(set as usize).and_then(|m| m.local_cap) else {
+            return true;
+        };
+        let h = self.host(id);
+        let free_now = match self.booked.iter().find(|b| b.0 == id) {
+            Some((_, t)) => t.iter().take_while(|x| **x == 0.0).count() as u32,
+            None => h.free(),
+        };
+        h.cap.saturating_sub(free_now) < cap
     }
 
     /// True when some host of `set` takes distributable jobs.

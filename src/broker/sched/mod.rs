@@ -47,7 +47,7 @@ pub struct Scheduler {
     /// Where each live lease runs; the host keeps the job itself.
     held: HashMap<LeaseId, HostId>,
     /// Per host set of `Farm::sets`, which host ids are in it.
-    sets: Vec<Vec<bool>>,
+    sets: Vec<eft::Members>,
     /// Every host, in the order choices walk them...
     order: BTreeSet<OrderKey>,
     /// ...and those with a free slot.
@@ -190,11 +190,14 @@ impl Scheduler {
             .sets
             .iter()
             .map(|set| {
-                let members = |h: &Option<Host>| {
+                let member = |h: &Option<Host>| {
                     h.as_ref()
                         .is_some_and(|h| !h.local_only && set.hosts.contains(&h.spec.name))
                 };
-                self.hosts.iter().map(members).collect()
+                eft::Members {
+                    hosts: self.hosts.iter().map(member).collect(),
+                    local_cap: set.local_slots,
+                }
             })
             .collect();
         self.refresh_speeds();

@@ -297,6 +297,38 @@ fn a_lease_whose_host_cannot_be_reached_waits_again_or_runs_here() {
 }
 
 #[test]
+fn each_lists_localslots_limits_the_pool_for_its_own_jobs() {
+    let t = Instant::now();
+    let mut f = farm(vec![remote("a", 2, 1.0)]);
+    f.local_slots = 3;
+    let set = |local_slots| crate::farm::HostSet {
+        hosts: vec!["a".into()],
+        local_slots,
+    };
+    f.sets = vec![set(Some(1)), set(Some(3))];
+    let mut s = Scheduler::new(&f, hc(), t);
+    let local = |set| Job {
+        set,
+        ..Job::of(Need::Local)
+    };
+    assert_eq!(s.request(1, local(0), t).len(), 1);
+    assert!(s.request(2, local(0), t).is_empty(), "list 0 allows one");
+    assert_eq!(s.request(3, local(1), t).len(), 1, "list 1 allows three");
+    assert_eq!(s.request(4, local(1), t).len(), 1);
+    assert!(s.request(5, local(1), t).is_empty(), "the pool is full");
+    let placed = s.release(1, t);
+    let leases = |p: Vec<Placement>| p.iter().map(|p| p.lease).collect::<Vec<_>>();
+    assert_eq!(leases(placed), [5], "2 waits while others run here");
+    assert!(s.release(3, t).is_empty() && s.release(4, t).is_empty());
+    assert_eq!(
+        leases(s.release(5, t)),
+        [2],
+        "the pool is idle: list 0's turn"
+    );
+    s.check().unwrap();
+}
+
+#[test]
 fn dead_farm_falls_back_to_local_pool() {
     let t = Instant::now();
     let mut s = Scheduler::new(&farm(vec![remote("a", 4, 1.0)]), hc(), t);
