@@ -80,6 +80,17 @@ async fn ask(socket: &Path, msg: &ClientMsg) -> (UnixStream, Response) {
     (s, r)
 }
 
+/// Asks for a lease and waits for its grant (a remote grant comes once the
+/// broker has reached the host); returns the connection that holds it.
+async fn granted(socket: &Path, msg: &ClientMsg) -> UnixStream {
+    let (mut s, mut r) = ask(socket, msg).await;
+    while matches!(r, Response::Queued { .. }) {
+        r = answer(&mut s).await;
+    }
+    assert!(matches!(r, Response::Granted(_)), "{r:?}");
+    s
+}
+
 async fn rate(socket: &Path, farm: &HostList, clients: usize, grants: usize) {
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -91,12 +102,7 @@ async fn rate(socket: &Path, farm: &HostList, clients: usize, grants: usize) {
             let mut lat = Vec::new();
             while done.fetch_add(1, Ordering::Relaxed) < grants {
                 let t = Instant::now();
-                let (mut s, mut r) = ask(&socket, &msg).await;
-                // A remote grant comes once the broker has reached the host.
-                while matches!(r, Response::Queued { .. }) {
-                    r = answer(&mut s).await;
-                }
-                assert!(matches!(r, Response::Granted(_)), "{r:?}");
+                let s = granted(&socket, &msg).await;
                 lat.push(t.elapsed());
                 drop(s);
             }
@@ -119,11 +125,7 @@ async fn rate(socket: &Path, farm: &HostList, clients: usize, grants: usize) {
 async fn queued(socket: &Path, n: usize, broker: &Broker) {
     let port = sinks(1).await;
     let farm = farm(&port, 1);
-    let (mut holder, mut r) = ask(socket, &request(&farm, 0)).await;
-    while matches!(r, Response::Queued { .. }) {
-        r = answer(&mut holder).await;
-    }
-    assert!(matches!(r, Response::Granted(_)), "{r:?}");
+    let holder = granted(socket, &request(&farm, 0)).await;
     let (idle, _) = broker.rss_kib();
     let served = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let mut tasks = Vec::new();

@@ -215,19 +215,25 @@ fn write_hosts(out: &mut impl Write, s: &StatusSnapshot, color: bool) -> std::io
             h.fallbacks
         )?;
     }
-    if !s.queue.is_empty() {
-        writeln!(out, "\nQUEUE  WAITED  PID      SOURCE")?;
-        for q in &s.queue {
-            let src = q.source.as_deref().unwrap_or("(local job)");
-            writeln!(
-                out,
-                "{:>5}  {:>5.1}s  {:<7}  {src}",
-                q.position, q.waited_s, q.pid
-            )?;
-        }
-        if s.queued as usize > s.queue.len() {
-            writeln!(out, "  … and {} more", s.queued as usize - s.queue.len())?;
-        }
+    write_queue(out, s)
+}
+
+/// The first compiles waiting, and how many more.
+fn write_queue(out: &mut impl Write, s: &StatusSnapshot) -> std::io::Result<()> {
+    if s.queue.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nQUEUE  WAITED  PID      SOURCE")?;
+    for q in &s.queue {
+        let src = q.source.as_deref().unwrap_or("(local job)");
+        writeln!(
+            out,
+            "{:>5}  {:>5.1}s  {:<7}  {src}",
+            q.position, q.waited_s, q.pid
+        )?;
+    }
+    if s.queued as usize > s.queue.len() {
+        writeln!(out, "  … and {} more", s.queued as usize - s.queue.len())?;
     }
     Ok(())
 }
