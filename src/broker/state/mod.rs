@@ -230,8 +230,10 @@ impl Broker {
         let placed = state.sched.request(id, job, now);
         let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
         let max = state.config.broker.max_queue;
-        let refused = (grant.is_none() && state.sched.queued() > max).then(|| {
-            state.sched.unqueue(id);
+        // Only a compile that waits in the queue is turned away: one placed
+        // on a host being reached is on its way.
+        let over = state.sched.queued() > max && state.sched.unqueue(id);
+        let refused = over.then(|| {
             let what = ("max_queue", "queued compiles");
             over_limit(&mut state, &self.shared.paths, what, max)
         });

@@ -80,3 +80,41 @@ async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() 
         "configured slots shown"
     );
 }
+
+#[tokio::test]
+async fn a_compile_placed_on_a_host_is_not_turned_away_by_a_long_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _reports) = Relay::new();
+    let broker = Broker::new(
+        Config::default(),
+        paths(dir.path()),
+        Default::default(),
+        relay,
+        Box::new(AllSlots),
+    );
+    // Two compiles wait behind one on a one-slot local farm...
+    let local = crate::hosts::parse("localhost/1", "test").unwrap();
+    let mut waiting = Vec::new();
+    for pid in 1..=3 {
+        let (tx, rx) = oneshot::channel();
+        let started = broker.request(&request(&local, pid), tx);
+        assert!(started.refused.is_none());
+        waiting.push(rx);
+    }
+    // ...when max_queue is lowered below the queue's length.
+    let mut config = Config::default();
+    config.broker.max_queue = 1;
+    broker.reconfigure(config);
+    // Another list's free host takes the next compile: it is being
+    // connected to, not queued, and must not be refused.
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = host.local_addr().unwrap().port();
+    let farm = crate::hosts::parse(&format!("127.0.0.1:{port}/1"), "test").unwrap();
+    let (tx, _rx) = oneshot::channel();
+    let started = broker.request(&request(&farm, 4), tx);
+    assert_eq!(started.grant, None, "granted once its host is reached");
+    assert!(started.refused.is_none(), "{:?}", started.refused);
+    // One that would wait is still refused.
+    let (tx, _rx) = oneshot::channel();
+    assert!(broker.request(&request(&local, 5), tx).refused.is_some());
+}
