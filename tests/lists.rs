@@ -20,11 +20,7 @@ fn named_project(dir: &Path, prefix: &str, n: usize) -> Vec<String> {
         std::fs::write(dir.join(format!("{prefix}{i}.c")), src).unwrap();
         objs.push(format!("{prefix}{i}.o"));
     }
-    let mk = format!(
-        "OBJS := {}\nall: $(OBJS)\n%.o: %.c\n\t$(CC) -O2 -c $< -o $@\n",
-        objs.join(" ")
-    );
-    std::fs::write(dir.join("Makefile"), mk).unwrap();
+    write_makefile(dir, &objs);
     objs
 }
 

@@ -245,12 +245,17 @@ pub fn heavy_project(dir: &Path, n: usize) -> Vec<String> {
         std::fs::write(dir.join(format!("h{f}.c")), src).unwrap();
         objs.push(format!("h{f}.o"));
     }
+    write_makefile(dir, &objs);
+    objs
+}
+
+/// A Makefile in `dir` that compiles each of `objs` from its `.c` with -O2.
+pub fn write_makefile(dir: &Path, objs: &[String]) {
     let mk = format!(
         "OBJS := {}\nall: $(OBJS)\n%.o: %.c\n\t$(CC) -O2 -c $< -o $@\n",
         objs.join(" ")
     );
     std::fs::write(dir.join("Makefile"), mk).unwrap();
-    objs
 }
 
 /// Runs `cmd` to the end, killing it after `limit` (then panicking).
