@@ -32,6 +32,7 @@ fn farm(hosts: usize, rng: &mut Lcg) -> Farm {
             .map(|i| HostSpec {
                 name: format!("h{i}"),
                 addr: Some((format!("10.0.{}.{}", i / 250, i % 250), 3632)),
+                ssh: None,
                 slots: 16,
                 speed: 1.0 + 3.0 * rng.next(),
                 lzo: false,

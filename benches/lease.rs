@@ -61,6 +61,7 @@ fn request(farm: &HostList, n: usize) -> ClientMsg {
             build: 1,
             local_only: false,
             farm: farm.clone(),
+            ssh_env: Vec::new(),
         }),
     }
 }

@@ -135,6 +135,7 @@ impl Path {
                         build: 1,
                         local_only: false,
                         farm: farm.clone(),
+                        ssh_env: Vec::new(),
                     }),
                 };
                 frame::write_sync(&mut s, &msg).expect("lease request");

@@ -65,6 +65,7 @@ fn sim_farm(spec: &[(f64, u32)], unconfigured: bool) -> Farm {
         .map(|(i, (speed, slots))| HostSpec {
             name: format!("h{i}:3632"),
             addr: Some((format!("h{i}"), 3632)),
+            ssh: None,
             slots: *slots,
             speed: if unconfigured { 1.0 } else { *speed },
             lzo: false,

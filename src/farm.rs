@@ -2,7 +2,7 @@
 //! `[[host]]` tables of `config.toml`.
 
 use crate::config::Config;
-use crate::hosts::{HostEntry, HostList};
+use crate::hosts::{HostEntry, HostList, SshHost};
 use serde::{Deserialize, Serialize};
 
 /// One host as the scheduler sees it.
@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 pub struct HostSpec {
     /// `addr:port`, or `localhost`.
     pub name: String,
-    /// Where its distccd listens; `None` for `localhost` (run locally).
+    /// Where its distccd listens; `None` for `localhost` (run locally)
+    /// and for an ssh host.
     pub addr: Option<(String, u16)>,
+    /// How ssh reaches an ssh host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshHost>,
     /// Concurrent jobs it takes.
     pub slots: u32,
     /// Relative speed; higher is faster.
@@ -41,7 +45,7 @@ pub enum Admin {
 impl HostSpec {
     /// True for `localhost`: jobs granted here run on this machine.
     pub(crate) fn is_local(&self) -> bool {
-        self.addr.is_none()
+        self.addr.is_none() && self.ssh.is_none()
     }
 
     /// The options distcc must see for this host (`,lzo`, `,cpp`).
@@ -51,31 +55,31 @@ impl HostSpec {
 
     /// The spec of a host-list entry, at speed 1.0.
     pub(crate) fn from_entry(e: &HostEntry) -> HostSpec {
-        match e {
-            HostEntry::Local { slots } => HostSpec {
-                name: e.name(),
-                addr: None,
-                slots: *slots,
-                speed: 1.0,
-                lzo: false,
-                cpp: false,
-                admin: Admin::Active,
-            },
+        let (addr, ssh, slots, lzo, cpp) = match e {
+            HostEntry::Local { slots } => (None, None, *slots, false, false),
             HostEntry::Tcp {
                 host,
                 port,
                 slots,
                 lzo,
                 cpp,
-            } => HostSpec {
-                name: e.name(),
-                addr: Some((host.clone(), *port)),
-                slots: *slots,
-                speed: 1.0,
-                lzo: *lzo,
-                cpp: *cpp,
-                admin: Admin::Active,
-            },
+            } => (Some((host.clone(), *port)), None, *slots, *lzo, *cpp),
+            HostEntry::Ssh {
+                ssh,
+                slots,
+                lzo,
+                cpp,
+            } => (None, Some(ssh.clone()), *slots, *lzo, *cpp),
+        };
+        HostSpec {
+            name: e.name(),
+            addr,
+            ssh,
+            slots,
+            speed: 1.0,
+            lzo,
+            cpp,
+            admin: Admin::Active,
         }
     }
 }
@@ -155,6 +159,7 @@ pub(crate) fn build_all(lists: &[Option<&HostList>], config: &Config, cpus: u32)
         hosts.push(HostSpec {
             name: "localhost".to_string(),
             addr: None,
+            ssh: None,
             slots: cpus,
             speed: 1.0,
             lzo: false,

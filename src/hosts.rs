@@ -36,6 +36,48 @@ pub enum HostEntry {
         /// `,cpp`: pump mode.
         cpp: bool,
     },
+    /// `[USER]@HOST[/LIMIT][:COMMAND][,lzo][,cpp]`: `distccd --inetd` run
+    /// over ssh for each job.
+    Ssh {
+        /// Who and where, and the command.
+        ssh: SshHost,
+        /// Slots.
+        slots: u32,
+        /// `,lzo`: compress.
+        lzo: bool,
+        /// `,cpp`: pump mode.
+        cpp: bool,
+    },
+}
+
+/// An ssh host: distcc runs `ssh [-l USER] HOST COMMAND --inetd` per job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SshHost {
+    /// The login name; `None` leaves it to ssh (its config, or the user's).
+    pub user: Option<String>,
+    /// The host, as ssh is to be given it.
+    pub host: String,
+    /// distccd's path on the host; `None` for `distccd`.
+    pub command: Option<String>,
+}
+
+impl SshHost {
+    /// The command ssh runs on the host.
+    pub(crate) fn command(&self) -> &str {
+        self.command.as_deref().unwrap_or("distccd")
+    }
+}
+
+impl fmt::Display for SshHost {
+    /// `[USER]@HOST[:COMMAND]`: the entry without its limit and options.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = self.user.as_deref().unwrap_or("");
+        write!(f, "{user}@{}", self.host)?;
+        match &self.command {
+            Some(c) => write!(f, ":{c}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl HostEntry {
@@ -44,6 +86,7 @@ impl HostEntry {
         match self {
             HostEntry::Local { .. } => "localhost".to_string(),
             HostEntry::Tcp { host, port, .. } => host_port_name(host, *port),
+            HostEntry::Ssh { ssh, .. } => ssh.to_string(),
         }
     }
 }
@@ -79,7 +122,7 @@ pub struct HostList {
     /// `--localslots_cpp=N`: passed on to distcc, which limits pump mode's
     /// local preprocessing with it.
     pub localslots_cpp: Option<u32>,
-    /// Entries accepted but skipped, with why (ssh hosts, zeroconf).
+    /// Entries accepted but skipped, with why (zeroconf).
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -146,22 +189,76 @@ fn parse_token(token: &str, place: &str, list: &mut HostList) -> Result<(), Host
         ));
         return Ok(());
     }
-    if token.contains('@') {
-        list.warnings.push(format!(
-            "{place}: ssh host \"{token}\" is not supported by tcpb; skipped"
-        ));
-        return Ok(());
-    }
-    if token == "localhost" || token.starts_with("localhost/") {
+    let entry = if token == "localhost" || token.starts_with("localhost/") {
         let slots = match token.strip_prefix("localhost/") {
             Some(n) => parse_slots(n).map_err(err)?,
             None => DEFAULT_LOCAL_SLOTS,
         };
-        list.entries.push(HostEntry::Local { slots });
-        return Ok(());
-    }
-    list.entries.push(parse_tcp(token).map_err(err)?);
+        HostEntry::Local { slots }
+    } else if token.contains('@') {
+        parse_ssh(token).map_err(err)?
+    } else {
+        parse_tcp(token).map_err(err)?
+    };
+    list.entries.push(entry);
     Ok(())
+}
+
+/// `,lzo` and `,cpp` after a host.
+fn parse_options<'a>(opts: impl Iterator<Item = &'a str>) -> Result<(bool, bool), String> {
+    let (mut lzo, mut cpp) = (false, false);
+    for opt in opts {
+        match opt {
+            "lzo" => lzo = true,
+            "cpp" => cpp = true,
+            _ => {
+                return Err(format!(
+                    "unknown option \",{opt}\" (tcpb knows ,lzo and ,cpp)"
+                ));
+            }
+        }
+    }
+    Ok((lzo, cpp))
+}
+
+/// distcc's order (its `dcc_parse_ssh_host`): user up to `@`, host up to
+/// `/`, `:` or `,`, then the limit, then `:COMMAND`, then options.
+fn parse_ssh(token: &str) -> Result<HostEntry, String> {
+    let mut parts = token.split(',');
+    let main = parts.next().unwrap_or("");
+    let (lzo, cpp) = parse_options(parts)?;
+    let (user, rest) = main.split_once('@').unwrap_or(("", main));
+    let host_end = rest.find(['/', ':']).unwrap_or(rest.len());
+    let (host, mut rest) = rest.split_at(host_end);
+    if host.is_empty() {
+        return Err("missing host name after \"@\"".to_string());
+    }
+    if user.contains(['/', ':']) || host.contains('@') {
+        return Err(format!("\"{main}\" is not USER@HOST"));
+    }
+    let mut slots = DEFAULT_REMOTE_SLOTS;
+    if let Some(after) = rest.strip_prefix('/') {
+        let (n, tail) = after.split_at(after.find(':').unwrap_or(after.len()));
+        slots = parse_slots(n)?;
+        rest = tail;
+    }
+    let command = match rest.strip_prefix(':') {
+        Some("") => return Err("empty command after \":\"".to_string()),
+        Some(c) => Some(c.to_string()),
+        None if rest.is_empty() => None,
+        None => return Err(format!("unexpected \"{rest}\" after the host")),
+    };
+    let ssh = SshHost {
+        user: (!user.is_empty()).then(|| user.to_string()),
+        host: host.to_string(),
+        command,
+    };
+    Ok(HostEntry::Ssh {
+        ssh,
+        slots,
+        lzo,
+        cpp,
+    })
 }
 
 fn parse_slots(s: &str) -> Result<u32, String> {
@@ -174,18 +271,7 @@ fn parse_slots(s: &str) -> Result<u32, String> {
 fn parse_tcp(token: &str) -> Result<HostEntry, String> {
     let mut parts = token.split(',');
     let hostpart = parts.next().unwrap_or("");
-    let (mut lzo, mut cpp) = (false, false);
-    for opt in parts {
-        match opt {
-            "lzo" => lzo = true,
-            "cpp" => cpp = true,
-            _ => {
-                return Err(format!(
-                    "unknown option \",{opt}\" (tcpb knows ,lzo and ,cpp)"
-                ));
-            }
-        }
-    }
+    let (lzo, cpp) = parse_options(parts)?;
     let (addr, slots) = match hostpart.split_once('/') {
         Some((a, n)) => (a, parse_slots(n)?),
         None => (hostpart, DEFAULT_REMOTE_SLOTS),
@@ -279,109 +365,22 @@ impl fmt::Display for HostEntry {
                 let opts = options_suffix(*lzo, *cpp);
                 write!(f, "{}/{slots}{opts}", host_port_name(host, *port))
             }
+            HostEntry::Ssh {
+                ssh,
+                slots,
+                lzo,
+                cpp,
+            } => {
+                let opts = options_suffix(*lzo, *cpp);
+                let user = ssh.user.as_deref().unwrap_or("");
+                let command = ssh.command.as_deref().map(|c| format!(":{c}"));
+                let command = command.unwrap_or_default();
+                write!(f, "{user}@{}/{slots}{command}{opts}", ssh.host)
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tcp(host: &str, port: u16, slots: u32, lzo: bool, cpp: bool) -> HostEntry {
-        HostEntry::Tcp {
-            host: host.into(),
-            port,
-            slots,
-            lzo,
-            cpp,
-        }
-    }
-
-    #[test]
-    fn full_grammar() {
-        let l = parse(
-            "--randomize --localslots=3 --localslots_cpp=9\n\
-             localhost/6 build1 build2:4000 build3/8 10.0.0.4:3633/2,lzo \
-             [::1] [fe80::1]:4000/3,lzo,cpp  # comment build9\n\
-             me@sshhost/2 +zeroconf\n",
-            "DISTCC_HOSTS",
-        )
-        .unwrap();
-        assert_eq!(l.localslots, Some(3));
-        assert_eq!(l.localslots_cpp, Some(9));
-        assert_eq!(
-            l.entries,
-            vec![
-                HostEntry::Local { slots: 6 },
-                tcp("build1", 3632, 4, false, false),
-                tcp("build2", 4000, 4, false, false),
-                tcp("build3", 3632, 8, false, false),
-                tcp("10.0.0.4", 3633, 2, true, false),
-                tcp("::1", 3632, 4, false, false),
-                tcp("fe80::1", 4000, 3, true, true),
-            ]
-        );
-        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
-        assert_eq!(l.entries[6].name(), "[fe80::1]:4000");
-        assert_eq!(l.entries[6].to_string(), "[fe80::1]:4000/3,lzo,cpp");
-    }
-
-    #[test]
-    fn localhost_default_slots() {
-        let l = parse("localhost", "DISTCC_HOSTS").unwrap();
-        assert_eq!(l.entries, vec![HostEntry::Local { slots: 2 }]);
-    }
-
-    #[test]
-    fn errors_quote_entry_and_place() {
-        let e = parse("good\n\nbuild1:port9", "/etc/distcc/hosts").unwrap_err();
-        assert_eq!(e.entry, "build1:port9");
-        assert_eq!(e.origin, "/etc/distcc/hosts line 3");
-        assert!(e.to_string().contains("\"build1:port9\""), "{e}");
-        for bad in [
-            "h/0",
-            "h/x",
-            "h:0",
-            "h:70000",
-            "h,gzip",
-            "[::1",
-            "[::1]x",
-            ":3632",
-            "--bogus",
-            "--localslots=0",
-        ] {
-            let e = parse(bad, "DISTCC_HOSTS").unwrap_err();
-            assert_eq!(e.entry, bad);
-            assert_eq!(e.origin, "DISTCC_HOSTS");
-        }
-    }
-
-    #[test]
-    fn lookup_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let ddir = dir.path().join("dd");
-        std::fs::create_dir_all(&ddir).unwrap();
-        std::fs::write(ddir.join("hosts"), "fromfile/2\n").unwrap();
-        let dd = ddir.clone().into_os_string();
-        let env = |with_var: bool| {
-            let dd = dd.clone();
-            move |k: &str| match k {
-                "DISTCC_HOSTS" if with_var => Some("fromenv".into()),
-                "DISTCC_DIR" => Some(dd.clone()),
-                _ => None,
-            }
-        };
-        let l = load(env(true)).unwrap();
-        assert_eq!(l.origin, "DISTCC_HOSTS");
-        let l = load(env(false)).unwrap();
-        assert!(l.origin.ends_with("dd/hosts"));
-        assert_eq!(l.entries[0].name(), "fromfile:3632");
-
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(home.join(".distcc")).unwrap();
-        std::fs::write(home.join(".distcc/hosts"), "h1 h2").unwrap();
-        let h = home.into_os_string();
-        let l = load(|k: &str| (k == "HOME").then(|| h.clone())).unwrap();
-        assert_eq!(l.entries.len(), 2);
-    }
-}
+#[path = "hosts_tests.rs"]
+mod tests;

@@ -33,9 +33,12 @@
 //!     (`learn`) and the speeds choices use (`speeds`), health
 //!     (`health`), per-file costs (`costs`), ids (`ids`), the invariant
 //!     (`check`).
-//!   - `relay/`: a `Ticket` in at grant time, `Report`s out: the port pool
-//!     (`ports`), who connected (`peer`), the copy loop (`pump`) over a
-//!     buffer-or-splice lane (`lane`), distcc's token stream (`observe`).
+//!   - `relay/`: a `Ticket` in at grant time, `Report`s out: reaching the
+//!     host before the grant (`reach`: TCP, or `ssh` as distcc runs it on
+//!     one master connection per host), the port pool (`ports`), who
+//!     connected (`peer`), the copy loop (`pump`) over a buffer-or-splice
+//!     lane (`lane`, TCP or an ssh job's socket), distcc's token stream
+//!     (`observe`).
 //!   - `slots`: what this broker may use of each host (all of it alone;
 //!     team mode: its claims). `control`: one control connection.
 //!     `overlay`: runtime farm changes. `store`: state files, written on a

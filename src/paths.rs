@@ -103,6 +103,11 @@ impl Paths {
         self.runtime_dir.join("distcc")
     }
 
+    /// Where ssh hosts' master connections have their control sockets.
+    pub(crate) fn ssh_dir(&self) -> PathBuf {
+        self.runtime_dir.join("ssh")
+    }
+
     /// The broker's log file.
     pub(crate) fn log_file(&self) -> PathBuf {
         self.state_dir.join("broker.log")

@@ -126,6 +126,10 @@ pub struct LeaseRequest {
     pub local_only: bool,
     /// The client's distcc host list; the broker adopts it when it changed.
     pub farm: HostList,
+    /// When the list names ssh hosts: the compile's `DISTCC_SSH` and
+    /// `SSH_*` variables, the environment the broker runs ssh with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_env: Vec<(String, String)>,
 }
 
 /// A broker's answer.

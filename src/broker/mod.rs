@@ -130,13 +130,24 @@ async fn run(
     loaded: (store::Saved, sched::costs::SavedCosts),
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let distcc_dir = paths.distcc_dir();
-    tokio::task::spawn_blocking(move || prune_distcc_locks(&distcc_dir)).await??;
+    let (distcc_dir, ssh_dir) = (paths.distcc_dir(), paths.ssh_dir());
+    let dir = ssh_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        prune_distcc_locks(&distcc_dir)?;
+        ensure_private_dir(&dir)
+    })
+    .await??;
     let grace = Duration::from_secs(config.broker.shutdown_grace_s);
     let http_addr = config.http.listen;
     let socket = paths.socket();
-    let (relay, reports) = Relay::new();
-    let broker = Broker::new(config, paths, loaded, relay, Box::new(slots::AllSlots));
+    let (relay, reports) = Relay::new(ssh_dir);
+    let broker = Broker::new(
+        config,
+        paths,
+        loaded,
+        relay.clone(),
+        Box::new(slots::AllSlots),
+    );
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
@@ -144,7 +155,7 @@ async fn run(
         "broker started"
     );
     let tasks = [
-        tokio::spawn(tick(broker.clone())),
+        tokio::spawn(tick(broker.clone(), relay.clone())),
         tokio::spawn(reload_on_sighup(broker.clone())),
         tokio::spawn(relay_reports(broker.clone(), reports)),
     ];
@@ -194,7 +205,7 @@ async fn serve(
 }
 
 /// Periodic work: probes that are due, saving, log size, idle exit.
-async fn tick(broker: Broker) {
+async fn tick(broker: Broker, relay: Relay) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_log_check = Instant::now();
@@ -203,8 +214,12 @@ async fn tick(broker: Broker) {
         let now = Instant::now();
         broker.refresh_capacity();
         let (due, timeout) = broker.due_probes(now);
-        for (name, host, port) in due {
-            tokio::spawn(probe(broker.clone(), name, host, port, timeout));
+        for target in due {
+            let (broker, relay) = (broker.clone(), relay.clone());
+            tokio::spawn(async move {
+                let error = relay.probe(&target, timeout).await;
+                broker.probe_done(&target.name, error);
+            });
         }
         let check_log = now.duration_since(last_log_check) >= Duration::from_secs(1);
         if check_log {
@@ -222,24 +237,6 @@ async fn relay_reports(
     while let Some(r) = reports.recv().await {
         broker.on_report(r);
     }
-}
-
-/// One probe: a TCP connect with a timeout, then close.
-async fn probe(broker: Broker, name: String, host: String, port: u16, timeout: Duration) {
-    let result = tokio::time::timeout(
-        timeout,
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await;
-    let error = match result {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("connect failed: {e}")),
-        Err(_) => Some(format!(
-            "connect timed out after {} ms",
-            timeout.as_millis()
-        )),
-    };
-    broker.probe_done(&name, error);
 }
 
 /// Re-reads `config.toml` (on a blocking thread) and applies it. On error

@@ -89,6 +89,7 @@ mod tests {
         HostSpec {
             name: name.into(),
             addr: Some((name.into(), 3632)),
+            ssh: None,
             slots: 4,
             speed: 1.0,
             lzo: false,

@@ -36,6 +36,7 @@ mod tests {
         let h = HostSpec {
             name: "b:3632".into(),
             addr: Some(("b".into(), 3632)),
+            ssh: None,
             slots: 7,
             speed: 1.0,
             lzo: false,

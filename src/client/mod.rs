@@ -140,8 +140,28 @@ fn lease_request(route: &Route, cwd: &Path, compiler: &OsStr, farm: HostList) ->
         source_path: source_path.map(|p| p.to_string_lossy().into_owned()),
         // SAFETY: getpgrp has no preconditions and cannot fail.
         build: unsafe { libc::getpgrp() } as u32,
+        ssh_env: ssh_env(&farm, std::env::vars_os()),
         farm,
     }
+}
+
+/// The variables ssh needs from the compile's environment (`DISTCC_SSH`,
+/// `SSH_AUTH_SOCK` and the other `SSH_*`) when `farm` names an ssh host.
+fn ssh_env(
+    farm: &HostList,
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    use crate::hosts::HostEntry;
+    if !farm
+        .entries
+        .iter()
+        .any(|e| matches!(e, HostEntry::Ssh { .. }))
+    {
+        return Vec::new();
+    }
+    vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k == "DISTCC_SSH" || k.starts_with("SSH_"))
+        .collect()
 }
 
 /// Why a lease could not be had.
@@ -275,4 +295,36 @@ fn distcc_command(
         cmd.env("PATH", p);
     }
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_environment_is_sent_only_for_lists_with_ssh_hosts() {
+        let vars = || {
+            [
+                ("SSH_AUTH_SOCK", "/run/agent"),
+                ("DISTCC_SSH", "ssh -F cfg"),
+                ("HOME", "/home/me"),
+                ("DISTCC_HOSTS", "x"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+        };
+        let tcp = crate::hosts::parse("h1 h2", "DISTCC_HOSTS").unwrap();
+        assert!(ssh_env(&tcp, vars()).is_empty());
+        let ssh = crate::hosts::parse("h1 me@h2", "DISTCC_HOSTS").unwrap();
+        let got = ssh_env(&ssh, vars());
+        let want = [
+            ("SSH_AUTH_SOCK", "/run/agent"),
+            ("DISTCC_SSH", "ssh -F cfg"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
 }

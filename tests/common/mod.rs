@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod distccd;
+mod sshd;
 pub use distccd::*;
+#[allow(unused_imports)] // only the ssh tests use it
+pub use sshd::*;
 
 pub const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hello");

@@ -3,10 +3,51 @@
 //! `splice(2)` where they need not (payloads), so the bulk of a job never
 //! enters user space.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
+
+/// A non-blocking stream socket the relay copies from and to: distcc's or
+/// distccd's TCP connection, or the socket an ssh job's stdin and stdout
+/// are. Both splice.
+pub(super) trait Socket: AsRawFd + Sync {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+/// Both tokio stream types have these as inherent methods.
+macro_rules! socket {
+    ($t:ty) => {
+        impl Socket for $t {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::readable(self)
+            }
+            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::writable(self)
+            }
+            fn try_io<R>(
+                &self,
+                interest: Interest,
+                f: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                <$t>::try_io(self, interest, f)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$t>::try_read(self, buf)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$t>::try_write(self, buf)
+            }
+        }
+    };
+}
+socket!(TcpStream);
+socket!(UnixStream);
 
 /// Copy buffer per direction, for headers and small payloads.
 const BUF: usize = 16 * 1024;
@@ -76,7 +117,7 @@ impl Lane {
     /// `None` when the side has closed.
     pub(super) async fn receive(
         &mut self,
-        src: &TcpStream,
+        src: &impl Socket,
         opaque: u64,
     ) -> io::Result<Option<Got>> {
         if opaque >= SPLICE_MIN {
@@ -107,7 +148,7 @@ impl Lane {
     }
 
     /// Gives everything `got` holds to `dst`.
-    pub(super) async fn give(&self, dst: &TcpStream, got: Got) -> io::Result<()> {
+    pub(super) async fn give(&self, dst: &impl Socket, got: Got) -> io::Result<()> {
         let (pipe, len) = match got {
             Got::Read(n) => (None, n),
             Got::Piped(n) => (

@@ -1,5 +1,6 @@
-//! The TCP relay. Before a lease is granted, its `Ticket` (where to
-//! connect, the timeouts) is connected to its host (`Relay::prepare`); a
+//! The relay. Before a lease is granted, its `Ticket` (where to connect,
+//! the timeouts) is connected to its host (`Relay::prepare`; `reach`: a
+//! TCP connect, or for an ssh host an ssh run as distcc runs it, `ssh`); a
 //! host that refuses or does not answer is reported before distcc has
 //! started, and the broker names the next host to try or runs the compile
 //! here, so distcc never meets a host already dead. The connection then
@@ -12,22 +13,31 @@
 //! refused (the broker answers with the next host), a ticket ready on its
 //! port or unreachable, that distcc connected, and exactly one `Outcome`
 //! per connection it served. A port nobody connected to ends with its
-//! lease (`Relay::close`) and reports nothing. It never half-closes toward distccd (distccd kills a job whose
-//! client side reads EOF).
+//! lease (`Relay::close`) and reports nothing. It never half-closes toward
+//! distccd (distccd kills a job whose client side reads EOF).
 
 mod lane;
 pub mod observe;
 mod peer;
 mod ports;
 mod pump;
+mod reach;
+mod ssh;
 
 pub(crate) use peer::tcp_socket_uid;
 pub(crate) use pump::Watch;
+pub(crate) use ssh::SshEnv;
 
 use super::sched::LeaseId;
+use crate::farm::HostSpec;
+use crate::hosts::SshHost;
+use lane::Socket;
 use ports::Ports;
 use pump::{End, pump};
+use reach::Upstream;
+use ssh::Masters;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,10 +46,34 @@ use tokio::sync::{mpsc, oneshot};
 /// A farm host to connect to.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Target {
-    /// Its name in the farm (`addr:port`).
+    /// Its name in the farm (`addr:port`, `[USER]@HOST`).
     pub name: String,
-    /// Where its distccd listens.
-    pub addr: (String, u16),
+    /// How it is reached.
+    pub via: Via,
+}
+
+/// How a farm host is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Via {
+    /// Its distccd listens on this address and port.
+    Tcp(String, u16),
+    /// ssh starts `distccd --inetd` there for each job.
+    Ssh(SshHost),
+}
+
+impl Target {
+    /// How the relay reaches `spec`; `None` for this machine.
+    pub(crate) fn of(spec: &HostSpec) -> Option<Target> {
+        let via = match (&spec.addr, &spec.ssh) {
+            (Some((host, port)), _) => Via::Tcp(host.clone(), *port),
+            (None, Some(ssh)) => Via::Ssh(ssh.clone()),
+            (None, None) => return None,
+        };
+        Some(Target {
+            name: spec.name.clone(),
+            via,
+        })
+    }
 }
 
 /// Everything the relay needs for one lease, handed over at grant time.
@@ -53,6 +87,8 @@ pub(crate) struct Ticket {
     pub connect: Duration,
     /// How long the job may pass no byte either way (then it hung).
     pub idle: Duration,
+    /// For an ssh host: the compile's ssh environment.
+    pub env: Option<SshEnv>,
 }
 
 /// How a relayed connection ended.
@@ -121,17 +157,26 @@ struct Shared {
     ports: Ports,
     /// Where reports go (the broker's `relay_reports` task).
     reports: mpsc::UnboundedSender<Report>,
+    /// ssh hosts' master connections.
+    masters: Masters,
 }
 
 impl Relay {
     /// A relay with no port open yet, and the receiver of its reports.
-    pub(crate) fn new() -> (Relay, mpsc::UnboundedReceiver<Report>) {
+    /// ssh's control sockets go in `ssh_dir`, a private directory.
+    pub(crate) fn new(ssh_dir: PathBuf) -> (Relay, mpsc::UnboundedReceiver<Report>) {
         let (reports, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             ports: Ports::default(),
             reports,
+            masters: Masters::new(ssh_dir),
         });
         (Relay { shared }, rx)
+    }
+
+    /// Whether `target` answers within `timeout`: `None`, or why not.
+    pub(crate) async fn probe(&self, target: &Target, timeout: Duration) -> Option<String> {
+        reach::probe(&self.shared.masters, target, timeout).await
     }
 
     /// Connects `ticket` to its host (or the next ones the broker names)
@@ -243,19 +288,17 @@ fn keepalive(s: &TcpStream) {
 /// broker names the next host to try (nothing was sent yet).
 async fn prepare(shared: Arc<Shared>, mut ticket: Ticket) {
     let error = loop {
-        let t = &ticket.target;
-        let connect = TcpStream::connect((t.addr.0.as_str(), t.addr.1));
-        let error = match tokio::time::timeout(ticket.connect, connect).await {
-            Ok(Ok(server)) => match shared
+        let error = match reach::connect(&shared.masters, &ticket).await {
+            Ok(server) => match shared
                 .ports
                 .take(ticket.clone(), server, || open_port(&shared))
             {
                 Ok(port) => return shared.report(Report::Ready { ticket, port }),
                 Err(e) => break format!("cannot open a relay port: {e}"),
             },
-            Ok(Err(e)) => format!("connect failed: {e}"),
-            Err(_) => format!("connect timed out after {} ms", ticket.connect.as_millis()),
+            Err(e) => e,
         };
+        let t = &ticket.target;
         tracing::warn!(host = %t.name, lease = ticket.lease, "{error}");
         let (reply, next) = oneshot::channel();
         let refused = ticket.clone();
@@ -279,21 +322,34 @@ async fn serve(
     ticket: Ticket,
     port: u16,
     client: TcpStream,
-    server: TcpStream,
+    server: Upstream,
 ) {
     shared.report(Report::Connected {
         lease: ticket.lease,
     });
     let _ = client.set_nodelay(true);
-    let outcome = relay(&ticket, port, &client, &server).await;
+    keepalive(&client);
+    let outcome = match server {
+        Upstream::Tcp(server) => {
+            let _ = server.set_nodelay(true);
+            keepalive(&server);
+            relay(&ticket, port, &client, &server).await
+        }
+        Upstream::Ssh(session) => {
+            let outcome = relay(&ticket, port, &client, &session.stream).await;
+            let failed = !matches!(outcome, Outcome::Done(_));
+            match (session.finish(failed).await, outcome) {
+                (Some(ssh), Outcome::Lost(why)) => Outcome::Lost(format!("{why} (ssh: {ssh})")),
+                (Some(ssh), Outcome::Hung(why)) => Outcome::Hung(format!("{why} (ssh: {ssh})")),
+                (_, outcome) => outcome,
+            }
+        }
+    };
     shared.report(Report::Ended { ticket, outcome });
 }
 
 /// Copies one job between distcc (on relay port `port`) and its host.
-async fn relay(ticket: &Ticket, port: u16, client: &TcpStream, server: &TcpStream) -> Outcome {
-    let _ = server.set_nodelay(true);
-    keepalive(server);
-    keepalive(client);
+async fn relay(ticket: &Ticket, port: u16, client: &TcpStream, server: &impl Socket) -> Outcome {
     let started = Instant::now();
     let mut watch = Watch::default();
     let (end, moved) = pump(client, server, ticket.idle, &mut watch).await;

@@ -4,10 +4,10 @@
 //! lock never leaves this module and is never held across an await.
 
 use super::Ticket;
+use super::reach::Upstream;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Mutex;
-use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
 /// The most relay ports one broker opens.
@@ -19,7 +19,7 @@ struct Port {
     /// The ticket of the lease that owns the port and the connection to
     /// its host, made before the grant, until distcc's one connection
     /// arrives.
-    ticket: Option<(Ticket, TcpStream)>,
+    ticket: Option<(Ticket, Upstream)>,
     /// Owned by a lease (whether or not its connection came).
     owned: bool,
     /// The relay task serving the lease's connection.
@@ -52,7 +52,7 @@ impl Ports {
     pub(crate) fn take(
         &self,
         ticket: Ticket,
-        server: TcpStream,
+        server: Upstream,
         open: impl FnOnce() -> io::Result<u16>,
     ) -> io::Result<u16> {
         let mut inner = self.lock();
@@ -106,7 +106,7 @@ impl Ports {
     pub(crate) fn claim(
         &self,
         port: u16,
-        start: impl FnOnce(Ticket, TcpStream) -> AbortHandle,
+        start: impl FnOnce(Ticket, Upstream) -> AbortHandle,
     ) -> bool {
         let mut inner = self.lock();
         let Some(p) = inner.ports.get_mut(&port) else {

@@ -5,7 +5,7 @@
 //! watchers only count, so it moves socket to pipe to socket with
 //! `splice(2)` and never enters user space.
 
-use super::lane::{Got, Lane};
+use super::lane::{Got, Lane, Socket};
 use super::observe::{RequestWatch, ResponseWatch};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -68,7 +68,7 @@ struct Pump {
 /// bytes moved.
 pub(super) async fn pump(
     client: &TcpStream,
-    server: &TcpStream,
+    server: &impl Socket,
     idle: Duration,
     watch: &mut Watch,
 ) -> (End, Moved) {
@@ -104,7 +104,7 @@ pub(super) async fn pump(
 
 impl Pump {
     /// Gives `got` from the client to the host.
-    async fn upward(&mut self, got: Got, server: &TcpStream, watch: &mut Watch) -> Option<End> {
+    async fn upward(&mut self, got: Got, server: &impl Socket, watch: &mut Watch) -> Option<End> {
         let complete = match got {
             Got::Read(n) => watch.request.feed(&self.up.buf[..n]),
             Got::Piped(n) => watch.request.skip(n as u64),
@@ -120,7 +120,7 @@ impl Pump {
 
     /// Gives `got` to `dst` through the upward or downward lane and counts
     /// it; false when `dst` took none of it within the idle time.
-    async fn forward(&mut self, upward: bool, dst: &TcpStream, got: Got) -> bool {
+    async fn forward(&mut self, upward: bool, dst: &impl Socket, got: Got) -> bool {
         let lane = if upward { &self.up } else { &self.down };
         let sent = tokio::time::timeout(self.idle, lane.give(dst, got)).await;
         if !matches!(sent, Ok(Ok(()))) {

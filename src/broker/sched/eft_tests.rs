@@ -19,6 +19,7 @@ fn farm(spec: &[(f64, u32, &[f64])]) -> Farm {
             let spec = HostSpec {
                 name: format!("h{i}"),
                 addr: Some((format!("h{i}"), 3632)),
+                ssh: None,
                 slots: free + left.len() as u32,
                 speed: *speed,
                 lzo: false,

@@ -91,7 +91,7 @@ impl Host {
             (true, _, _) | (false, Admin::Drain, _) => HostState::Draining,
             (false, Admin::Disabled, _) => HostState::Disabled,
             (false, Admin::Active, Health::Up)
-                if self.spec.addr.is_some() && !self.health.checked() =>
+                if !self.spec.is_local() && !self.health.checked() =>
             {
                 HostState::Unknown
             }

@@ -335,18 +335,16 @@ impl Scheduler {
         }
     }
 
-    /// Remote hosts whose probe is due, as (name, host, port); each is
-    /// marked as being probed until `probe_done`.
-    pub(crate) fn due_probes(&mut self, now: Instant) -> Vec<(String, String, u16)> {
+    /// Remote hosts whose probe is due; each is marked as being probed
+    /// until `probe_done`.
+    pub(crate) fn due_probes(&mut self, now: Instant) -> Vec<HostSpec> {
         let mut due = Vec::new();
         for h in self.hosts.iter_mut().flatten() {
-            if h.removed || !h.health.probe_due(now) {
+            if h.removed || h.spec.is_local() || !h.health.probe_due(now) {
                 continue;
             }
-            if let Some((host, port)) = &h.spec.addr {
-                h.health.probe_started();
-                due.push((h.spec.name.clone(), host.clone(), *port));
-            }
+            h.health.probe_started();
+            due.push(h.spec.clone());
         }
         due
     }
@@ -480,6 +478,7 @@ fn wanted(farm: &Farm) -> Vec<(HostSpec, bool)> {
             HostSpec {
                 name: "localhost".to_string(),
                 addr: None,
+                ssh: None,
                 slots: farm.local_slots.max(1),
                 speed: 1.0,
                 lzo: false,

@@ -21,6 +21,7 @@ fn remote(name: &str, slots: u32, speed: f64) -> HostSpec {
     HostSpec {
         name: name.to_string(),
         addr: Some((name.to_string(), 3632)),
+        ssh: None,
         slots,
         speed,
         lzo: false,
@@ -33,6 +34,7 @@ fn local(slots: u32) -> HostSpec {
     HostSpec {
         name: "localhost".to_string(),
         addr: None,
+        ssh: None,
         slots,
         speed: 1.0,
         lzo: false,
@@ -261,7 +263,7 @@ fn reroute_moves_lease_and_marks_host_down() {
         s.request(4, Job::of(Need::Remote), t).is_empty(),
         "local pool full, farm out: it waits"
     );
-    let due: Vec<String> = s.due_probes(t).into_iter().map(|d| d.0).collect();
+    let due: Vec<String> = s.due_probes(t).into_iter().map(|d| d.name).collect();
     assert_eq!(due, ["a", "b"], "suspect hosts are probed at once");
     assert!(s.due_probes(t).is_empty(), "no second probe while one runs");
     assert!(s.probe_done("a", None, t).is_empty());
@@ -449,7 +451,7 @@ proptest! {
                 Op::Probe(i, ok) => {
                     let due = s.due_probes(now);
                     match due.get(i % due.len().max(1)) {
-                        Some((n, _, _)) => s.probe_done(n, (!ok).then(|| "x".to_string()), now),
+                        Some(h) => s.probe_done(&h.name, (!ok).then(|| "x".to_string()), now),
                         None => vec![],
                     }
                 }

@@ -5,6 +5,7 @@
 //! port when remote); relaying once distcc has connected to that port.
 //! Ending it removes the record.
 
+use crate::broker::relay::SshEnv;
 use crate::broker::sched::costs::Costs;
 use crate::broker::sched::{Job, Need};
 use crate::protocol::{Grant, LeaseRequest};
@@ -31,6 +32,8 @@ pub(super) struct Lease {
     pub phase: Phase,
     /// Why it runs here although its list names farm hosts, for the user.
     pub note: Option<String>,
+    /// Its ssh environment, when its list names ssh hosts.
+    pub ssh_env: Option<SshEnv>,
 }
 
 /// How a waiting client hears of its grant, with a note for the user.
@@ -72,6 +75,7 @@ impl Lease {
             since: now,
             phase: Phase::Waiting(Some(waiter)),
             note: None,
+            ssh_env: (!req.ssh_env.is_empty()).then(|| SshEnv::from(req.ssh_env.as_slice())),
         }
     }
 

@@ -24,7 +24,7 @@ use admission::over_limit;
 pub(crate) use admission::{Connection, Started};
 
 use super::overlay::Overlay;
-use super::relay::{Relay, Report};
+use super::relay::{Relay, Report, Target};
 use super::sched::costs::{Costs, SavedCosts};
 use super::sched::{HostId, LeaseId, Placement, Scheduler};
 use super::slots::{AllSlots, Slots};
@@ -355,10 +355,11 @@ impl Broker {
     }
 
     /// Remote hosts whose probe is due, and the probe timeout.
-    pub(crate) fn due_probes(&self, now: Instant) -> (Vec<(String, String, u16)>, Duration) {
+    pub(crate) fn due_probes(&self, now: Instant) -> (Vec<Target>, Duration) {
         let mut state = self.lock();
         let timeout = Duration::from_millis(state.config.health.timeout_ms);
-        (state.sched.due_probes(now), timeout)
+        let due = state.sched.due_probes(now);
+        (due.iter().filter_map(Target::of).collect(), timeout)
     }
 
     /// A probe of `name` finished; `error` says why it failed.

@@ -21,6 +21,7 @@ pub(super) fn ticket(state: &State, p: Placement) -> Option<Ticket> {
         target,
         connect: Duration::from_millis(b.connect_timeout_ms),
         idle: Duration::from_secs(b.job_timeout_s.max(1)),
+        env: state.leases.get(&p.lease).and_then(|l| l.ssh_env.clone()),
     })
 }
 
@@ -81,12 +82,7 @@ pub(super) fn unreachable(
 
 /// Where the relay reaches host `id`; `None` for this machine.
 pub(super) fn target(state: &State, id: HostId) -> Option<Target> {
-    let spec = &state.sched.host(id).spec;
-    let addr = spec.addr.clone()?;
-    Some(Target {
-        name: spec.name.clone(),
-        addr,
-    })
+    Target::of(&state.sched.host(id).spec)
 }
 
 /// A relayed connection of `ticket` ended with `outcome`.

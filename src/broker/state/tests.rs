@@ -31,6 +31,7 @@ fn request(farm: &HostList, pid: u32) -> LeaseRequest {
         build: 1,
         local_only: false,
         farm: farm.clone(),
+        ssh_env: Vec::new(),
     }
 }
 
@@ -38,7 +39,7 @@ fn request(farm: &HostList, pid: u32) -> LeaseRequest {
 async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() {
     let dir = tempfile::tempdir().unwrap();
     let usable = Arc::new(AtomicU32::new(4));
-    let (relay, _reports) = Relay::new();
+    let (relay, _reports) = Relay::new(std::env::temp_dir());
     let slots = Box::new(Claimed(Arc::clone(&usable)));
     let broker = Broker::new(
         Config::default(),
@@ -84,7 +85,7 @@ async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() 
 #[tokio::test]
 async fn a_compile_placed_on_a_host_is_not_turned_away_by_a_long_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _reports) = Relay::new();
+    let (relay, _reports) = Relay::new(std::env::temp_dir());
     let broker = Broker::new(
         Config::default(),
         paths(dir.path()),
