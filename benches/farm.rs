@@ -22,76 +22,10 @@ use std::time::{Duration, Instant};
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{FARMS, FarmSpec, Profile, TCPB, free_port};
-
-/// One simulated farm host; its distccd stops when dropped.
-struct Host {
-    speed: f64,
-    slots: u32,
-    port: u16,
-    log: PathBuf,
-    _daemon: common::Guard,
-}
-
-fn chmod(p: &Path, mode: u32) {
-    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
-}
-
-/// Starts a distccd whose compiles take declared work ÷ `speed`.
-fn start_host(root: &Path, idx: usize, speed: f64, slots: u32) -> Host {
-    let bin = root.join(format!("host{idx}-bin"));
-    std::fs::create_dir_all(&bin).unwrap();
-    chmod(&bin, 0o755);
-    let real = which::which("x86_64-linux-gnu-gcc").expect("gcc");
-    let script = format!(
-        "#!/bin/sh\nf=\nfor a in \"$@\"; do case \"$a\" in *.i) f=\"$a\";; esac; done\n\
-         if [ -n \"$f\" ]; then\n  w=$(sed -n 's/.*tcpb_work_ms = \\([0-9]*\\).*/\\1/p' \"$f\" | head -n 1)\n  \
-         [ -n \"$w\" ] && sleep $(awk \"BEGIN {{ print $w / 1000 / {speed} }}\")\nfi\nexec {} \"$@\"\n",
-        real.display()
-    );
-    for name in ["x86_64-linux-gnu-gcc", "gcc", "cc"] {
-        std::fs::write(bin.join(name), &script).unwrap();
-        chmod(&bin.join(name), 0o755);
-    }
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let log = root.join(format!("host{idx}.log"));
-    let (daemon, port) = common::distccd(&log, slots, Some(&path));
-    Host {
-        speed,
-        slots,
-        port,
-        log,
-        _daemon: daemon,
-    }
-}
-
-/// Writes a job set as C files and a Makefile. Returns the work of each
-/// job in ms.
-fn write_job_set(dir: &Path, set: Vec<(u64, u64)>) -> Vec<u64> {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut works = Vec::new();
-    let mut objs = Vec::new();
-    for (i, (w, size)) in set.into_iter().enumerate() {
-        works.push(w);
-        let pad = "x".repeat(size as usize);
-        let src = format!(
-            "static const int tcpb_work_ms = {w};\nconst char job{i}_pad[] = \"{pad}\";\n\
-             int job{i}(int v) {{ return v * {i} + tcpb_work_ms; }}\n"
-        );
-        std::fs::write(dir.join(format!("j{i}.c")), src).unwrap();
-        objs.push(format!("j{i}.o"));
-    }
-    let mk = format!(
-        "OBJS := {}\nall: $(OBJS)\n%.o: %.c\n\t$(CC) -c $< -o $@\nclean:\n\trm -f $(OBJS)\n",
-        objs.join(" ")
-    );
-    std::fs::write(dir.join("Makefile"), mk).unwrap();
-    works
-}
+use common::{
+    FARMS, FarmSpec, Host, Profile, TCPB, chmod, free_port, median, spearman, start_host,
+    write_job_set,
+};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Tool {
@@ -326,28 +260,6 @@ fn start_haproxy(root: &Path, hosts: &[Host]) -> (Child, u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, port)
-}
-
-/// Spearman's rank correlation of the pairs (ties broken by position).
-fn spearman(pairs: &[(f64, f64)]) -> f64 {
-    let ranks = |key: &dyn Fn(&(f64, f64)) -> f64| {
-        let mut idx: Vec<usize> = (0..pairs.len()).collect();
-        idx.sort_by(|a, b| key(&pairs[*a]).total_cmp(&key(&pairs[*b])));
-        let mut r = vec![0.0; pairs.len()];
-        for (rank, i) in idx.into_iter().enumerate() {
-            r[i] = rank as f64;
-        }
-        r
-    };
-    let (a, b) = (ranks(&|p| p.0), ranks(&|p| p.1));
-    let n = pairs.len() as f64;
-    let d2: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// What to run.

@@ -114,6 +114,10 @@ pub(crate) struct BrokerConfig {
     /// Seconds a host list no compile is using stays known; then it, and
     /// the hosts no other list names, leave the farm.
     pub list_idle_s: u64,
+    /// When no farm host of a compile's list has a free slot, a
+    /// distributable compile may run on this machine's idle CPUs if it
+    /// would finish sooner there (`sched::overflow`).
+    pub local_overflow: bool,
 }
 
 impl Default for BrokerConfig {
@@ -129,6 +133,7 @@ impl Default for BrokerConfig {
             max_queue: 10_000,
             max_connections: 16_384,
             list_idle_s: 600,
+            local_overflow: false,
         }
     }
 }

@@ -5,6 +5,28 @@
 use std::io;
 use std::path::Path;
 
+/// The kernel's CPU time counters since boot, summed over every CPU, in
+/// clock ticks: (idle, total). Idle counts I/O wait too.
+pub(crate) fn cpu_times() -> io::Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    let line = text.lines().next().unwrap_or("");
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/stat");
+    let mut fields = line.split_whitespace();
+    if fields.next() != Some("cpu") {
+        return Err(bad());
+    }
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already counted in user).
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if v.len() < 5 {
+        return Err(bad());
+    }
+    Ok((v[3] + v[4], v.iter().sum()))
+}
+
 /// This process's effective uid: whose compiles the broker serves, whose
 /// directories and peers are trusted.
 pub(crate) fn euid() -> u32 {

@@ -9,8 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod jobs;
+mod simfarm;
 #[allow(unused_imports)]
 pub use jobs::Profile;
+#[allow(unused_imports)]
+pub use simfarm::{Host, chmod, local_compiler, start_host, write_job_set};
 
 /// One simulated farm of the farm benchmark and its simulation: its name,
 /// (speed, slots) per host, and the mean job work in ms of its job sets.
@@ -293,4 +296,21 @@ pub fn distccd(log: &Path, jobs: u32, path: Option<&str>) -> (Guard, u16) {
         }
     }
     panic!("distccd did not start");
+}
+
+/// Spearman's rank correlation of the pairs (ties broken by position).
+pub fn spearman(pairs: &[(f64, f64)]) -> f64 {
+    let ranks = |key: &dyn Fn(&(f64, f64)) -> f64| {
+        let mut idx: Vec<usize> = (0..pairs.len()).collect();
+        idx.sort_by(|a, b| key(&pairs[*a]).total_cmp(&key(&pairs[*b])));
+        let mut r = vec![0.0; pairs.len()];
+        for (rank, i) in idx.into_iter().enumerate() {
+            r[i] = rank as f64;
+        }
+        r
+    };
+    let (a, b) = (ranks(&|p| p.0), ranks(&|p| p.1));
+    let n = pairs.len() as f64;
+    let d2: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }

@@ -209,10 +209,14 @@ async fn tick(broker: Broker, relay: Relay) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_log_check = Instant::now();
+    let mut cpu = LocalCpu::default();
     loop {
         every.tick().await;
         let now = Instant::now();
         broker.refresh_capacity();
+        if broker.options().local_overflow {
+            cpu.sample(&broker, now).await;
+        }
         let (due, timeout) = broker.due_probes(now);
         for target in due {
             let (broker, relay) = (broker.clone(), relay.clone());
@@ -226,6 +230,40 @@ async fn tick(broker: Broker, relay: Relay) {
             last_log_check = now;
         }
         broker.tick(now, check_log);
+    }
+}
+
+/// Samples this machine's idle CPUs for local overflow.
+#[derive(Default)]
+struct LocalCpu {
+    /// The last sample: when, and the kernel's (idle, total) CPU ticks.
+    last: Option<(Instant, (u64, u64))>,
+}
+
+/// How often idle CPUs are sampled.
+const CPU_SAMPLE: Duration = Duration::from_millis(500);
+
+impl LocalCpu {
+    /// Reads the counters (on a blocking thread) when a sample is due and
+    /// tells the broker how many CPUs were idle since the last one.
+    async fn sample(&mut self, broker: &Broker, now: Instant) {
+        if self
+            .last
+            .is_some_and(|(at, _)| now.duration_since(at) < CPU_SAMPLE)
+        {
+            return;
+        }
+        let Ok(Ok(times)) = tokio::task::spawn_blocking(crate::sys::cpu_times).await else {
+            return;
+        };
+        if let Some((_, (idle0, total0))) = self.last {
+            let total = times.1.saturating_sub(total0);
+            if total > 0 {
+                let idle = times.0.saturating_sub(idle0) as f64 / total as f64;
+                broker.local_idle(idle * f64::from(crate::farm::local_cpus()));
+            }
+        }
+        self.last = Some((now, times));
     }
 }
 

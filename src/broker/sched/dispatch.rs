@@ -94,6 +94,7 @@ impl Scheduler {
             }
             self.queue.served(d.job.build);
             self.queue.remove(d.lease);
+            self.count_overflow(d.host, d.job.need);
             let run = Run {
                 lease: d.lease,
                 start: self.secs(now),
@@ -125,7 +126,8 @@ impl Scheduler {
     /// A pass over the queue as it stands at `now`.
     fn pass(&self, now: Instant) -> Pass<'_> {
         let indexes = (&self.order, &self.free);
-        let view = View::new(&self.hosts, indexes, &self.sets, self.secs(now));
+        let view = View::new(&self.hosts, indexes, &self.sets, self.secs(now))
+            .with_overflow(self.overflow.allowance());
         // Enough lookahead for the free slots (a few each), and never past
         // every slot of the farm.
         let free: usize = view
@@ -164,6 +166,7 @@ impl Scheduler {
             host,
             start: 0.0,
             finish,
+            overflow: false,
         });
         pass.out.push(Decision {
             lease,

@@ -75,6 +75,9 @@ pub(super) struct Pick {
     pub start: f64,
     /// Seconds from now until the job would be done.
     pub finish: f64,
+    /// A distributable job on this machine's pool while its farm is up
+    /// (`overflow`).
+    pub overflow: bool,
 }
 
 /// What a job asks of a host: its cost, what it needs, its host set.
@@ -126,6 +129,8 @@ pub(super) struct View<'a> {
     first: Vec<f64>,
     /// Slot times of the hosts touched by a booking, ascending.
     booked: Vec<(HostId, Vec<f64>)>,
+    /// Distributable jobs the pool may still take while the farm is full.
+    overflow: u32,
 }
 
 impl<'a> View<'a> {
@@ -154,7 +159,15 @@ impl<'a> View<'a> {
             now,
             first: vec![f64::NAN; hosts.len()],
             booked: Vec::new(),
+            overflow: 0,
         }
+    }
+
+    /// Lets the pool take up to `n` distributable jobs while no farm host
+    /// of their set has a free slot.
+    pub(super) fn with_overflow(mut self, n: u32) -> Self {
+        self.overflow = n;
+        self
     }
 
     /// The host `id`.
@@ -164,13 +177,15 @@ impl<'a> View<'a> {
 
     /// True if host `id` takes a job of `need` from host set `set` now:
     /// a distributable job goes to the hosts of its set, or to this
-    /// machine's pool when none of them is up; a local-only job to
-    /// `localhost`.
+    /// machine's pool when none of them is up or it overflows there; a
+    /// local-only job to `localhost`.
     pub(super) fn accepts(&self, id: HostId, need: Need, set: u32) -> bool {
         let h = self.host(id);
         match need {
             Need::Remote if h.local_only => {
-                h.usable() && !self.alive(set) && self.pool_room(id, set)
+                h.usable()
+                    && self.pool_room(id, set)
+                    && (!self.alive(set) || self.overflows(id, set))
             }
             Need::Remote => h.usable() && in_set(self.sets, set, id),
             Need::Local if h.local_only => !h.removed && self.pool_room(id, set),
@@ -191,6 +206,24 @@ impl<'a> View<'a> {
             None => h.free(),
         };
         h.cap.saturating_sub(free_now) < cap
+    }
+
+    /// True when a distributable job of `set` may overflow to the pool
+    /// (host `id`) now: it has a free slot and an idle CPU, and no farm
+    /// host of the set has a free slot.
+    fn overflows(&self, id: HostId, set: u32) -> bool {
+        self.overflow > 0
+            && self.free_now(id)
+            && !self.free_hosts().any(|f| {
+                let h = self.host(f);
+                !h.local_only && h.usable() && in_set(self.sets, set, f)
+            })
+    }
+
+    /// True when `id` is the pool taking a distributable job of a set
+    /// whose farm is up.
+    fn is_overflow(&self, id: HostId, need: Need, set: u32) -> bool {
+        need == Need::Remote && self.host(id).local_only && self.alive(set)
     }
 
     /// True when some host of `set` takes distributable jobs.
@@ -289,6 +322,12 @@ impl<'a> View<'a> {
     pub(super) fn pick_on(&mut self, want: Want, margin: f64, min_speed: f64) -> Option<Pick> {
         let Want { cost, need, set } = want;
         let free_now = self.free_now_pick(want, min_speed);
+        // Overflowing is worth it only if it finishes sooner.
+        let margin = if free_now.is_some_and(|n| n.overflow) {
+            1.0
+        } else {
+            margin
+        };
         let mut best = free_now;
         let mut visited = 0;
         let order = self.order;
@@ -321,6 +360,7 @@ impl<'a> View<'a> {
                 host: id,
                 start,
                 finish: start + run,
+                overflow: self.is_overflow(id, need, set),
             };
             let better = best.is_none_or(|b| {
                 p.finish < b.finish || (p.finish == b.finish && start == 0.0 && b.start != 0.0)
@@ -345,11 +385,15 @@ impl<'a> View<'a> {
                 host: id,
                 start: 0.0,
                 finish: want.cost / self.host(id).speed.max(1e-6),
+                overflow: self.is_overflow(id, want.need, want.set),
             })
     }
 
     /// Books the slot of `pick`: it frees again when the job would finish.
     pub(super) fn take(&mut self, pick: Pick) {
+        if pick.overflow && pick.start == 0.0 {
+            self.overflow = self.overflow.saturating_sub(1);
+        }
         let at = match self.booked.iter().position(|b| b.0 == pick.host) {
             Some(at) => at,
             None => {

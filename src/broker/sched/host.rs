@@ -4,7 +4,7 @@
 use super::eft::Run;
 use super::health::{Health, HealthState};
 use super::learn::Learned;
-use crate::farm::{Admin, HostSpec};
+use crate::farm::{Admin, Farm, HostSpec};
 use crate::protocol::HostState;
 use std::time::Instant;
 
@@ -105,4 +105,26 @@ impl Host {
     pub(crate) fn free(&self) -> u32 {
         self.cap.saturating_sub(self.busy)
     }
+}
+
+/// The hosts of `farm`, as (spec, serves only local-only jobs): the pool
+/// for jobs that must run here is added when no list names `localhost`.
+pub(super) fn wanted(farm: &Farm) -> Vec<(HostSpec, bool)> {
+    let mut wanted: Vec<(HostSpec, bool)> = farm.hosts.iter().map(|h| (h.clone(), false)).collect();
+    if !farm.hosts.iter().any(HostSpec::is_local) {
+        wanted.push((
+            HostSpec {
+                name: "localhost".to_string(),
+                addr: None,
+                ssh: None,
+                slots: farm.local_slots.max(1),
+                speed: 1.0,
+                lzo: false,
+                cpp: false,
+                admin: Admin::Active,
+            },
+            true,
+        ));
+    }
+    wanted
 }

@@ -17,14 +17,16 @@ pub(crate) mod health;
 mod host;
 mod ids;
 pub(crate) mod learn;
+mod overflow;
 mod queue;
 mod speeds;
 
 use crate::config::HealthConfig;
-use crate::farm::{Admin, Farm, HostSpec};
+use crate::farm::{Farm, HostSpec};
 use eft::{OrderKey, Run, order_key};
 use health::Failure;
 pub(crate) use host::Host;
+use host::wanted;
 pub use ids::{HostId, LeaseId};
 use queue::Queue;
 pub use queue::{Job, Need};
@@ -70,6 +72,8 @@ pub struct Scheduler {
     /// Hosts dropped from the farm, until `take_retired` (their counters
     /// and learned speed outlive them in the broker's state).
     retired: Vec<Host>,
+    /// Distributable compiles on this machine's idle CPUs.
+    overflow: overflow::Overflow,
 }
 
 /// Requests the mean compile cost is taken over (a running mean).
@@ -94,6 +98,7 @@ impl Scheduler {
             requests: 0,
             mean_cost: 0.0,
             retired: Vec::new(),
+            overflow: overflow::Overflow::default(),
         };
         s.set_farm(farm, now);
         s
@@ -467,28 +472,6 @@ impl Scheduler {
     pub(crate) fn in_set(&self, set: u32, id: HostId) -> bool {
         eft::in_set(&self.sets, set, id)
     }
-}
-
-/// The hosts of `farm`, as (spec, serves only local-only jobs): the pool
-/// for jobs that must run here is added when no list names `localhost`.
-fn wanted(farm: &Farm) -> Vec<(HostSpec, bool)> {
-    let mut wanted: Vec<(HostSpec, bool)> = farm.hosts.iter().map(|h| (h.clone(), false)).collect();
-    if !farm.hosts.iter().any(HostSpec::is_local) {
-        wanted.push((
-            HostSpec {
-                name: "localhost".to_string(),
-                addr: None,
-                ssh: None,
-                slots: farm.local_slots.max(1),
-                speed: 1.0,
-                lzo: false,
-                cpp: false,
-                admin: Admin::Active,
-            },
-            true,
-        ));
-    }
-    wanted
 }
 
 #[cfg(test)]

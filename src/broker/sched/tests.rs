@@ -1,11 +1,12 @@
 use super::dispatch::EXPLORE_EVERY;
 use super::learn::{GUESS, MEASURED};
 use super::*;
+use crate::farm::Admin;
 use crate::protocol::HostState;
 use proptest::prelude::*;
 use std::time::Duration;
 
-fn hc() -> HealthConfig {
+pub(super) fn hc() -> HealthConfig {
     HealthConfig {
         interval_ms: 1000,
         idle_interval_ms: 1000,
@@ -17,7 +18,7 @@ fn hc() -> HealthConfig {
     }
 }
 
-fn remote(name: &str, slots: u32, speed: f64) -> HostSpec {
+pub(super) fn remote(name: &str, slots: u32, speed: f64) -> HostSpec {
     HostSpec {
         name: name.to_string(),
         addr: Some((name.to_string(), 3632)),
@@ -43,7 +44,7 @@ fn local(slots: u32) -> HostSpec {
     }
 }
 
-fn farm(hosts: Vec<HostSpec>) -> Farm {
+pub(super) fn farm(hosts: Vec<HostSpec>) -> Farm {
     Farm {
         hosts,
         local_slots: 2,
@@ -52,7 +53,7 @@ fn farm(hosts: Vec<HostSpec>) -> Farm {
     }
 }
 
-fn name(s: &Scheduler, p: &[Placement]) -> Vec<String> {
+pub(super) fn name(s: &Scheduler, p: &[Placement]) -> Vec<String> {
     p.iter().map(|p| s.host(p.host).spec.name.clone()).collect()
 }
 
@@ -377,6 +378,7 @@ enum Op {
     Tick(u64),
     Farm(Vec<(u8, u32, u8)>),
     Capacity(usize, u32),
+    Idle(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -390,6 +392,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), 0u8..3).prop_map(|(i, a)| Op::Admin(i, a)),
         1 => proptest::collection::vec((0u8..5, 1u32..4, 1u8..4), 0..4).prop_map(Op::Farm),
         2 => (any::<usize>(), 0u32..4).prop_map(|(i, n)| Op::Capacity(i, n)),
+        1 => (0u8..4).prop_map(Op::Idle),
     ]
 }
 
@@ -422,6 +425,7 @@ proptest! {
         let t0 = Instant::now();
         let mut now = t0;
         let mut s = Scheduler::new(&make_farm(&[(1, 2, 1), (2, 1, 2)]), hc(), now);
+        s.set_overflow(true);
         let mut live: Vec<LeaseId> = Vec::new();
         let mut next = 0;
         let mut farm_spec = vec![(1, 2, 1), (2, 1, 2)];
@@ -443,6 +447,7 @@ proptest! {
                     let _ = s.reroute(live[i % live.len()], "x".into(), now);
                     vec![]
                 }
+                Op::Idle(n) => s.local_idle(f64::from(n), now),
                 Op::Fail(i) => {
                     let ids: Vec<HostId> = s.hosts().map(|(id, _)| id).collect();
                     s.record_failure(ids[i % ids.len()], "x".into(), Failure::Refused, false, now);

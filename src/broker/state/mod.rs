@@ -104,8 +104,10 @@ struct State {
 impl State {
     fn new(config: Config, saved: Saved, costs: SavedCosts, now: Instant) -> State {
         let farm = crate::farm::build(&HostList::default(), &config, crate::farm::local_cpus());
+        let mut sched = Scheduler::new(&farm, config.health, now);
+        sched.set_overflow(config.broker.local_overflow);
         State {
-            sched: Scheduler::new(&farm, config.health, now),
+            sched,
             config,
             overlay: saved.overlay,
             slots: Box::new(AllSlots),
@@ -298,6 +300,7 @@ impl Broker {
         let now = Instant::now();
         let mut state = self.lock();
         state.sched.set_health_config(config.health);
+        state.sched.set_overflow(config.broker.local_overflow);
         state.config = config;
         let placed = farm::refresh(&mut state, now);
         deliver(&mut state, &self.shared.relay, placed, None);
@@ -351,6 +354,15 @@ impl Broker {
             .into_iter()
             .flat_map(|(id, cap)| sched.set_capacity(id, cap, now))
             .collect();
+        deliver(&mut state, &self.shared.relay, placed, None);
+    }
+
+    /// This machine had `idle_cpus` idle CPUs over the last sample: local
+    /// overflow may place queued compiles.
+    pub(crate) fn local_idle(&self, idle_cpus: f64) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let placed = state.sched.local_idle(idle_cpus, now);
         deliver(&mut state, &self.shared.relay, placed, None);
     }
 
