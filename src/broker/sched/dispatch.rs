@@ -219,7 +219,10 @@ impl Scheduler {
             need: job.need,
             set: job.set,
         };
-        let Some(pick) = pass.view.pick_on(want, margin, min_speed) else {
+        // Overflowing to this machine only with a measured cost: a heavy
+        // compile guessed light would finish last, here, at local speed.
+        let pick = pass.view.pick_on(want, margin, min_speed);
+        let Some(pick) = pick.filter(|p| !p.overflow || job.known) else {
             pass.waited += 1;
             return;
         };

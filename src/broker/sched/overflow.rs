@@ -2,7 +2,8 @@
 //! compile's list has a free slot and this machine has idle CPUs, the
 //! compile may run here if it would finish sooner than by waiting for the
 //! farm (the earliest-finish choice decides, with no margin in favour of
-//! the free local slot). Idle CPUs are measured (`broker` samples the
+//! the free local slot) and its cost was measured on that file before (a
+//! heavy compile guessed light would finish last, here). Idle CPUs are measured (`broker` samples the
 //! kernel's CPU times), so the preprocessing that farm compiles do here
 //! keeps its CPUs: those are busy, not idle. As in distcc when `localhost`
 //! is listed, but only while the farm is full.
@@ -99,6 +100,24 @@ mod tests {
         assert_eq!(placed(1.0, true, 2.0), ["r", "localhost", "localhost"]);
         // Waiting for a host four times as fast finishes sooner.
         assert_eq!(placed(4.0, true, 2.0), ["r"]);
+    }
+
+    #[test]
+    fn a_compile_whose_cost_is_only_a_guess_does_not_overflow() {
+        let t = Instant::now();
+        let mut s = Scheduler::new(&farm(vec![remote("r", 1, 1.0)]), hc(), t);
+        s.set_overflow(true);
+        s.local_idle(2.0, t);
+        let guessed = Job {
+            known: false,
+            ..Job::of(Need::Remote)
+        };
+        let mut got = Vec::new();
+        for l in 0..3 {
+            let p = s.request(l, guessed, t);
+            got.extend(name(&s, &p));
+        }
+        assert_eq!(got, ["r"]);
     }
 
     #[test]
