@@ -62,6 +62,7 @@ fn request(farm: &HostList, n: usize) -> ClientMsg {
             local_only: false,
             farm: farm.clone(),
             ssh_env: Vec::new(),
+            io_timeout_s: None,
         }),
     }
 }

@@ -136,6 +136,7 @@ impl Path {
                         local_only: false,
                         farm: farm.clone(),
                         ssh_env: Vec::new(),
+                        io_timeout_s: None,
                     }),
                 };
                 frame::write_sync(&mut s, &msg).expect("lease request");

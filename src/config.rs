@@ -219,22 +219,60 @@ impl Config {
                 ),
             });
         }
+        config
+            .check_bounds()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_string(),
+                message,
+            })?;
         for h in &config.hosts {
             let bad = |what: &str| ConfigError::Invalid {
                 path: path.to_string(),
                 message: format!("host \"{}\": {what}", h.name),
             };
-            if let Some(s) = h.speed
-                && !(s.is_finite() && s > 0.0)
-            {
-                return Err(bad("speed must be a positive number"));
+            if let Some(s) = h.speed {
+                crate::limits::speed(s).map_err(|e| bad(&e))?;
             }
-            if h.slots == Some(0) {
-                return Err(bad("slots must be at least 1"));
+            if let Some(n) = h.slots {
+                crate::limits::slots(n).map_err(|e| bad(&e))?;
             }
             crate::hosts::parse(&h.name, path).map_err(|e| bad(&e.reason))?;
         }
         Ok(config)
+    }
+
+    /// Every count and time within `limits`, so no sum with an instant or
+    /// a count can overflow.
+    fn check_bounds(&self) -> Result<(), String> {
+        use crate::limits::{MAX_COUNT, MAX_SECS, at_most};
+        let (b, h) = (&self.broker, &self.health);
+        let ms = MAX_SECS * 1000;
+        let checks = [
+            ("[broker] idle_exit_s", b.idle_exit_s, MAX_SECS),
+            ("[broker] connect_timeout_ms", b.connect_timeout_ms, ms),
+            ("[broker] job_timeout_s", b.job_timeout_s, MAX_SECS),
+            ("[broker] queue_timeout_s", b.queue_timeout_s, MAX_SECS),
+            ("[broker] client_timeout_s", b.client_timeout_s, MAX_SECS),
+            ("[broker] shutdown_grace_s", b.shutdown_grace_s, MAX_SECS),
+            ("[broker] list_idle_s", b.list_idle_s, MAX_SECS),
+            ("[broker] log_max_kib", b.log_max_kib, 1 << 30),
+            ("[broker] max_queue", b.max_queue as u64, MAX_COUNT),
+            (
+                "[broker] max_connections",
+                b.max_connections as u64,
+                MAX_COUNT,
+            ),
+            ("[health] interval_ms", h.interval_ms, ms),
+            ("[health] idle_interval_ms", h.idle_interval_ms, ms),
+            ("[health] timeout_ms", h.timeout_ms, ms),
+            ("[health] max_interval_ms", h.max_interval_ms, ms),
+            ("[health] hang_hold_s", h.hang_hold_s, MAX_SECS),
+            ("[health] fall", u64::from(h.fall), 1000),
+            ("[health] rise", u64::from(h.rise), 1000),
+        ];
+        checks
+            .iter()
+            .try_for_each(|(key, value, max)| at_most(key, *value, *max))
     }
 }
 

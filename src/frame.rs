@@ -7,8 +7,10 @@ use serde::de::DeserializeOwned;
 use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The largest payload accepted.
-pub(crate) const MAX_FRAME: usize = 1 << 20;
+/// The largest payload accepted: a status or a lease request of a farm of
+/// `limits::MAX_HOSTS` hosts (about 3.5 MB and 0.7 MB) with room to spare.
+/// Only this user can reach the control socket.
+pub(crate) const MAX_FRAME: usize = 16 << 20;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -155,6 +155,16 @@ pub fn parse(text: &str, origin: &str) -> Result<HostList, HostsError> {
         };
         for token in line.split_whitespace() {
             parse_token(token, &place, &mut list)?;
+            if list.entries.len() > crate::limits::MAX_HOSTS {
+                return Err(HostsError {
+                    origin: place,
+                    entry: token.to_string(),
+                    reason: format!(
+                        "the list names more than {} hosts",
+                        crate::limits::MAX_HOSTS
+                    ),
+                });
+            }
         }
     }
     Ok(list)
@@ -169,11 +179,10 @@ fn parse_token(token: &str, place: &str, list: &mut HostList) -> Result<(), Host
     if let Some(opt) = token.strip_prefix("--") {
         let (key, value) = opt.split_once('=').unwrap_or((opt, ""));
         let number = || {
-            value
+            let n = value
                 .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| err(format!("--{key} needs a positive number")))
+                .map_err(|_| err(format!("--{key} needs a positive number")))?;
+            crate::limits::slots(n).map_err(|e| err(format!("--{key}: {e}")))
         };
         match key {
             "randomize" if value.is_empty() => {}
@@ -263,7 +272,12 @@ fn parse_ssh(token: &str) -> Result<HostEntry, String> {
 
 fn parse_slots(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
+        Ok(n) if n > 0 => crate::limits::slots(n),
+        // Digits too many for a u32 are over the limit too.
+        Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Err(format!(
+            "{s} slots is over the limit of {}",
+            crate::limits::MAX_SLOTS
+        )),
         _ => Err(format!("slot limit \"{s}\" is not a positive number")),
     }
 }

@@ -12,27 +12,31 @@
 //!   compiler (`compiler`), reach or start the broker (`connect`), take a
 //!   lease, exec distcc or run the compiler (`run`).
 //! - `classify`: which command lines may go to the farm (`Route`).
-//! - `hosts`: distcc's host-list grammar and where distcc looks for it;
-//!   `config`: `config.toml`; `farm`: the two merged into `HostSpec`s.
+//! - `hosts`: distcc's host-list grammar (TCP, ssh and `localhost` hosts)
+//!   and where distcc looks for it; `config`: `config.toml`; `farm`: the two
+//!   merged into `HostSpec`s; `limits`: the bounds every value entering
+//!   tcpb is held to.
 //! - `protocol`: the typed control messages (`LeaseRequest` on the wire,
 //!   `Grant` back); `frame`: their length-prefixed framing.
 //! - `paths`: runtime, state and config locations (the `directories`
-//!   crate, `TCPB_*` overrides); `sys`: the uid, signal handlers, setting a
-//!   full log aside, the open-file limit.
+//!   crate, `TCPB_*` overrides; private directories and files); `sys`: the
+//!   uid, signal handlers, setting a full log aside, the open-file limit,
+//!   CPU times, rate-limited logging (`Quiet`).
 //! - `broker/`: the daemon. `mod.rs` runs it: control socket, tick,
-//!   probes, reload, relay reports, shutdown.
+//!   probes, idle-CPU samples, reload, relay reports, shutdown.
 //!   - `state/`: the one owner of everything the tasks share (`Broker`);
 //!     its mutex never leaves the module. One `Lease` record per compile
-//!     and its `Job` (`lease`), the farm in force, per-host memory and
-//!     what to save (`farm`), the relay's tickets and reports (`relayed`),
-//!     `tcpb host` (`admin`), counters (`stats`), status (`view`).
+//!     and its `Job` (`lease`), placements turned into grants and leases
+//!     ended (`grant`), the farm in force, per-host memory and what to save
+//!     (`farm`), the relay's tickets and reports (`relayed`), `tcpb host`
+//!     (`admin`), counters (`stats`), status (`view`).
 //!   - `sched/`: pure slot accounting and host choice, time passed in:
 //!     `Scheduler` (`mod.rs`) over the hosts (`host`), the fair queue
 //!     (`queue`, whose entries are `Job`s), the queue pass (`dispatch`)
 //!     through the earliest-finish simulation (`eft`), speed samples
 //!     (`learn`) and the speeds choices use (`speeds`), health
-//!     (`health`), per-file costs (`costs`), ids (`ids`), the invariant
-//!     (`check`).
+//!     (`health`), per-file costs (`costs`), idle local CPUs taking a full
+//!     farm's compiles (`overflow`), ids (`ids`), the invariant (`check`).
 //!   - `relay/`: a `Ticket` in at grant time, `Report`s out: reaching the
 //!     host before the grant (`reach`: TCP, or `ssh` as distcc runs it on
 //!     one master connection per host), the port pool (`ports`), who
@@ -68,6 +72,7 @@ pub mod config;
 pub mod farm;
 pub mod frame;
 pub mod hosts;
+pub mod limits;
 pub(crate) mod logview;
 pub(crate) mod paths;
 pub mod protocol;

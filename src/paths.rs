@@ -132,7 +132,17 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let meta = std::fs::metadata(dir)?;
+    // Not through a link: another user could have made it point anywhere.
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory (a symbolic link?); remove it",
+                dir.display()
+            ),
+        ));
+    }
     let uid = crate::sys::euid();
     if meta.uid() != uid {
         return Err(std::io::Error::new(
@@ -160,6 +170,38 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Creates `path` anew (never an existing file, never through a link),
+/// readable and writable by this user only.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens `path` for appending, creating it private to this user; refuses a
+/// link, or a file another user owns.
+pub(crate) fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.uid() != crate::sys::euid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} is not a file of this user's", path.display()),
+        ));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

@@ -130,6 +130,11 @@ pub struct LeaseRequest {
     /// `SSH_*` variables, the environment the broker runs ssh with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_env: Vec<(String, String)>,
+    /// The compile's `DISTCC_IO_TIMEOUT` in seconds, when set: distcc
+    /// gives up on a silent host after it (300 s when unset), so the relay
+    /// calls the host hung before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_timeout_s: Option<u64>,
 }
 
 /// A broker's answer.

@@ -105,6 +105,7 @@ pub(crate) fn uninstall(dir: &Path, me: &Path) -> Result<(Vec<String>, Vec<Strin
 
 pub(crate) fn install(dir: &Path, me: &Path, path_var: Option<&OsStr>) -> Result<Vec<Linked>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    only_mine(dir)?;
     let dir_real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut names: Vec<String> = Vec::new();
     for d in std::env::split_paths(path_var.unwrap_or_default()) {
@@ -127,6 +128,31 @@ pub(crate) fn install(dir: &Path, me: &Path, path_var: Option<&OsStr>) -> Result
     }
     names.sort();
     names.into_iter().map(|name| link(dir, me, name)).collect()
+}
+
+/// Refuses a directory another user owns or may write to: what else is
+/// in it would run, first on `PATH`, as this user.
+fn only_mine(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let me = crate::sys::euid();
+    if meta.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to this user (uid {me}): its programs would run as you",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "{} is writable by other users (mode {:o}): what they put there would run as you; \
+             run: chmod go-w {}",
+            dir.display(),
+            meta.mode() & 0o777,
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn is_executable(p: &Path) -> bool {

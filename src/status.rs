@@ -40,6 +40,24 @@ pub(crate) fn status(paths: &Paths, json: bool) -> Result<()> {
 }
 
 /// Colour when stdout is a terminal and `NO_COLOR` is unset.
+/// `text` as it may reach a terminal: control characters (escape
+/// sequences in a file or host name) are shown escaped, not obeyed.
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 pub(crate) fn use_color() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
@@ -175,9 +193,9 @@ fn write_hosts(out: &mut impl Write, s: &StatusSnapshot, color: bool) -> std::io
         .iter()
         .map(|h| {
             if h.local_only {
-                format!("{} (local jobs)", h.name)
+                format!("{} (local jobs)", shown(&h.name))
             } else {
-                h.name.clone()
+                shown(&h.name).into_owned()
             }
         })
         .collect();
@@ -198,8 +216,8 @@ fn write_hosts(out: &mut impl Write, s: &StatusSnapshot, color: bool) -> std::io
     for (h, name) in s.hosts.iter().zip(&names) {
         let state = state_text(h.state, h.seen_s, sw, color);
         let err = match (&h.last_error, h.last_error_age_s) {
-            (Some(e), Some(age)) => format!("{e} ({} ago)", duration(age)),
-            (Some(e), None) => e.clone(),
+            (Some(e), Some(age)) => format!("{} ({} ago)", shown(e), duration(age)),
+            (Some(e), None) => shown(e).into_owned(),
             _ => "-".to_string(),
         };
         writeln!(
@@ -225,7 +243,7 @@ fn write_queue(out: &mut impl Write, s: &StatusSnapshot) -> std::io::Result<()> 
     }
     writeln!(out, "\nQUEUE  WAITED  PID      SOURCE")?;
     for q in &s.queue {
-        let src = q.source.as_deref().unwrap_or("(local job)");
+        let src = shown(q.source.as_deref().unwrap_or("(local job)"));
         writeln!(
             out,
             "{:>5}  {:>5.1}s  {:<7}  {src}",

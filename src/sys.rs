@@ -27,6 +27,42 @@ pub(crate) fn cpu_times() -> io::Result<(u64, u64)> {
     Ok((v[3] + v[4], v.iter().sum()))
 }
 
+/// Logging of what another user, or a fault that repeats, can trigger: at
+/// most one line per period, which says how many were not logged.
+pub(crate) struct Quiet {
+    secs: u64,
+    /// When the last line was logged, and the events since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Quiet {
+    /// At most one line every `secs` seconds.
+    pub(crate) const fn new(secs: u64) -> Quiet {
+        Quiet {
+            secs,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` when a line is due now (`n` events since the last line
+    /// were not logged); `None` when this one is not to be logged.
+    pub(crate) fn due(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match s.0 {
+            Some(at) if now.duration_since(at).as_secs() < self.secs => {
+                s.1 += 1;
+                None
+            }
+            _ => {
+                let n = s.1;
+                *s = (Some(now), 0);
+                Some(n)
+            }
+        }
+    }
+}
+
 /// This process's effective uid: whose compiles the broker serves, whose
 /// directories and peers are trusted.
 pub(crate) fn euid() -> u32 {
@@ -68,20 +104,38 @@ pub(crate) fn stderr_is(path: &Path) -> bool {
     (unsafe { libc::fstat(2, &mut st) }) == 0 && st.st_ino == meta.ino() && st.st_dev == meta.dev()
 }
 
-/// Points this process's stdout and stderr at `path` (appending).
-pub(crate) fn redirect_output(path: &Path) -> io::Result<()> {
+/// Sets the log this process writes to (its stdout and stderr, the file
+/// `log`) aside as `old` once it is over `max` bytes, and writes a new one.
+/// The new file is opened before anything is renamed: when it cannot be
+/// (no descriptors left), nothing changes and the next call tries again.
+/// True when it did.
+pub(crate) fn rotate_output(log: &Path, old: &Path, max: u64) -> io::Result<bool> {
     use std::os::unix::io::AsRawFd;
-    let new = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    match std::fs::metadata(log) {
+        Ok(meta) if meta.len() > max => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let mut next = log.as_os_str().to_os_string();
+    next.push(".new");
+    let next = std::path::PathBuf::from(next);
+    match std::fs::remove_file(&next) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let new = crate::paths::create_private(&next)?;
+    if let Err(e) = std::fs::rename(log, old).and_then(|()| std::fs::rename(&next, log)) {
+        let _ = std::fs::remove_file(&next);
+        return Err(e);
+    }
     // SAFETY: dup2 onto our own stdout and stderr; `new` stays open until
     // then and its descriptor is closed after.
     unsafe {
         libc::dup2(new.as_raw_fd(), 1);
         libc::dup2(new.as_raw_fd(), 2);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Each waiting or running compile holds a control connection and, when

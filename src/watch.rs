@@ -6,7 +6,7 @@
 
 use crate::paths::Paths;
 use crate::protocol::StatusSnapshot;
-use crate::status::{snapshot, state_cell, use_color};
+use crate::status::{shown, snapshot, state_cell, use_color};
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -105,14 +105,14 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
         let _ = writeln!(
             f,
             "\n{:<w$}  [{bar}] {:>3}/{:<3} {}{learned}",
-            h.name,
+            shown(&h.name),
             h.busy,
             h.slots,
             state_cell(h.state, 9, color).trim_end()
         );
         let jobs: Vec<_> = s.compiling.iter().filter(|j| j.host == h.name).collect();
         for j in jobs.iter().take(SHOWN) {
-            let src = j.source.as_deref().unwrap_or("(local job)");
+            let src = shown(j.source.as_deref().unwrap_or("(local job)"));
             let _ = writeln!(f, "    {:>6.1}s  {src}", j.elapsed_s);
         }
         if jobs.len() > SHOWN {
@@ -122,9 +122,35 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
     if s.queued > 0 {
         let _ = writeln!(f, "\nqueue: {} waiting", s.queued);
         for q in s.queue.iter().take(SHOWN) {
-            let src = q.source.as_deref().unwrap_or("(local job)");
+            let src = shown(q.source.as_deref().unwrap_or("(local job)"));
             let _ = writeln!(f, "  {:>3}  {:>6.1}s  {src}", q.position, q.waited_s);
         }
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::QueuedJob;
+
+    #[test]
+    fn escape_sequences_in_file_names_are_shown_not_obeyed() {
+        let s = StatusSnapshot {
+            queued: 1,
+            queue: vec![QueuedJob {
+                position: 1,
+                pid: 7,
+                source: Some("evil\x1b[2J\x07.c".into()),
+                waited_s: 0.5,
+            }],
+            ..StatusSnapshot::default()
+        };
+        let frame = render(&s, None, false);
+        assert!(
+            !frame.contains('\x1b') && !frame.contains('\x07'),
+            "{frame:?}"
+        );
+        assert!(frame.contains("evil\\u{1b}[2J\\u{7}.c"), "{frame}");
+    }
 }

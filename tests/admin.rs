@@ -239,7 +239,7 @@ fn admin_errors_are_one_clear_line() {
         (vec!["set", "build1"], "nothing to set"),
         (
             vec!["add", "b2", "--speed", "-1"],
-            "speed -1 is not a positive number",
+            "speed -1 is not a number from 0.001 to 1000",
         ),
     ] {
         let out = host_cmd(&env, hosts, &args);

@@ -2,28 +2,7 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
-
-/// True when this test can act as another user (root with `runuser`).
-/// Outside CI a non-root run skips loudly; under CI it must be root.
-fn can_switch_user() -> bool {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && which::which("runuser").is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: the security tests must run as root with runuser");
-    }
-    eprintln!("\n!!!!!!!!!! SKIPPED: needs root and runuser to act as another user !!!!!!!!!!\n");
-    false
-}
-
-fn chmod(p: &Path, mode: u32) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 #[test]
 fn another_user_is_refused_on_the_control_socket_even_when_it_is_world_writable() {

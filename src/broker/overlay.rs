@@ -30,6 +30,37 @@ pub(super) struct Overlay {
 }
 
 impl Overlay {
+    /// Drops the changes whose slots or speed are outside `limits` (a
+    /// state file edited by hand, or written by an older tcpb); returns
+    /// what was dropped, for the log.
+    pub(super) fn sanitize(&mut self) -> Vec<String> {
+        use crate::limits::{slots, speed};
+        let mut dropped = Vec::new();
+        self.added
+            .retain(|h| match slots(h.slots).and(speed(h.speed)) {
+                Ok(_) => true,
+                Err(e) => {
+                    dropped.push(format!("added host {}: {e}", h.name));
+                    false
+                }
+            });
+        self.set.retain(|name, t| {
+            let bad = t
+                .slots
+                .map(slots)
+                .transpose()
+                .and(t.speed.map(speed).transpose());
+            match bad {
+                Ok(_) => true,
+                Err(e) => {
+                    dropped.push(format!("host set {name}: {e}"));
+                    false
+                }
+            }
+        });
+        dropped
+    }
+
     /// Applies the changes to `farm`. An added host serves every list.
     pub(super) fn apply(&self, farm: &mut Farm) {
         farm.hosts.retain(|h| !self.removed.contains(&h.name));

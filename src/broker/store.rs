@@ -75,7 +75,20 @@ fn costs_path(state_dir: &Path) -> PathBuf {
 /// Reads the state. A missing file is an empty state; an unreadable one is
 /// renamed aside (never silently discarded) and reported in the warning.
 pub(crate) fn load(file: &Path) -> (Saved, Option<String>) {
-    load_json(file)
+    let (mut saved, warning) = load_json::<Saved>(file);
+    let dropped = saved.overlay.sanitize();
+    if dropped.is_empty() {
+        return (saved, warning);
+    }
+    let w = format!(
+        "{}: dropped what is out of bounds: {}",
+        file.display(),
+        dropped.join("; ")
+    );
+    (
+        saved,
+        Some(warning.map_or(w.clone(), |first| format!("{first}; {w}"))),
+    )
 }
 
 /// Reads the state and the cost memory of `state_dir`, with the warnings
@@ -128,13 +141,11 @@ impl Writer {
         std::thread::Builder::new()
             .name("tcpb-store".into())
             .spawn(move || {
+                let mut failing = Failing::default();
                 for work in rx {
                     match work {
                         Work::Save(snap, done) => {
-                            let r = write(&paths.state_dir, *snap);
-                            if let Err(e) = &r {
-                                tracing::error!("{e}");
-                            }
+                            let r = failing.write(&paths.state_dir, *snap);
                             if let Some(done) = done {
                                 let _ = done.send(r);
                             }
@@ -165,6 +176,49 @@ impl Writer {
     }
 }
 
+/// Saves that fail: the cost memory of a failed save is kept for the next
+/// one, and the log gets one line when saving starts failing, at most one
+/// a minute while it goes on, and one when it works again.
+#[derive(Default)]
+struct Failing {
+    /// The cost memory a failed save did not write.
+    costs: Option<SavedCosts>,
+    /// Failures since the last line about them, and when that was.
+    since_logged: Option<(u64, std::time::Instant)>,
+}
+
+impl Failing {
+    fn write(&mut self, state_dir: &Path, mut snap: Snapshot) -> Result<(), SaveError> {
+        if snap.costs.is_none() {
+            snap.costs = self.costs.take();
+        }
+        let costs = snap.costs.clone();
+        let r = write(state_dir, snap);
+        match (&r, &mut self.since_logged) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(_)) => {
+                tracing::info!("saving works again");
+                self.since_logged = None;
+            }
+            (Err(e), None) => {
+                tracing::error!("{e}; retried with each save, logged once a minute");
+                self.since_logged = Some((0, std::time::Instant::now()));
+            }
+            (Err(e), Some((n, at))) => {
+                *n += 1;
+                if at.elapsed() >= std::time::Duration::from_secs(60) {
+                    tracing::error!("{e} ({n} more failures)");
+                    (*n, *at) = (0, std::time::Instant::now());
+                }
+            }
+        }
+        if r.is_err() {
+            self.costs = costs;
+        }
+        r
+    }
+}
+
 fn write(state_dir: &Path, snap: Snapshot) -> Result<(), SaveError> {
     if let Some(costs) = &snap.costs {
         let file = costs_path(state_dir);
@@ -191,95 +245,86 @@ fn rotate_log(paths: &Paths, max: u64) {
         return;
     }
     let old = paths.old_log_file();
-    if crate::sys::set_log_aside(&log, &old, max).unwrap_or(false)
-        && crate::sys::redirect_output(&log).is_ok()
-    {
-        tracing::info!("log set aside as {} past {max} bytes", old.display());
+    match crate::sys::rotate_output(&log, &old, max) {
+        Ok(true) => tracing::info!("log set aside as {} past {max} bytes", old.display()),
+        Ok(false) => {}
+        Err(e) => {
+            static QUIET: crate::sys::Quiet = crate::sys::Quiet::new(60);
+            if let Some(n) = QUIET.due() {
+                tracing::warn!("cannot set the log aside: {e}; tried again each second ({n} more)");
+            }
+        }
     }
 }
 
-/// Reads a JSON file. Missing: the default. Unreadable: the default, with
-/// the file renamed `NAME.bad-TIME` and a warning that says so.
+/// Reads a JSON file. Missing: the default. Unreadable (a read error, a
+/// directory, not JSON): the default, with the file renamed
+/// `NAME.bad-TIME[-N]` so the next save cannot overwrite it, and a warning
+/// that says so.
 fn load_json<T: DeserializeOwned + Default>(file: &Path) -> (T, Option<String>) {
-    let text = match std::fs::read(file) {
-        Ok(t) => t,
+    let why = match std::fs::read(file) {
+        Ok(text) => match serde_json::from_slice(&text) {
+            Ok(v) => return (v, None),
+            Err(e) => format!("is unreadable ({e})"),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (T::default(), None),
-        Err(e) => {
-            return (
-                T::default(),
-                Some(format!("cannot read {}: {e}", file.display())),
-            );
-        }
+        Err(e) => format!("cannot be read ({e})"),
     };
-    match serde_json::from_slice(&text) {
-        Ok(v) => (v, None),
-        Err(e) => {
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let mut aside = file.as_os_str().to_os_string();
-            aside.push(format!(".bad-{stamp}"));
-            let aside = PathBuf::from(aside);
-            let kept = match std::fs::rename(file, &aside) {
-                Ok(()) => format!("kept aside as {}", aside.display()),
-                Err(re) => format!("could not set it aside: {re}"),
-            };
-            let w = format!(
-                "state file {} is unreadable ({e}); {kept}; starting from an empty state",
-                file.display()
-            );
-            (T::default(), Some(w))
-        }
-    }
+    let kept = match set_aside(file) {
+        Ok(aside) => format!("kept aside as {}", aside.display()),
+        Err(e) => format!("could not set it aside: {e}"),
+    };
+    let w = format!(
+        "state file {} {why}; {kept}; starting from an empty state",
+        file.display()
+    );
+    (T::default(), Some(w))
 }
 
-/// Writes `value` as JSON atomically: a temporary file, synced, renamed.
+/// Renames `file` to the first free `NAME.bad-TIME[-N]`.
+fn set_aside(file: &Path) -> std::io::Result<PathBuf> {
+    let stamp = unix_now();
+    for n in 0..1000 {
+        let mut aside = file.as_os_str().to_os_string();
+        aside.push(format!(".bad-{stamp}"));
+        if n > 0 {
+            aside.push(format!("-{n}"));
+        }
+        let aside = PathBuf::from(aside);
+        if std::fs::symlink_metadata(&aside).is_err() {
+            std::fs::rename(file, &aside)?;
+            return Ok(aside);
+        }
+    }
+    Err(std::io::Error::other("too many set-aside copies"))
+}
+
+/// Writes `value` as JSON atomically: a new private temporary file (never
+/// one that was there, nor through a link), synced, renamed. A failed
+/// write leaves no temporary file behind.
 fn save_json<T: Serialize>(file: &Path, value: &T) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::paths::ensure_private_dir(dir)?;
     }
     let mut tmp = file.as_os_str().to_os_string();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
-    serde_json::to_writer(&mut f, value)?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, file)
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let written = crate::paths::create_private(&tmp).and_then(|mut f| {
+        serde_json::to_writer(&mut f, value)?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    });
+    let r = written.and_then(|()| std::fs::rename(&tmp, file));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roundtrip_and_bad_file_kept_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = path(dir.path());
-        assert_eq!(load(&file), (Saved::default(), None));
-        let mut s = Saved::default();
-        s.overlay.remove("b1:3632");
-        s.counters.insert(
-            "b1:3632".into(),
-            HostCounters {
-                jobs: 5,
-                failures: 1,
-                fallbacks: 0,
-            },
-        );
-        save_json(&file, &s).unwrap();
-        assert_eq!(load(&file).0, s);
-        std::fs::write(&file, "{ not json").unwrap();
-        let (got, warning) = load(&file);
-        assert_eq!(got, Saved::default());
-        let w = warning.unwrap();
-        assert!(w.contains("unreadable") && w.contains("kept aside"), "{w}");
-        let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
-        assert!(
-            aside
-                .iter()
-                .any(|e| e.file_name().to_string_lossy().contains("bad-"))
-        );
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// How long a client waits for the start lock and for a new broker.
 const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long `status`, `host`, `reload` and `stop` wait for the broker's
+/// answer: a broker that is stopped (SIGSTOP) or wedged is not waited for.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Connects to a running broker. Errors name the socket and keep their kind.
 pub(crate) fn connect(paths: &Paths) -> io::Result<Stream> {
@@ -66,14 +69,31 @@ pub(crate) fn ask(paths: &Paths, req: Request, start: bool) -> anyhow::Result<Op
             Err(_) => return Ok(None),
         }
     };
-    frame::write_sync(
-        &mut conn,
-        &ClientMsg {
-            v: PROTOCOL_VERSION,
-            req,
-        },
-    )?;
-    let payload = frame::read_sync(&mut conn)?
+    let Stream::UdSocket(uds) = &conn;
+    let sock = socket2::SockRef::from(uds);
+    sock.set_read_timeout(Some(ANSWER_DEADLINE))?;
+    sock.set_write_timeout(Some(ANSWER_DEADLINE))?;
+    let silent = |e: io::Error| -> anyhow::Error {
+        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+            anyhow::anyhow!(
+                "the broker did not answer within {} s ({}); is it stopped? `tcpb log` may say why",
+                ANSWER_DEADLINE.as_secs(),
+                paths.socket().display()
+            )
+        } else {
+            e.into()
+        }
+    };
+    let msg = ClientMsg {
+        v: PROTOCOL_VERSION,
+        req,
+    };
+    frame::write_sync(&mut conn, &msg).map_err(silent)?;
+    let payload = frame::read_sync(&mut conn)
+        .map_err(|e| match e {
+            frame::FrameError::Io(io) => silent(io),
+            e => e.into(),
+        })?
         .ok_or_else(|| anyhow::anyhow!("the broker closed the connection"))?;
     Ok(Some(
         answer(&payload).context("cannot read the broker's answer")?,
@@ -174,10 +194,6 @@ pub(crate) fn connect_or_start(paths: &Paths, started: &mut bool) -> io::Result<
         Err(e) if absent(&e) => {}
         Err(e) => return Err(e),
     }
-    let at = |p: &std::path::Path| {
-        let p = p.display().to_string();
-        move |e: io::Error| io::Error::new(e.kind(), format!("{p}: {e}"))
-    };
     ensure_private_dir(&paths.runtime_dir).map_err(at(&paths.runtime_dir))?;
     let lock = File::options()
         .create(true)
@@ -256,8 +272,14 @@ fn lock_with_deadline(lock: &File, deadline: Instant) -> io::Result<()> {
     }
 }
 
+/// An error about `p` that names it.
+fn at(p: &std::path::Path) -> impl Fn(io::Error) -> io::Error {
+    let p = p.display().to_string();
+    move |e: io::Error| io::Error::new(e.kind(), format!("{p}: {e}"))
+}
+
 fn spawn_broker(paths: &Paths) -> io::Result<std::process::Child> {
-    std::fs::create_dir_all(&paths.state_dir)?;
+    ensure_private_dir(&paths.state_dir).map_err(at(&paths.state_dir))?;
     let log = paths.log_file();
     // A log past its limit is set aside as a running broker would.
     let max = crate::config::Config::load(&paths.config_file)
@@ -267,7 +289,7 @@ fn spawn_broker(paths: &Paths) -> io::Result<std::process::Child> {
         .max(1)
         << 10;
     let _ = crate::sys::set_log_aside(&log, &paths.old_log_file(), max);
-    let out = File::options().create(true).append(true).open(&log)?;
+    let out = crate::paths::append_private(&log).map_err(at(&log))?;
     let err = out.try_clone()?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);

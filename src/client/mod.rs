@@ -141,6 +141,10 @@ fn lease_request(route: &Route, cwd: &Path, compiler: &OsStr, farm: HostList) ->
         // SAFETY: getpgrp has no preconditions and cannot fail.
         build: unsafe { libc::getpgrp() } as u32,
         ssh_env: ssh_env(&farm, std::env::vars_os()),
+        io_timeout_s: std::env::var("DISTCC_IO_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|s| *s > 0),
         farm,
     }
 }

@@ -183,6 +183,19 @@ impl Distccd {
         let _ = self.child.wait();
     }
 
+    /// Stops the daemon and its workers (SIGSTOP): a host that hangs,
+    /// still accepting connections.
+    pub fn stop(&self) {
+        // SAFETY: signalling the process group we created.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGSTOP) };
+    }
+
+    /// Lets a stopped daemon run again.
+    pub fn resume(&self) {
+        // SAFETY: signalling the process group we created.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGCONT) };
+    }
+
     /// `127.0.0.1:PORT/SLOTS`.
     pub fn host(&self, slots: u32) -> String {
         format!("127.0.0.1:{}/{slots}", self.port)

@@ -433,3 +433,23 @@ pub fn run_ok(cmd: Command) -> String {
     assert!(out.status.success(), "{what}:\n{}", output_text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// True when this test can act as another user (root with `runuser`).
+/// Outside CI a non-root run skips loudly; under CI it must be root.
+pub fn can_switch_user() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && which::which("runuser").is_ok() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true: the security tests must run as root with runuser");
+    }
+    eprintln!("\n!!!!!!!!!! SKIPPED: needs root and runuser to act as another user !!!!!!!!!!\n");
+    false
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}

@@ -31,6 +31,7 @@ pub(crate) use ssh::SshEnv;
 use super::sched::LeaseId;
 use crate::farm::HostSpec;
 use crate::hosts::SshHost;
+use crate::sys::Quiet;
 use lane::Socket;
 use ports::Ports;
 use pump::{End, pump};
@@ -216,15 +217,23 @@ fn open_port(shared: &Arc<Shared>) -> io::Result<u16> {
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
+    static ACCEPT_FAILED: Quiet = Quiet::new(10);
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(port, "relay accept failed: {e}");
+                if let Some(n) = ACCEPT_FAILED.due() {
+                    tracing::warn!(port, "relay accept failed: {e} ({n} more)");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        // A pooled port between leases: refused at once, without asking
+        // the kernel who it was or logging it (anyone may connect).
+        if !shared.ports.expects(port) {
+            continue;
+        }
         // Checked before the lease's one connection is claimed, so another
         // user's attempt does not use it up.
         if !from_this_user(&client, peer) {
@@ -235,7 +244,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
             tokio::spawn(task).abort_handle()
         });
         if !started {
-            tracing::warn!(
+            tracing::debug!(
                 port,
                 "connection to a relay port with no live lease refused"
             );
@@ -244,34 +253,37 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, port: u16) {
 }
 
 /// True when the socket at the other end of `client` (from `peer`) belongs
-/// to this broker's user. Where the kernel cannot say (no `sock_diag`), the
-/// connection is let through with a warning: the lease and its single
-/// connection still bound it.
+/// to this broker's user. Fails closed: where the kernel cannot say, the
+/// connection is refused (distcc then compiles locally).
 fn from_this_user(client: &TcpStream, peer: std::net::SocketAddr) -> bool {
+    static REFUSED: Quiet = Quiet::new(10);
     let (Ok(std::net::SocketAddr::V4(local)), std::net::SocketAddr::V4(peer)) =
         (client.local_addr(), peer)
     else {
         return false;
     };
-    let me = crate::sys::euid();
-    match tcp_socket_uid(peer, local) {
-        Ok(Some(uid)) if uid == me => true,
-        Ok(uid) => {
-            tracing::warn!(
-                port = local.port(),
+    let owner = tcp_socket_uid(peer, local);
+    let mine = is_mine(&owner, crate::sys::euid());
+    if !mine && let Some(n) = REFUSED.due() {
+        let port = local.port();
+        match owner {
+            Ok(uid) => tracing::warn!(
+                port,
                 ?uid,
-                "relay connection from another user refused"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::warn!(
-                port = local.port(),
-                "cannot tell who connected to the relay port ({e}); let through"
-            );
-            true
+                "relay connection from another user refused ({n} more)"
+            ),
+            Err(e) => tracing::warn!(
+                port,
+                "cannot tell who connected to the relay port ({e}); refused ({n} more)"
+            ),
         }
     }
+    mine
+}
+
+/// The decision of `from_this_user`: only a socket known to be `me`'s.
+fn is_mine(owner: &io::Result<Option<u32>>, me: u32) -> bool {
+    matches!(owner, Ok(Some(uid)) if *uid == me)
 }
 
 /// Enables TCP keepalive, so a host that vanishes from the network is
@@ -366,6 +378,13 @@ async fn relay(ticket: &Ticket, port: u16, client: &TcpStream, server: &impl Soc
             format!("no answer for {}s: hung", ticket.idle.as_secs()),
             true,
         ),
+        End::GaveUp(silent) => (
+            format!(
+                "distcc gave up after {}s without an answer: hung",
+                silent.as_secs()
+            ),
+            true,
+        ),
     };
     // distcc's own message names only the relay port: say which host it is.
     tracing::warn!(%host, relay_port = port, lease, up = moved.up, down = moved.down, ms, "{why}; distcc compiles the job locally");
@@ -374,5 +393,19 @@ async fn relay(ticket: &Ticket, port: u16, client: &TcpStream, server: &impl Soc
         Outcome::Hung(why)
     } else {
         Outcome::Lost(why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_check_fails_closed() {
+        assert!(is_mine(&Ok(Some(1000)), 1000));
+        assert!(!is_mine(&Ok(Some(0)), 1000));
+        assert!(!is_mine(&Ok(None), 1000));
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(!is_mine(&Err(emfile), 1000), "no answer is no");
     }
 }

@@ -40,6 +40,10 @@ struct Request {
 /// family, state, timer, retrans (4), the socket id (48), expires, rqueue
 /// and wqueue (12).
 const UID_AT: usize = 16 + 4 + 48 + 12;
+/// Where the socket's TCP state is: after the header and the family.
+const STATE_AT: usize = 16 + 1;
+/// The kernel's `TCP_ESTABLISHED`.
+const TCP_ESTABLISHED: u8 = 1;
 
 /// The uid owning the TCP socket whose local address is `sock` and whose
 /// peer is `peer` (both IPv4). `None` when the kernel knows no such socket.
@@ -93,7 +97,9 @@ pub(crate) fn tcp_socket_uid(sock: SocketAddrV4, peer: SocketAddrV4) -> io::Resu
         }
         let n = n as usize;
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-        if kind == SOCK_DIAG_BY_FAMILY && n >= UID_AT + 4 {
+        // A socket past ESTABLISHED is a client already gone, and one in
+        // TIME_WAIT has no owner (the kernel says uid 0): neither is ours.
+        if kind == SOCK_DIAG_BY_FAMILY && n >= UID_AT + 4 && buf[STATE_AT] == TCP_ESTABLISHED {
             let uid = u32::from_ne_bytes(buf[UID_AT..UID_AT + 4].try_into().expect("4 bytes"));
             return close(Ok(Some(uid)));
         }
@@ -125,5 +131,19 @@ mod tests {
         drop(client);
         let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
         assert_eq!(tcp_socket_uid(nobody, local).unwrap(), None);
+    }
+
+    #[test]
+    fn a_client_that_closed_is_nobodys() {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, peer) = l.accept().unwrap();
+        // The client closes first: its socket lingers in FIN_WAIT or
+        // TIME_WAIT, which the kernel reports as uid 0.
+        drop(client);
+        drop(server);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let local = v4(l.local_addr().unwrap());
+        assert_eq!(tcp_socket_uid(v4(peer), local).unwrap(), None);
     }
 }

@@ -100,6 +100,14 @@ impl Ports {
         }
     }
 
+    /// True when a live lease owns `port` and its connection has not come.
+    pub(crate) fn expects(&self, port: u16) -> bool {
+        self.lock()
+            .ports
+            .get(&port)
+            .is_some_and(|p| p.ticket.is_some())
+    }
+
     /// A connection arrived on `port`: if a live lease owns it and has not
     /// connected before, `start` runs its relay with the ticket and the
     /// connection to its host.

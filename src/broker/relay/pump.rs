@@ -19,6 +19,9 @@ pub(super) enum End {
     HostLost(String),
     /// No byte either way for the job timeout.
     Hung,
+    /// The client gave up waiting for an answer the host had not sent for
+    /// this long: distcc's own timeout, evidence of a hang.
+    GaveUp(Duration),
 }
 
 /// What the relay learned of one job from its bytes.
@@ -59,6 +62,8 @@ struct Pump {
     down: Lane,
     moved: Moved,
     server_open: bool,
+    /// When the host last sent a byte (or the job started).
+    last_down: tokio::time::Instant,
     idle: Duration,
     deadline: tokio::time::Instant,
 }
@@ -77,6 +82,7 @@ pub(super) async fn pump(
         down: Lane::new(),
         moved: Moved::default(),
         server_open: true,
+        last_down: tokio::time::Instant::now(),
         idle,
         deadline: tokio::time::Instant::now() + idle,
     };
@@ -84,8 +90,9 @@ pub(super) async fn pump(
         let end = tokio::select! {
             r = p.up.receive(client, watch.request.opaque()) => match r {
                 // distcc never half-closes: the client is gone, and the job
-                // with it. Not the host's fault.
-                Ok(None) | Err(_) => Some(End::Done),
+                // with it; the host's fault only if it kept the client
+                // waiting long.
+                Ok(None) | Err(_) => Some(p.client_left(watch)),
                 Ok(Some(got)) => p.upward(got, server, watch).await,
             },
             r = p.down.receive(server, watch.response.opaque()), if p.server_open => {
@@ -103,6 +110,19 @@ pub(super) async fn pump(
 }
 
 impl Pump {
+    /// How the job ended when the client closed: it gave up if its request
+    /// was complete, the answer was not, and the host had been silent for
+    /// half the idle time or more.
+    fn client_left(&self, watch: &Watch) -> End {
+        let silent = self.last_down.elapsed();
+        let waiting = watch.request_end.is_some() && watch.done_at.is_none() && self.server_open;
+        if waiting && silent >= self.idle / 2 {
+            End::GaveUp(silent)
+        } else {
+            End::Done
+        }
+    }
+
     /// Gives `got` from the client to the host.
     async fn upward(&mut self, got: Got, server: &impl Socket, watch: &mut Watch) -> Option<End> {
         let complete = match got {
@@ -180,6 +200,7 @@ impl Pump {
             }
             Got::Piped(n) => watch.response.skip(n as u64),
         }
+        self.last_down = tokio::time::Instant::now();
         if !self.forward(false, client, got).await {
             return Some(End::Done); // the client went away
         }
@@ -412,5 +433,39 @@ mod tests {
         for piece in bytes.chunks(40_000) {
             w.write_all(piece).await.unwrap();
         }
+    }
+
+    /// A request sent whole, then the client leaves after `wait` with no
+    /// answer: how the relay (idle time 2 s) ends the job.
+    async fn client_leaves_after(wait: Duration) -> End {
+        let (mut distcc, client) = pair().await;
+        let (_distccd, server) = pair().await;
+        let mut request = [tok("DIST", 1), tok("ARGC", 1), tok("ARGV", 3)].concat();
+        request.extend(b"gcc");
+        request.extend(tok("DOTI", 4));
+        request.extend(b"x;\n\n");
+        let relay = tokio::spawn(async move {
+            let mut watch = Watch::default();
+            pump(&client, &server, Duration::from_secs(2), &mut watch)
+                .await
+                .0
+        });
+        distcc.write_all(&request).await.unwrap();
+        tokio::time::sleep(wait).await;
+        drop(distcc);
+        relay.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_gives_up_on_a_silent_host_is_evidence_of_a_hang() {
+        assert!(matches!(
+            client_leaves_after(Duration::from_millis(1200)).await,
+            End::GaveUp(_)
+        ));
+        // Leaving at once (make stopped, ^C) is not the host's fault.
+        assert_eq!(
+            client_leaves_after(Duration::from_millis(50)).await,
+            End::Done
+        );
     }
 }

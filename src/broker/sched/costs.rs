@@ -39,13 +39,19 @@ pub struct Costs {
 
 impl Costs {
     /// The memory as it was saved.
+    /// Costs that are not sane numbers (`limits::cost`) are dropped.
     pub(crate) fn restore(saved: SavedCosts) -> Costs {
-        let files = saved.files.into_iter().map(|(k, c)| (k, (c, 0))).collect();
+        use crate::limits::cost;
+        let files = saved
+            .files
+            .into_iter()
+            .filter_map(|(k, c)| Some((k, (cost(c)?, 0))))
+            .collect();
         Costs {
             files,
             clock: 1,
-            mean: saved.mean,
-            per_byte: saved.per_byte,
+            mean: saved.mean.and_then(cost),
+            per_byte: saved.per_byte.and_then(cost),
             dirty: false,
         }
     }

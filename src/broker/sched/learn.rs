@@ -44,7 +44,8 @@ impl Learned {
         if !(ok(work) && ok(weight) && secs.is_finite() && secs > 0.0005) {
             return;
         }
-        self.push((work / secs).ln(), weight);
+        let bound = crate::limits::MAX_SPEED.ln();
+        self.push((work / secs).ln().clamp(-bound, bound), weight);
     }
 
     /// The samples as (ln of work per second, weight), oldest first: what
@@ -54,11 +55,13 @@ impl Learned {
     }
 
     /// A host's estimate from samples `saved` earlier (the newest window;
-    /// anything not a number is dropped).
+    /// a sample outside the speeds `limits` allows, or with a weight no
+    /// sample has, is dropped).
     pub(crate) fn restore(saved: &[(f64, f64)]) -> Learned {
+        let bound = crate::limits::MAX_SPEED.ln();
         let mut l = Learned::default();
         for (ln, weight) in saved {
-            if ln.is_finite() && weight.is_finite() && *weight > 0.0 {
+            if ln.is_finite() && ln.abs() <= bound && (GUESS..=MEASURED).contains(weight) {
                 l.push(*ln, *weight);
             }
         }

@@ -295,10 +295,16 @@ impl Scheduler {
 
     /// Ends `lease`, queued or placed, and places what its slot allows.
     pub fn release(&mut self, lease: LeaseId, now: Instant) -> Vec<Placement> {
+        self.end(lease, true, now)
+    }
+
+    /// `release`, counting the lease as a job of its host only if it `ran`
+    /// there (a grant whose compile never reached the host is no job).
+    pub(crate) fn end(&mut self, lease: LeaseId, ran: bool, now: Instant) -> Vec<Placement> {
         if let Some(id) = self.held.remove(&lease) {
             self.unrun(id, lease);
             let h = self.host_mut(id);
-            h.jobs += 1;
+            h.jobs += u64::from(ran);
             if h.removed && h.busy == 0 {
                 self.drop_host(id);
             }
@@ -474,5 +480,9 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
+mod speed_tests;
 #[cfg(test)]
 mod tests;

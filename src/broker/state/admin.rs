@@ -24,12 +24,17 @@ pub(crate) enum AdminError {
     /// `tcpb host set` with nothing to set.
     #[error("nothing to set: give --slots and/or --speed")]
     NothingToSet,
-    /// `--slots 0`.
-    #[error("slots must be at least 1")]
-    NoSlots,
-    /// A speed that is not a positive number.
-    #[error("speed {0} is not a positive number")]
-    BadSpeed(f64),
+    /// A slot count or speed out of bounds (`limits`).
+    #[error("{0}")]
+    OutOfBounds(String),
+    /// The change is in force but could not be written to disk.
+    #[error("{done}, but it could not be saved: {error}; it lasts until the broker stops")]
+    NotSaved {
+        /// What changed.
+        done: String,
+        /// Why it was not saved.
+        error: String,
+    },
 }
 
 /// The one host `spec` names, parsed as the farm names it.
@@ -52,8 +57,10 @@ fn existing(state: &State, name: &str) -> Result<(String, HostId), AdminError> {
 
 fn check_speed(speed: Option<f64>) -> Result<(), AdminError> {
     match speed {
-        Some(s) if !(s.is_finite() && s > 0.0) => Err(AdminError::BadSpeed(s)),
-        _ => Ok(()),
+        Some(s) => crate::limits::speed(s)
+            .map(drop)
+            .map_err(AdminError::OutOfBounds),
+        None => Ok(()),
     }
 }
 
@@ -134,8 +141,8 @@ fn set(
     if slots.is_none() && speed.is_none() {
         return Err(AdminError::NothingToSet);
     }
-    if slots == Some(0) {
-        return Err(AdminError::NoSlots);
+    if let Some(n) = slots {
+        crate::limits::slots(n).map_err(AdminError::OutOfBounds)?;
     }
     check_speed(speed)?;
     let old = &state.sched.host(id).spec;

@@ -12,6 +12,9 @@ use crate::protocol::{Grant, LeaseRequest};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
+/// distcc's I/O timeout when `DISTCC_IO_TIMEOUT` is unset.
+const DISTCC_IO_TIMEOUT_S: u64 = 300;
+
 /// A lease's facts and where it is in its life.
 pub(super) struct Lease {
     /// The client's pid.
@@ -34,6 +37,8 @@ pub(super) struct Lease {
     pub note: Option<String>,
     /// Its ssh environment, when its list names ssh hosts.
     pub ssh_env: Option<SshEnv>,
+    /// Seconds after which its distcc gives up on a silent host.
+    pub io_timeout_s: u64,
 }
 
 /// How a waiting client hears of its grant, with a note for the user.
@@ -76,6 +81,7 @@ impl Lease {
             phase: Phase::Waiting(Some(waiter)),
             note: None,
             ssh_env: (!req.ssh_env.is_empty()).then(|| SshEnv::from(req.ssh_env.as_slice())),
+            io_timeout_s: req.io_timeout_s.unwrap_or(DISTCC_IO_TIMEOUT_S),
         }
     }
 

@@ -13,6 +13,7 @@
 mod admin;
 mod admission;
 mod farm;
+mod grant;
 mod lease;
 mod lists;
 mod relayed;
@@ -26,16 +27,17 @@ pub(crate) use admission::{Connection, Started};
 use super::overlay::Overlay;
 use super::relay::{Relay, Report, Target};
 use super::sched::costs::{Costs, SavedCosts};
-use super::sched::{HostId, LeaseId, Placement, Scheduler};
+use super::sched::{HostId, LeaseId, Scheduler};
 use super::slots::{AllSlots, Slots};
 use super::store::{SaveError, Saved, Writer};
 use crate::config::{BrokerConfig, Config};
 use crate::farm::Farm;
 use crate::hosts::HostList;
 use crate::paths::Paths;
-use crate::protocol::{BrokerInfo, Grant, HostCmd, LeaseRequest, StatusSnapshot};
+use crate::protocol::{BrokerInfo, HostCmd, LeaseRequest, StatusSnapshot};
 use farm::Memory;
-use lease::{Lease, Phase};
+use grant::{deliver, end_lease};
+use lease::Lease;
 use stats::Stats;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,8 +45,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
-/// How often counters are saved while they change.
-const SAVE_EVERY: Duration = Duration::from_secs(30);
+/// How often counters are saved while they change: a broker killed with
+/// SIGKILL loses at most this much of them.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// A handle on the broker's state; clones share it.
 #[derive(Clone)]
@@ -290,9 +293,17 @@ impl Broker {
             )
         };
         tracing::info!("admin: {message}");
-        // A failed save is logged by the writer; the change is in force.
-        let _ = saving.await;
-        Ok(message)
+        match saving.await {
+            Ok(Ok(())) => Ok(message),
+            Ok(Err(e)) => Err(AdminError::NotSaved {
+                done: message,
+                error: e.to_string(),
+            }),
+            Err(_) => Err(AdminError::NotSaved {
+                done: message,
+                error: "the broker is stopping".to_string(),
+            }),
+        }
     }
 
     /// Applies a configuration read anew (`tcpb reload`, SIGHUP).
@@ -435,66 +446,6 @@ impl Broker {
         };
         view::snapshot(&self.lock(), Some(info), now)
     }
-}
-
-/// Forgets lease `id`, frees its slot and relay port, and hands the slot on.
-fn end_lease(state: &mut State, relay: &Relay, id: LeaseId, now: Instant) {
-    if let Some(lease) = state.leases.remove(&id) {
-        state.lists.ended(lease.set, lease.build, now);
-        if let Some(port) = lease.port() {
-            relay.close(port);
-        }
-    }
-    state.last_active = now;
-    state.dirty = true;
-    let placed = state.sched.release(id, now);
-    deliver(state, relay, placed, None);
-}
-
-/// Turns placements into grants and hands them to their waiting clients:
-/// a compile placed on a farm host is first connected to it by the relay
-/// (`relayed::ready` grants it then). Returns the grant of `own`, whose
-/// client is the caller, when it runs here at once.
-fn deliver(
-    state: &mut State,
-    relay: &Relay,
-    placed: Vec<Placement>,
-    own: Option<LeaseId>,
-) -> Option<Grant> {
-    let mut own_grant = None;
-    let mut orphans = Vec::new();
-    let now = Instant::now();
-    for p in placed {
-        let ticket = relayed::ticket(state, p);
-        let Some(lease) = state.leases.get_mut(&p.lease) else {
-            continue;
-        };
-        let waiter = lease.take_waiter();
-        if let Some(ticket) = ticket {
-            lease.phase = Phase::Connecting(waiter);
-            relay.prepare(ticket);
-            continue;
-        }
-        let wait = now.duration_since(lease.since).as_secs_f64();
-        lease.phase = Phase::Granted {
-            at: now,
-            port: None,
-        };
-        let note = lease.note.take().map(|n| format!("{n}; compiling here"));
-        state.stats.granted(wait, true);
-        if Some(p.lease) == own {
-            own_grant = Some(Grant::Local);
-        } else if let Some(tx) = waiter
-            && tx.send((Grant::Local, note)).is_err()
-        {
-            orphans.push(p.lease);
-        }
-    }
-    for lease in orphans {
-        // The client went away between being placed and hearing of it.
-        end_lease(state, relay, lease, now);
-    }
-    own_grant
 }
 
 #[cfg(test)]

@@ -16,13 +16,23 @@ use std::time::{Duration, Instant};
 pub(super) fn ticket(state: &State, p: Placement) -> Option<Ticket> {
     let target = target(state, p.host)?;
     let b = &state.config.broker;
+    let lease = state.leases.get(&p.lease);
+    let io = lease.map_or(u64::MAX, |l| l.io_timeout_s);
     Some(Ticket {
         lease: p.lease,
         target,
         connect: Duration::from_millis(b.connect_timeout_ms),
-        idle: Duration::from_secs(b.job_timeout_s.max(1)),
-        env: state.leases.get(&p.lease).and_then(|l| l.ssh_env.clone()),
+        idle: Duration::from_secs(b.job_timeout_s.min(hung_after(io)).max(1)),
+        env: lease.and_then(|l| l.ssh_env.clone()),
     })
+}
+
+/// Seconds of silence after which the relay calls a host hung, for a
+/// distcc that gives up after `io_timeout` seconds: well before it does
+/// (a tenth of it, at least 2 s), so the host is marked and distcc's
+/// fallback comes from the relay.
+pub(super) fn hung_after(io_timeout: u64) -> u64 {
+    io_timeout.saturating_sub((io_timeout / 10).max(2)).max(1)
 }
 
 /// The relay connected `ticket` to its host and holds it on `port`: the

@@ -1,5 +1,6 @@
 use super::*;
 use crate::farm::HostSpec;
+use crate::protocol::Grant;
 use std::sync::atomic::AtomicU32;
 
 /// A slot source whose answer the test moves, as team mode's claims would.
@@ -32,6 +33,7 @@ fn request(farm: &HostList, pid: u32) -> LeaseRequest {
         local_only: false,
         farm: farm.clone(),
         ssh_env: Vec::new(),
+        io_timeout_s: None,
     }
 }
 
