@@ -264,3 +264,58 @@ fn status_does_not_wait_forever_on_a_stopped_broker() {
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(env.tcpb().arg("status").status().unwrap().success());
 }
+
+#[test]
+fn a_lease_whose_compile_never_reached_its_host_is_no_job() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 2);
+    let hosts = d.host(2);
+    write_c(&env, "z.c", "int z;\n");
+    let mut child = gated_compile(&env, &hosts).spawn().unwrap();
+    wait_for(Duration::from_secs(10), "the grant", || {
+        env.path("gate.pid").exists()
+    });
+    // The compile dies between its grant and distcc's connection.
+    let pid: i32 = std::fs::read_to_string(env.path("gate.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: the gate script this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait();
+    let s = env.wait_status(&hosts, Duration::from_secs(5), |s| s["running"] == 0);
+    assert_eq!(host_of(&s, &d.name()).unwrap()["jobs"], 0, "{s:#}");
+}
+
+#[test]
+fn counters_survive_a_sigkill_of_the_broker_within_seconds() {
+    if !have_distccd() {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Distccd::start(&env, 2);
+    let hosts = d.host(2);
+    write_c(&env, "z.c", "int z(int a) { return a; }\n");
+    for _ in 0..3 {
+        let out = env
+            .tcpb()
+            .args(["gcc", "-c", "z.c"])
+            .env("DISTCC_HOSTS", &hosts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let pid = env.status(&hosts)["broker"]["pid"].as_u64().unwrap() as i32;
+    std::thread::sleep(Duration::from_secs(6));
+    // SAFETY: the broker this test's compiles started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for(Duration::from_secs(5), "the broker's exit", || {
+        env.status(&hosts)["broker"].is_null()
+    });
+    let s = env.status(&hosts);
+    assert_eq!(host_of(&s, &d.name()).unwrap()["jobs"], 3, "{s:#}");
+}
