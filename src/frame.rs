@@ -30,7 +30,7 @@ pub enum FrameError {
 }
 
 /// Encodes `msg` as one frame.
-pub(crate) fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut out = vec![0; 4];
     // Serialising these plain data types into a Vec cannot fail.
     serde_json::to_writer(&mut out, msg).expect("message serialises");

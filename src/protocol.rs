@@ -29,7 +29,7 @@ pub struct BrokerMsg {
 
 /// The part of any message that every version can read.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct VersionProbe {
+pub struct VersionProbe {
     /// The sender's `PROTOCOL_VERSION`.
     pub v: u32,
     /// The broker's pid (only in broker messages).

@@ -129,7 +129,7 @@ impl RequestWatch {
 
     /// Bytes the client sends next that need not be fed: the rest of a
     /// payload, or everything after the end of the request or a parse error.
-    pub(crate) fn opaque(&self) -> u64 {
+    pub fn opaque(&self) -> u64 {
         if self.complete || self.broken {
             u64::MAX
         } else {
@@ -139,7 +139,7 @@ impl RequestWatch {
 
     /// Counts `n` bytes (at most `opaque()`) passed on unseen; true when
     /// they complete the request.
-    pub(crate) fn skip(&mut self, n: u64) -> bool {
+    pub fn skip(&mut self, n: u64) -> bool {
         self.bytes += n;
         if self.complete || self.broken {
             return false;
@@ -210,12 +210,12 @@ impl ResponseWatch {
 
     /// Bytes the server sends next that need not be fed (see
     /// `RequestWatch::opaque`).
-    pub(crate) fn opaque(&self) -> u64 {
+    pub fn opaque(&self) -> u64 {
         self.tokens.opaque()
     }
 
     /// Counts `n` bytes (at most `opaque()`) passed on unseen.
-    pub(crate) fn skip(&mut self, n: u64) {
+    pub fn skip(&mut self, n: u64) {
         self.bytes += n;
         self.events.clear();
         self.tokens.skip(n, &mut self.events);
