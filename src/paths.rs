@@ -201,6 +201,11 @@ pub(crate) fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
             format!("{} is not a file of this user's", path.display()),
         ));
     }
+    // A file an earlier tcpb made under the umask becomes private too.
+    if meta.mode() & 0o077 != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(f)
 }
 

@@ -132,6 +132,9 @@ fn what_tcpb_writes_is_private_whatever_the_umask() {
     let env = TestEnv::new();
     let d = Distccd::start(&env, 2);
     write_c(&env, "z.c", "int z(int a) { return a; }\n");
+    // A log an earlier tcpb made under umask 022.
+    std::fs::write(env.path("state/broker.log"), "earlier\n").unwrap();
+    chmod(&env.path("state/broker.log"), 0o644);
     let mut cmd = env.tcpb();
     cmd.args(["gcc", "-c", "z.c"])
         .env("DISTCC_HOSTS", d.host(2));

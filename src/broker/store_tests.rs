@@ -101,3 +101,18 @@ fn a_failed_save_leaves_no_temporary_file_and_keeps_the_cost_memory() {
         "the kept cost memory was written"
     );
 }
+
+#[test]
+fn a_link_where_the_temporary_file_goes_is_not_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let file = path(&dir.path().join("state"));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut tmp = file.as_os_str().to_os_string();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    save_json(&file, &Saved::default()).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert_eq!(load(&file), (Saved::default(), None));
+}
