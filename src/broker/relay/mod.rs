@@ -175,6 +175,11 @@ impl Relay {
         (Relay { shared }, rx)
     }
 
+    /// A compile sent its ssh environment: ssh hosts' probes use the latest.
+    pub(crate) fn note_ssh_env(&self, env: &SshEnv) {
+        self.shared.masters.note(env);
+    }
+
     /// Whether `target` answers within `timeout`: `None`, or why not.
     pub(crate) async fn probe(&self, target: &Target, timeout: Duration) -> Option<String> {
         reach::probe(&self.shared.masters, target, timeout).await

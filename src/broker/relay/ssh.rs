@@ -43,6 +43,10 @@ pub(super) struct Masters {
     /// start serves every job waiting for it. This map's lock never leaves
     /// the module and is never held across an await.
     all: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Master>>>>,
+    /// The ssh environment of the latest compile that sent one: a probe of
+    /// a host no compile has reached yet runs ssh in it (an agent-only key
+    /// works only with the compile's `SSH_AUTH_SOCK`).
+    latest: Mutex<Option<SshEnv>>,
 }
 
 #[derive(Default)]
@@ -65,12 +69,19 @@ impl Masters {
         Masters {
             dir,
             all: Mutex::default(),
+            latest: Mutex::default(),
         }
+    }
+
+    /// A compile sent `env`: the latest ssh environment.
+    pub(super) fn note(&self, env: &SshEnv) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(env));
     }
 
     /// Makes sure `host` has a running master, started within `timeout`
     /// (at least `MASTER_START`) if it has none, in `env` (else the one it
-    /// was last given). Returns its control socket, or why it failed.
+    /// was last given, else the latest a compile sent). Returns its control
+    /// socket, or why it failed.
     pub(super) async fn ensure(
         &self,
         host: &SshHost,
@@ -85,7 +96,17 @@ impl Masters {
         if let Some(e) = env {
             master.env = Some(Arc::clone(e));
         }
-        let env = master.env.clone().unwrap_or_else(|| Arc::from([]));
+        let latest = || {
+            self.latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let env = master
+            .env
+            .clone()
+            .or_else(latest)
+            .unwrap_or_else(|| Arc::from([]));
         let path = self.control_path(host);
         if let Some(child) = &mut master.child {
             if matches!(child.try_wait(), Ok(None)) {
@@ -268,6 +289,41 @@ mod tests {
         let e = env(&[("DISTCC_SSH", "ssh  -F /tmp/cfg -q")]);
         assert_eq!(ssh_command(&e), ["ssh", "-F", "/tmp/cfg", "-q"]);
         assert_eq!(ssh_command(&env(&[("DISTCC_SSH", " ")])), ["ssh"]);
+    }
+
+    #[tokio::test]
+    async fn a_probe_before_any_job_uses_the_latest_compiles_ssh_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen");
+        let fake = dir.path().join("fake-ssh");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$SSH_AUTH_SOCK\" > {}\nexit 255\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let m = Masters::new(dir.path().to_path_buf());
+        let fake = fake.display().to_string();
+        let e: SshEnv = Arc::from(env(&[
+            ("DISTCC_SSH", &fake),
+            ("SSH_AUTH_SOCK", "/agent/of/the/compile"),
+        ]));
+        m.note(&e);
+        let host = SshHost {
+            user: None,
+            host: "b1".into(),
+            command: None,
+        };
+        let r = m.ensure(&host, None, Duration::from_secs(1)).await;
+        assert!(r.is_err());
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap().trim(),
+            "/agent/of/the/compile"
+        );
     }
 
     #[test]

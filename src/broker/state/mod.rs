@@ -231,7 +231,11 @@ impl Broker {
         state.last_active = now;
         let job = lease::job_of(&mut state.costs, req, set);
         let notice = state.lists.started(set, req.build);
-        state.leases.insert(id, Lease::new(req, set, waiter, now));
+        let lease = Lease::new(req, set, waiter, now);
+        if let Some(env) = &lease.ssh_env {
+            self.shared.relay.note_ssh_env(env);
+        }
+        state.leases.insert(id, lease);
         let placed = state.sched.request(id, job, now);
         let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
         let max = state.config.broker.max_queue;
