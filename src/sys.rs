@@ -156,3 +156,25 @@ pub fn raise_open_file_limit() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_is_set_aside_only_once_its_successor_can_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, old) = (
+            dir.path().join("broker.log"),
+            dir.path().join("broker.log.old"),
+        );
+        std::fs::write(&log, "x".repeat(100)).unwrap();
+        // The new file cannot be made (as with no descriptors left).
+        std::fs::create_dir_all(dir.path().join("broker.log.new/in-the-way")).unwrap();
+        assert!(rotate_output(&log, &old, 10).is_err());
+        assert!(!old.exists(), "nothing renamed");
+        assert_eq!(std::fs::read_to_string(&log).unwrap().len(), 100);
+        // Under the limit: nothing to do, and no file touched.
+        assert!(!rotate_output(&log, &old, 1000).unwrap());
+    }
+}
