@@ -272,7 +272,12 @@ impl Config {
         ];
         checks
             .iter()
-            .try_for_each(|(key, value, max)| at_most(key, *value, *max))
+            .try_for_each(|(key, value, max)| at_most(key, *value, *max))?;
+        if b.connect_timeout_ms == 0 {
+            // Every connect would time out at once: no host would be used.
+            return Err("[broker] connect_timeout_ms = 0: it must be at least 1".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -293,6 +298,24 @@ fn one_line(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_past_their_limits_are_refused_with_key_and_limit() {
+        let e = Config::parse(
+            "[broker]\njob_timeout_s = 18446744073709551615\n",
+            "/c.toml",
+        );
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("/c.toml") && e.contains("job_timeout_s") && e.contains("604800"),
+            "{e}"
+        );
+        let e = Config::parse("[broker]\nconnect_timeout_ms = 0\n", "/c.toml").unwrap_err();
+        assert!(e.to_string().contains("connect_timeout_ms"), "{e}");
+        let e = Config::parse("[[host]]\nname = \"b1\"\nslots = 5000\n", "/c.toml").unwrap_err();
+        assert!(e.to_string().contains("1024"), "{e}");
+        assert!(Config::parse("[broker]\nqueue_timeout_s = 604800\n", "/c.toml").is_ok());
+    }
 
     #[test]
     fn http_is_off_by_default_and_loopback_unless_public() {
