@@ -90,6 +90,9 @@ pub(crate) struct Ticket {
     pub idle: Duration,
     /// For an ssh host: the compile's ssh environment.
     pub env: Option<SshEnv>,
+    /// The compiled file's cost key and size, handed back with the outcome:
+    /// the lease may have ended before the relay reports.
+    pub file: (Option<String>, u64),
 }
 
 /// How a relayed connection ended.

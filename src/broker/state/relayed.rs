@@ -7,7 +7,7 @@ use super::State;
 use super::lease::Phase;
 use crate::broker::relay::{Outcome, Relay, Target, Ticket, Watch};
 use crate::broker::sched::health::Failure;
-use crate::broker::sched::{HostId, LeaseId, Placement};
+use crate::broker::sched::{HostId, Placement};
 use crate::protocol::Grant;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ pub(super) fn ticket(state: &State, p: Placement) -> Option<Ticket> {
         connect: Duration::from_millis(b.connect_timeout_ms),
         idle: Duration::from_secs(b.job_timeout_s.min(hung_after(io)).max(1)),
         env: lease.and_then(|l| l.ssh_env.clone()),
+        file: lease.map_or((None, 0), |l| (l.key.clone(), l.size)),
     })
 }
 
@@ -103,7 +104,7 @@ pub(super) fn ended(state: &mut State, ticket: &Ticket, outcome: Outcome, now: I
         .placed(lease)
         .or_else(|| state.sched.find(&ticket.target.name));
     let (why, failure) = match outcome {
-        Outcome::Done(watch) => return observed(state, lease, host, &watch),
+        Outcome::Done(watch) => return observed(state, ticket, host, &watch),
         Outcome::Lost(why) => (why, Failure::Refused),
         Outcome::Hung(why) => (why, Failure::Hang),
     };
@@ -113,8 +114,9 @@ pub(super) fn ended(state: &mut State, ticket: &Ticket, outcome: Outcome, now: I
     state.stats.fell_back += 1;
 }
 
-/// The relay watched a job of `lease` on `host` to its end.
-fn observed(state: &mut State, lease: LeaseId, host: Option<HostId>, watch: &Watch) {
+/// The relay watched the job of `ticket` on `host` to its end (its lease
+/// may have ended already: the file's key and size come with the ticket).
+fn observed(state: &mut State, ticket: &Ticket, host: Option<HostId>, watch: &Watch) {
     if watch.request.broken || watch.response.broken {
         state.stats.unparsed += 1;
         return;
@@ -122,10 +124,7 @@ fn observed(state: &mut State, lease: LeaseId, host: Option<HostId>, watch: &Wat
     let (Some(host), Some(secs)) = (host, watch.server_secs()) else {
         return;
     };
-    let (key, size) = state
-        .leases
-        .get(&lease)
-        .map_or((None, 0), |j| (j.key.clone(), j.size));
+    let (key, size) = (&ticket.file.0, ticket.file.1);
     if let Some((work, weight)) = state.costs.evidence(key.as_deref(), size) {
         state.sched.observe(host, work, secs, weight);
     }

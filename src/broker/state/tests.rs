@@ -121,3 +121,47 @@ async fn a_compile_placed_on_a_host_is_not_turned_away_by_a_long_queue() {
     let (tx, _rx) = oneshot::channel();
     assert!(broker.request(&request(&local, 5), tx).refused.is_some());
 }
+
+#[tokio::test]
+async fn a_job_observed_after_its_lease_ended_still_teaches_speed_and_cost() {
+    let now = Instant::now();
+    let farm = crate::hosts::parse("127.0.0.1:9/2", "test").unwrap();
+    let mut state = State::new(
+        Config::default(),
+        Saved::default(),
+        SavedCosts::default(),
+        now,
+    );
+    let (relay, _reports) = Relay::new(std::env::temp_dir());
+    let set = farm::adopt(&mut state, &farm, &relay, now);
+    // Another file's cost, so a size says something.
+    state.costs.record(Some("/src/other.c"), 100, 0.5);
+    let mut req = request(&farm, 7);
+    req.source_path = Some("/src/f7.c".into());
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    state.leases.insert(1, Lease::new(&req, set, tx, now));
+    let job = lease::job_of(&mut state.costs, &req, set);
+    let placed = state.sched.request(1, job, now);
+    let ticket = relayed::ticket(&state, placed[0]).expect("a farm host");
+    // The client is gone before the relay reports how the job ended.
+    end_lease(&mut state, &relay, 1, now);
+    let mut watch = crate::broker::relay::Watch {
+        request_end: Some(now),
+        done_at: Some(now + Duration::from_millis(40)),
+        ..Default::default()
+    };
+    watch.request.feed(b"");
+    relayed::ended(
+        &mut state,
+        &ticket,
+        crate::broker::relay::Outcome::Done(Box::new(watch)),
+        now,
+    );
+    let host = state.sched.find("127.0.0.1:9").unwrap();
+    assert_eq!(
+        state.sched.host(host).learned.samples(),
+        1,
+        "a speed sample"
+    );
+    assert!(state.costs.knows("/src/f7.c"), "the file's cost");
+}
