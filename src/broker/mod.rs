@@ -12,6 +12,7 @@ pub mod sched;
 mod slots;
 mod state;
 mod store;
+pub mod team;
 
 use crate::config::Config;
 use crate::paths::{Paths, ensure_private_dir};
