@@ -1,7 +1,9 @@
 //! Team mode: brokers on many workstations sharing one farm through etcd.
-//! What is built so far is the part every broker computes alike from the
-//! same demands: the fair shares (`share`). The etcd session, the slot
-//! claims and the `Slots` source that the broker's `refresh_capacity` asks
-//! are to come on this seam.
+//! Built so far: the calls to etcd (`etcd`: leases, create-if-absent slot
+//! keys bound to a lease, ranges, through etcd's JSON gateway) and the fair
+//! shares every broker computes alike from the same demands (`share`). The
+//! session, the claims and the `Slots` source that `refresh_capacity` asks
+//! come next on these.
 
+pub mod etcd;
 pub mod share;

@@ -1,0 +1,213 @@
+//! The calls team mode makes to etcd, through etcd's JSON gateway
+//! (`POST /v3/...`, etcd 3.4 and later) over the hyper already in the tree:
+//! the `etcd-client` crate needs `protoc` at build time, which `cargo
+//! install` on a fresh machine does not have. In the gateway's JSON, keys
+//! and values are base64 and 64-bit numbers are strings; a field that is
+//! false or zero is left out.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// An etcd cluster, by the client URLs of its members.
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    /// `host:port` of each member, tried in order.
+    endpoints: Vec<String>,
+    /// How long one call to one member may take.
+    timeout: Duration,
+}
+
+/// Why a call to etcd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// No member answered; the last one's reason.
+    #[error("no etcd member answered (last: {endpoint}: {why})")]
+    Unreachable {
+        /// The member tried last.
+        endpoint: String,
+        /// Why it did not answer.
+        why: String,
+    },
+    /// A member answered with an error.
+    #[error("etcd at {endpoint} refused {path}: {message}")]
+    Refused {
+        /// The member.
+        endpoint: String,
+        /// The call.
+        path: String,
+        /// etcd's message.
+        message: String,
+    },
+}
+
+impl Etcd {
+    /// A client of the members at `urls` (`http://HOST:PORT`). An
+    /// `https://` URL is refused: the gateway is reached without TLS.
+    pub fn new(urls: &[String], timeout: Duration) -> Result<Etcd, String> {
+        let endpoints = urls
+            .iter()
+            .map(|u| endpoint(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err("no endpoint given".to_string());
+        }
+        Ok(Etcd { endpoints, timeout })
+    }
+
+    /// Grants a lease of `ttl_s` seconds; returns its id.
+    pub async fn grant(&self, ttl_s: u64) -> Result<i64, EtcdError> {
+        let v = self
+            .post("/v3/lease/grant", json!({ "TTL": ttl_s }))
+            .await?;
+        Ok(int(&v["ID"]))
+    }
+
+    /// Keeps `lease` alive; returns its remaining TTL (0: it has expired).
+    pub async fn keep_alive(&self, lease: i64) -> Result<u64, EtcdError> {
+        let v = self
+            .post("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))
+            .await?;
+        Ok(int(&v["result"]["TTL"]).max(0) as u64)
+    }
+
+    /// Ends `lease` and deletes every key bound to it.
+    pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
+        self.post("/v3/kv/lease/revoke", json!({ "ID": lease.to_string() }))
+            .await
+            .map(drop)
+    }
+
+    /// Creates `key` = `value` bound to `lease` only if `key` does not
+    /// exist: true when this call created it.
+    pub async fn create(&self, key: &str, value: &str, lease: i64) -> Result<bool, EtcdError> {
+        let k = B64.encode(key);
+        let body = json!({
+            "compare": [{ "key": k, "target": "CREATE", "create_revision": "0" }],
+            "success": [{ "requestPut": {
+                "key": k, "value": B64.encode(value), "lease": lease.to_string()
+            } }],
+        });
+        let v = self.post("/v3/kv/txn", body).await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
+        let body = json!({ "key": B64.encode(key) });
+        self.post("/v3/kv/deleterange", body).await.map(drop)
+    }
+
+    /// Every key under `prefix` with its value, and the store's revision.
+    pub async fn range(&self, prefix: &str) -> Result<(i64, Vec<(String, String)>), EtcdError> {
+        let body =
+            json!({ "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)) });
+        let v = self.post("/v3/kv/range", body).await?;
+        let text = |f: &Value| {
+            let raw = B64.decode(f.as_str().unwrap_or("")).unwrap_or_default();
+            String::from_utf8_lossy(&raw).into_owned()
+        };
+        let kvs = v["kvs"].as_array().map_or(&[][..], Vec::as_slice);
+        let pairs = kvs.iter().map(|kv| (text(&kv["key"]), text(&kv["value"])));
+        Ok((int(&v["header"]["revision"]), pairs.collect()))
+    }
+
+    /// Posts `body` to `path` on the first member that answers.
+    async fn post(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        let mut last = String::new();
+        for endpoint in &self.endpoints {
+            let call = post_to(endpoint, path, &body);
+            match tokio::time::timeout(self.timeout, call).await {
+                Ok(Ok((200, v))) => return Ok(v),
+                Ok(Ok((_, v))) => {
+                    let message = v["message"].as_str().or(v["error"].as_str());
+                    return Err(EtcdError::Refused {
+                        endpoint: endpoint.clone(),
+                        path: path.to_string(),
+                        message: message.unwrap_or("no message").to_string(),
+                    });
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = format!("no answer within {} ms", self.timeout.as_millis()),
+            }
+        }
+        let endpoint = self.endpoints.last().cloned().unwrap_or_default();
+        Err(EtcdError::Unreachable {
+            endpoint,
+            why: last,
+        })
+    }
+}
+
+/// `http://HOST[:PORT][/]` as `HOST:PORT` (etcd's port 2379 by default).
+fn endpoint(url: &str) -> Result<String, String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "endpoint \"{url}\": TLS is not supported; use http:// on a trusted network"
+        ));
+    }
+    let hp = url.strip_prefix("http://").map(|r| r.trim_end_matches('/'));
+    match hp {
+        Some(hp) if !hp.is_empty() && !hp.contains('/') => Ok(if hp.contains(':') {
+            hp.to_string()
+        } else {
+            format!("{hp}:2379")
+        }),
+        _ => Err(format!("endpoint \"{url}\" is not http://HOST:PORT")),
+    }
+}
+
+/// One HTTP/1.1 POST of `body` to `endpoint` (`host:port`).
+async fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<(u16, Value), String> {
+    let stream = TcpStream::connect(endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", endpoint)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.abort();
+    let v = serde_json::from_slice(&bytes.to_bytes()).map_err(|e| format!("not JSON: {e}"))?;
+    Ok((status, v))
+}
+
+/// A 64-bit number as the gateway writes it (a string), or 0.
+fn int(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+        .unwrap_or(0)
+}
+
+/// The end of the range of keys that start with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+#[path = "etcd_tests.rs"]
+mod tests;

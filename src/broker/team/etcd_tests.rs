@@ -1,0 +1,142 @@
+//! The gateway client against a real etcd (Debian's `etcd-server`) on
+//! loopback ports chosen at run time.
+
+use super::*;
+use std::process::{Child, Command, Stdio};
+
+/// A private etcd; killed and its data removed when dropped.
+pub(crate) struct TestEtcd {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Starts etcd, or `None` (loudly) when it is not installed outside CI.
+pub(crate) fn start_etcd() -> Option<TestEtcd> {
+    if which::which("etcd").is_err() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("etcd not installed, and CI=true: .ci/run must install etcd-server");
+        }
+        eprintln!(
+            "\n!!!!!!!!!! SKIPPED: etcd not installed (apt-get install etcd-server) !!!!!!!!!!\n"
+        );
+        return None;
+    }
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .arg("--initial-cluster")
+            .arg(format!("default={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd");
+        let mut e = TestEtcd {
+            child,
+            url,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", client)).is_ok() {
+                return Some(e);
+            }
+            if e.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(e);
+    }
+    panic!("etcd did not start");
+}
+
+fn client(e: &TestEtcd) -> Etcd {
+    Etcd::new(std::slice::from_ref(&e.url), Duration::from_secs(5)).unwrap()
+}
+
+#[tokio::test]
+async fn a_slot_key_is_created_once_and_goes_with_its_lease() {
+    let Some(e) = start_etcd() else { return };
+    let c = client(&e);
+    // The gateway may take a moment after the port opens.
+    let mut mine = Err(EtcdError::Unreachable {
+        endpoint: String::new(),
+        why: String::new(),
+    });
+    for _ in 0..50 {
+        mine = c.grant(10).await;
+        if mine.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mine = mine.unwrap();
+    let theirs = c.grant(10).await.unwrap();
+    let key = "/tcpb/f/slots/b1:3632/0";
+    assert!(c.create(key, "me", mine).await.unwrap(), "free: created");
+    assert!(
+        !c.create(key, "them", theirs).await.unwrap(),
+        "held: not created"
+    );
+    let (rev, kvs) = c.range("/tcpb/f/slots/").await.unwrap();
+    assert!(rev > 0);
+    assert_eq!(kvs, [(key.to_string(), "me".to_string())]);
+    assert!(c.keep_alive(mine).await.unwrap() > 0);
+    c.revoke(mine).await.unwrap();
+    assert!(
+        c.range("/tcpb/f/slots/").await.unwrap().1.is_empty(),
+        "gone with the lease"
+    );
+    assert!(c.create(key, "them", theirs).await.unwrap(), "free again");
+    c.delete(key).await.unwrap();
+    assert!(c.range("/tcpb/f/").await.unwrap().1.is_empty());
+    assert_eq!(
+        c.keep_alive(mine).await.unwrap_or(0),
+        0,
+        "a revoked lease is not alive"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_member_and_a_bad_url_are_named() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let c = Etcd::new(std::slice::from_ref(&dead), Duration::from_millis(500)).unwrap();
+    let e = c.grant(10).await.unwrap_err().to_string();
+    assert!(e.contains("127.0.0.1"), "{e}");
+    for bad in ["https://h:2379", "h:2379", "http://h/x", "http://"] {
+        let e = Etcd::new(&[bad.to_string()], Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains(bad), "{e}");
+    }
+    assert_eq!(endpoint("http://h").unwrap(), "h:2379");
+    assert_eq!(prefix_end("/a/"), b"/a0");
+}
