@@ -60,15 +60,7 @@ impl World {
 
     /// Jobs the farm's hosts have compiled so far.
     fn farm_jobs(&self) -> usize {
-        self.hosts
-            .iter()
-            .map(|h| {
-                std::fs::read_to_string(&h.log)
-                    .unwrap_or_default()
-                    .matches("COMPILE_OK")
-                    .count()
-            })
-            .sum()
+        common::farm_jobs(&self.hosts)
     }
 
     /// `make -jJ` of the project through `tool`, with distcc's files in
@@ -135,13 +127,7 @@ impl World {
         if fallbacks > 0 {
             eprintln!("  note: {tool:?} -j{j}: {fallbacks} compiles fell back to local");
         }
-        let objs = std::fs::read_dir(&self.project)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "o"))
-            })
-            .count();
+        let objs = common::objects_in(&self.project);
         let remote = self.farm_jobs() - farm_jobs_before;
         if remote != objs {
             eprintln!("  note: {tool:?} -j{j}: {remote} of {objs} compiles ran on the farm");

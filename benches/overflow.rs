@@ -72,11 +72,7 @@ impl World {
     }
 
     fn farm_jobs(&self) -> usize {
-        let log = |h: &Host| std::fs::read_to_string(&h.log).unwrap_or_default();
-        self.hosts
-            .iter()
-            .map(|h| log(h).matches("COMPILE_OK").count())
-            .sum()
+        common::farm_jobs(&self.hosts)
     }
 
     /// tcpb's directories and config for `row`.
@@ -137,13 +133,7 @@ impl World {
         let secs = started.elapsed().as_secs_f64();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{} -j{j}: {err}", row.label());
-        let objs = std::fs::read_dir(&self.project)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "o"))
-            })
-            .count();
+        let objs = common::objects_in(&self.project);
         (secs, objs.saturating_sub(self.farm_jobs() - before))
     }
 

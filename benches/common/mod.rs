@@ -13,7 +13,7 @@ mod simfarm;
 #[allow(unused_imports)]
 pub use jobs::Profile;
 #[allow(unused_imports)]
-pub use simfarm::{Host, chmod, local_compiler, start_host, write_job_set};
+pub use simfarm::{Host, chmod, farm_jobs, local_compiler, objects_in, start_host, write_job_set};
 
 /// One simulated farm of the farm benchmark and its simulation: its name,
 /// (speed, slots) per host, and the mean job work in ms of its job sets.

@@ -89,3 +89,23 @@ pub fn write_job_set(dir: &Path, set: Vec<(u64, u64)>) -> Vec<u64> {
     std::fs::write(dir.join("Makefile"), mk).unwrap();
     works
 }
+
+/// Compiles the hosts have finished so far (their distccd logs).
+pub fn farm_jobs(hosts: &[Host]) -> usize {
+    let log = |h: &Host| std::fs::read_to_string(&h.log).unwrap_or_default();
+    hosts
+        .iter()
+        .map(|h| log(h).matches("COMPILE_OK").count())
+        .sum()
+}
+
+/// The object files in `dir`.
+pub fn objects_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "o"))
+        })
+        .count()
+}
