@@ -116,21 +116,49 @@ impl Etcd {
         Ok((int(&v["header"]["revision"]), pairs.collect()))
     }
 
+    /// Watches the keys under `prefix` from revision `from` (0: from now):
+    /// the changes come in order through `Watcher::next`.
+    pub async fn watch(&self, prefix: &str, from: i64) -> Result<Watcher, EtcdError> {
+        let body = json!({ "create_request": {
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+            "start_revision": from.to_string(),
+        } });
+        let body = &body;
+        self.on_a_member(|ep| async move { open_stream(&ep, "/v3/watch", body).await })
+            .await
+    }
+
     /// Posts `body` to `path` on the first member that answers.
     async fn post(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        let body = &body;
+        let answer = |ep: String| async move {
+            let (status, v) = post_to(&ep, path, body).await?;
+            Ok((ep, status, v))
+        };
+        match self.on_a_member(answer).await? {
+            (_, 200, v) => Ok(v),
+            (endpoint, _, v) => {
+                let message = v["message"].as_str().or(v["error"].as_str());
+                Err(EtcdError::Refused {
+                    endpoint,
+                    path: path.to_string(),
+                    message: message.unwrap_or("no message").to_string(),
+                })
+            }
+        }
+    }
+
+    /// `call` on each member in turn, each within the timeout, until one
+    /// answers.
+    async fn on_a_member<T, F>(&self, call: impl Fn(String) -> F) -> Result<T, EtcdError>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
         let mut last = String::new();
         for endpoint in &self.endpoints {
-            let call = post_to(endpoint, path, &body);
-            match tokio::time::timeout(self.timeout, call).await {
-                Ok(Ok((200, v))) => return Ok(v),
-                Ok(Ok((_, v))) => {
-                    let message = v["message"].as_str().or(v["error"].as_str());
-                    return Err(EtcdError::Refused {
-                        endpoint: endpoint.clone(),
-                        path: path.to_string(),
-                        message: message.unwrap_or("no message").to_string(),
-                    });
-                }
+            match tokio::time::timeout(self.timeout, call(endpoint.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer within {} ms", self.timeout.as_millis()),
             }
@@ -161,31 +189,130 @@ fn endpoint(url: &str) -> Result<String, String> {
     }
 }
 
-/// One HTTP/1.1 POST of `body` to `endpoint` (`host:port`).
+/// One HTTP/1.1 POST of `body` to `endpoint` (`host:port`): the status and
+/// the whole answer as JSON.
 async fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<(u16, Value), String> {
+    let (status, answer, conn) = send(endpoint, path, body).await?;
+    let bytes = answer.collect().await.map_err(|e| e.to_string())?;
+    conn.abort();
+    let v = serde_json::from_slice(&bytes.to_bytes()).map_err(|e| format!("not JSON: {e}"))?;
+    Ok((status, v))
+}
+
+/// Sends a POST of `body` to `endpoint`; the answer's status and body are
+/// read as they come, on the connection task returned.
+async fn send(
+    endpoint: &str,
+    path: &str,
+    body: &Value,
+) -> Result<(u16, hyper::body::Incoming, tokio::task::JoinHandle<()>), String> {
     let stream = TcpStream::connect(endpoint)
         .await
         .map_err(|e| e.to_string())?;
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
     let req = hyper::Request::post(path)
         .header("host", endpoint)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
+    match sender.send_request(req).await {
+        Ok(resp) => Ok((resp.status().as_u16(), resp.into_body(), conn)),
+        Err(e) => {
+            conn.abort();
+            Err(e.to_string())
+        }
+    }
+}
+
+/// A change to a watched key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The store's revision of the change.
+    pub revision: i64,
+    /// The key.
+    pub key: String,
+    /// Its new value; `None` when it was deleted (or its lease ended).
+    pub value: Option<String>,
+}
+
+/// An open watch: etcd's newline-separated JSON answers, read as they come.
+pub struct Watcher {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl Watcher {
+    /// The next changes, in order; an error when the stream ends (etcd
+    /// went away: watch again from the last revision seen).
+    pub async fn next(&mut self) -> Result<Vec<Change>, String> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                let v: Value =
+                    serde_json::from_slice(&line).map_err(|e| format!("not JSON: {e}"))?;
+                let changes = changes(&v["result"]);
+                if !changes.is_empty() {
+                    return Ok(changes);
+                }
+                continue;
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the watch ended".to_string()),
+            }
+        }
+    }
+}
+
+/// The changes in one watch answer.
+fn changes(result: &Value) -> Vec<Change> {
+    let revision = int(&result["header"]["revision"]);
+    let events = result["events"].as_array().map_or(&[][..], Vec::as_slice);
+    let text = |f: &Value| {
+        let raw = B64.decode(f.as_str().unwrap_or("")).unwrap_or_default();
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    events
+        .iter()
+        .map(|e| Change {
+            revision: int(&e["kv"]["mod_revision"]).max(revision),
+            key: text(&e["kv"]["key"]),
+            // A put has no "type" (its value, 0, is left out).
+            value: (e["type"].as_str() != Some("DELETE")).then(|| text(&e["kv"]["value"])),
+        })
         .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    conn.abort();
-    let v = serde_json::from_slice(&bytes.to_bytes()).map_err(|e| format!("not JSON: {e}"))?;
-    Ok((status, v))
+}
+
+/// Opens a streaming POST of `body` to `endpoint`.
+async fn open_stream(endpoint: &str, path: &str, body: &Value) -> Result<Watcher, String> {
+    let (status, body, conn) = send(endpoint, path, body).await?;
+    if status != 200 {
+        conn.abort();
+        return Err(format!("answered {status}"));
+    }
+    Ok(Watcher {
+        body,
+        buf: Vec::new(),
+        conn,
+    })
 }
 
 /// A 64-bit number as the gateway writes it (a string), or 0.

@@ -140,3 +140,47 @@ async fn an_unreachable_member_and_a_bad_url_are_named() {
     assert_eq!(endpoint("http://h").unwrap(), "h:2379");
     assert_eq!(prefix_end("/a/"), b"/a0");
 }
+
+#[tokio::test]
+async fn a_watch_sees_claims_come_and_go_in_order() {
+    let Some(e) = start_etcd() else { return };
+    let c = client(&e);
+    let mut lease = c.grant(10).await;
+    for _ in 0..50 {
+        if lease.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lease = c.grant(10).await;
+    }
+    let lease = lease.unwrap();
+    let mut w = c.watch("/tcpb/f/slots/", 0).await.unwrap();
+    assert!(
+        c.create("/tcpb/f/slots/b1:3632/0", "me", lease)
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.create("/tcpb/f/other", "not watched", lease)
+            .await
+            .unwrap()
+    );
+    c.revoke(lease).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(5), w.next()).await;
+        seen.extend(next.expect("a change within 5 s").unwrap());
+    }
+    let got: Vec<(&str, Option<&str>)> = seen
+        .iter()
+        .map(|c| (c.key.as_str(), c.value.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/tcpb/f/slots/b1:3632/0", Some("me")),
+            ("/tcpb/f/slots/b1:3632/0", None)
+        ]
+    );
+    assert!(seen[0].revision < seen[1].revision);
+}
