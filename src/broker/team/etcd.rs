@@ -337,4 +337,4 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 
 #[cfg(test)]
 #[path = "etcd_tests.rs"]
-mod tests;
+pub(crate) mod tests;

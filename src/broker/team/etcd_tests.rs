@@ -11,8 +11,23 @@ pub(crate) struct TestEtcd {
     _dir: tempfile::TempDir,
 }
 
+impl TestEtcd {
+    /// Stops etcd (SIGSTOP): it answers nothing, its connections stay open.
+    pub(crate) fn stop(&self) {
+        // SAFETY: signalling the etcd this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    /// Lets a stopped etcd run again.
+    pub(crate) fn resume(&self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+}
+
 impl Drop for TestEtcd {
     fn drop(&mut self) {
+        self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -80,27 +95,27 @@ pub(crate) fn start_etcd() -> Option<TestEtcd> {
     panic!("etcd did not start");
 }
 
-fn client(e: &TestEtcd) -> Etcd {
+pub(crate) fn client(e: &TestEtcd) -> Etcd {
     Etcd::new(std::slice::from_ref(&e.url), Duration::from_secs(5)).unwrap()
+}
+
+/// A lease from `c`, once the gateway answers (it may take a moment after
+/// the port opens).
+pub(crate) async fn first_lease(c: &Etcd, ttl: u64) -> i64 {
+    for _ in 0..50 {
+        if let Ok(l) = c.grant(ttl).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("etcd's gateway never answered");
 }
 
 #[tokio::test]
 async fn a_slot_key_is_created_once_and_goes_with_its_lease() {
     let Some(e) = start_etcd() else { return };
     let c = client(&e);
-    // The gateway may take a moment after the port opens.
-    let mut mine = Err(EtcdError::Unreachable {
-        endpoint: String::new(),
-        why: String::new(),
-    });
-    for _ in 0..50 {
-        mine = c.grant(10).await;
-        if mine.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mine = mine.unwrap();
+    let mine = first_lease(&c, 10).await;
     let theirs = c.grant(10).await.unwrap();
     let key = "/tcpb/f/slots/b1:3632/0";
     assert!(c.create(key, "me", mine).await.unwrap(), "free: created");
@@ -145,15 +160,7 @@ async fn an_unreachable_member_and_a_bad_url_are_named() {
 async fn a_watch_sees_claims_come_and_go_in_order() {
     let Some(e) = start_etcd() else { return };
     let c = client(&e);
-    let mut lease = c.grant(10).await;
-    for _ in 0..50 {
-        if lease.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        lease = c.grant(10).await;
-    }
-    let lease = lease.unwrap();
+    let lease = first_lease(&c, 10).await;
     let mut w = c.watch("/tcpb/f/slots/", 0).await.unwrap();
     assert!(
         c.create("/tcpb/f/slots/b1:3632/0", "me", lease)

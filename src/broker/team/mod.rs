@@ -1,9 +1,12 @@
 //! Team mode: brokers on many workstations sharing one farm through etcd.
 //! Built so far: the calls to etcd (`etcd`: leases, create-if-absent slot
 //! keys bound to a lease, ranges and watches, through etcd's JSON gateway)
-//! and the fair shares every broker computes alike from the same demands
-//! (`share`). The session, the claims and the `Slots` source that
-//! `refresh_capacity` asks come next on these.
+//! the broker's lease and what it is sure of (`session`: a claim counts
+//! until the last confirmed keep-alive plus the TTL, minus a margin), and
+//! the fair shares every broker computes alike from the same demands
+//! (`share`). The claims and the `Slots` source that `refresh_capacity`
+//! asks come next on these.
 
 pub mod etcd;
+pub mod session;
 pub mod share;
