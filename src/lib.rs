@@ -45,8 +45,9 @@
 //!     (`observe`).
 //!   - `slots`: what this broker may use of each host (all of it alone;
 //!     team mode: its claims). `team/`: team mode's parts built so far,
-//!     etcd's gateway calls (`etcd`), the broker's lease (`session`) and
-//!     the fair shares every broker computes alike (`share`). `control`: one control connection.
+//!     etcd's gateway calls (`etcd`), the broker's lease (`session`), its
+//!     slot claims (`claims`) and the fair shares every broker computes
+//!     alike (`share`). `control`: one control connection.
 //!     `overlay`: runtime farm changes. `store`: state files, written on a
 //!     thread of their own. `http`: `/status` and `/metrics`.
 //! - `status`: `tcpb status` and `tcpb stop`; `watch`: `tcpb top`;

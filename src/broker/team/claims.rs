@@ -1,0 +1,126 @@
+//! A broker's slot claims in etcd: one key `/tcpb/FARM/slots/HOST/N` per
+//! slot it holds (N below the host's slots), made by a create-if-absent
+//! transaction bound to its lease, so two brokers can never hold the same
+//! slot and a dead broker's claims go with its lease. The claims are kept
+//! between compiles; `adjust` moves them toward what the broker should
+//! hold. Its lock never leaves this module and is never held across a call
+//! to etcd.
+
+use super::etcd::{Etcd, EtcdError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// The slots one broker holds, by host.
+pub struct Claims {
+    /// `/tcpb/FARM/slots/`.
+    prefix: String,
+    /// What the broker writes in its keys (who holds the slot).
+    me: String,
+    held: Mutex<HashMap<String, BTreeSet<u32>>>,
+}
+
+impl Claims {
+    /// The claims of broker `me` in the team's farm `farm`.
+    pub fn new(farm: &str, me: &str) -> Claims {
+        Claims {
+            prefix: format!("/tcpb/{farm}/slots/"),
+            me: me.to_string(),
+            held: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<u32>>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key(&self, host: &str, n: u32) -> String {
+        format!("{}{host}/{n}", self.prefix)
+    }
+
+    /// Slots of `host` held now.
+    pub fn held(&self, host: &str) -> u32 {
+        self.lock().get(host).map_or(0, |s| s.len() as u32)
+    }
+
+    /// Claims free slots of `host` (which has `slots`) or gives held ones
+    /// back until this broker holds `want` of them, or no free slot is
+    /// left. Returns how many it holds after.
+    pub async fn adjust(
+        &self,
+        etcd: &Etcd,
+        lease: i64,
+        host: &str,
+        slots: u32,
+        want: u32,
+    ) -> Result<u32, EtcdError> {
+        let want = want.min(slots);
+        let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
+        if (mine.len() as u32) > want {
+            let extra: Vec<u32> = mine
+                .iter()
+                .rev()
+                .take(mine.len() - want as usize)
+                .copied()
+                .collect();
+            for n in extra {
+                etcd.delete(&self.key(host, n)).await?;
+                self.lock().entry(host.to_string()).or_default().remove(&n);
+            }
+        } else {
+            let mut count = mine.len() as u32;
+            for n in (0..slots).filter(|n| !mine.contains(n)) {
+                if count >= want {
+                    break;
+                }
+                if etcd.create(&self.key(host, n), &self.me, lease).await? {
+                    self.lock().entry(host.to_string()).or_default().insert(n);
+                    count += 1;
+                }
+            }
+        }
+        Ok(self.held(host))
+    }
+
+    /// The lease ended (revoked or expired): every claim went with it.
+    pub fn forget(&self) {
+        self.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
+
+    #[tokio::test]
+    async fn two_brokers_never_hold_more_than_a_hosts_slots() {
+        let Some(e) = start_etcd() else { return };
+        let c = client(&e);
+        let (la, lb) = (first_lease(&c, 10).await, c.grant(10).await.unwrap());
+        let (a, b) = (Claims::new("f", "a"), Claims::new("f", "b"));
+        let in_etcd = || async { c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len() };
+        assert_eq!(
+            a.adjust(&c, la, "h:3632", 3, 5).await.unwrap(),
+            3,
+            "at most the slots"
+        );
+        assert_eq!(
+            b.adjust(&c, lb, "h:3632", 3, 3).await.unwrap(),
+            0,
+            "none left"
+        );
+        assert_eq!(
+            a.adjust(&c, la, "h:3632", 3, 1).await.unwrap(),
+            1,
+            "two given back"
+        );
+        assert_eq!(b.adjust(&c, lb, "h:3632", 3, 3).await.unwrap(), 2);
+        assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
+        assert_eq!(in_etcd().await, 3);
+        // a's workstation dies: its claim goes with its lease.
+        c.revoke(la).await.unwrap();
+        a.forget();
+        assert_eq!(b.adjust(&c, lb, "h:3632", 3, 3).await.unwrap(), 3);
+        assert_eq!((a.held("h:3632"), in_etcd().await), (0, 3));
+    }
+}
