@@ -85,9 +85,16 @@ pub(crate) fn set_signal_handler(sig: libc::c_int, handler: libc::sighandler_t) 
 
 /// Sets `log` aside as `old` when it is over `max` bytes. True when it did.
 pub(crate) fn set_log_aside(log: &Path, old: &Path, max: u64) -> io::Result<bool> {
+    if !over(log, max)? {
+        return Ok(false);
+    }
+    std::fs::rename(log, old).map(|()| true)
+}
+
+/// True when the file `log` exists and is over `max` bytes.
+fn over(log: &Path, max: u64) -> io::Result<bool> {
     match std::fs::metadata(log) {
-        Ok(meta) if meta.len() > max => std::fs::rename(log, old).map(|()| true),
-        Ok(_) => Ok(false),
+        Ok(meta) => Ok(meta.len() > max),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
@@ -111,11 +118,8 @@ pub(crate) fn stderr_is(path: &Path) -> bool {
 /// True when it did.
 pub(crate) fn rotate_output(log: &Path, old: &Path, max: u64) -> io::Result<bool> {
     use std::os::unix::io::AsRawFd;
-    match std::fs::metadata(log) {
-        Ok(meta) if meta.len() > max => {}
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+    if !over(log, max)? {
+        return Ok(false);
     }
     let mut next = log.as_os_str().to_os_string();
     next.push(".new");

@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use std::os::unix::process::CommandExt;
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn status_without_broker_shows_configured_farm_and_starts_nothing() {
     let env = TestEnv::new();

@@ -6,10 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_stopped_host_is_found_hung_before_distcc_gives_up() {
     if !have_distccd() {

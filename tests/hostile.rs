@@ -18,16 +18,6 @@ fn flood_as_nobody(env: &TestEnv, port: u16, n: u32) {
     let _ = output_within(cmd, Duration::from_secs(90));
 }
 
-/// The relay port distcc was given by a gated compile.
-fn gated_port(env: &TestEnv) -> u16 {
-    wait_for(Duration::from_secs(10), "the relay port", || {
-        env.path("gate.hosts").exists()
-    });
-    let line = std::fs::read_to_string(env.path("gate.hosts")).unwrap();
-    let port = line.trim().trim_start_matches("127.0.0.1:");
-    port.split('/').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn another_user_flooding_relay_ports_neither_fills_the_log_nor_stops_compiles() {
     if !have_distccd() || !can_switch_user() {

@@ -99,18 +99,7 @@ fn another_user_is_refused_on_a_live_relay_port() {
     let hosts = d.host(2);
     std::fs::write(env.path("work/z.c"), "int z(void) { return 3; }\n").unwrap();
     let child = gated_compile(&env, &hosts).spawn().unwrap();
-    wait_for(Duration::from_secs(10), "the relay port", || {
-        env.path("gate.hosts").exists()
-    });
-    let line = std::fs::read_to_string(env.path("gate.hosts")).unwrap();
-    let port: u16 = line
-        .trim()
-        .trim_start_matches("127.0.0.1:")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = gated_port(&env);
     // nobody connects first, speaks, and is cut off without an answer.
     let probe =
         format!("exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'DIST00000001' >&3; cat <&3 | wc -c");

@@ -453,3 +453,18 @@ pub fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// The relay port distcc was given by a gated compile.
+pub fn gated_port(env: &TestEnv) -> u16 {
+    wait_for(Duration::from_secs(10), "the relay port", || {
+        env.path("gate.hosts").exists()
+    });
+    let line = std::fs::read_to_string(env.path("gate.hosts")).unwrap();
+    let port = line.trim().trim_start_matches("127.0.0.1:");
+    port.split('/').next().unwrap().parse().unwrap()
+}
+
+/// A child's stderr as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -107,10 +107,6 @@ impl Etcd {
         let body =
             json!({ "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)) });
         let v = self.post("/v3/kv/range", body).await?;
-        let text = |f: &Value| {
-            let raw = B64.decode(f.as_str().unwrap_or("")).unwrap_or_default();
-            String::from_utf8_lossy(&raw).into_owned()
-        };
         let kvs = v["kvs"].as_array().map_or(&[][..], Vec::as_slice);
         let pairs = kvs.iter().map(|kv| (text(&kv["key"]), text(&kv["value"])));
         Ok((int(&v["header"]["revision"]), pairs.collect()))
@@ -286,10 +282,6 @@ impl Watcher {
 fn changes(result: &Value) -> Vec<Change> {
     let revision = int(&result["header"]["revision"]);
     let events = result["events"].as_array().map_or(&[][..], Vec::as_slice);
-    let text = |f: &Value| {
-        let raw = B64.decode(f.as_str().unwrap_or("")).unwrap_or_default();
-        String::from_utf8_lossy(&raw).into_owned()
-    };
     events
         .iter()
         .map(|e| Change {
@@ -313,6 +305,12 @@ async fn open_stream(endpoint: &str, path: &str, body: &Value) -> Result<Watcher
         buf: Vec::new(),
         conn,
     })
+}
+
+/// A key or value as the gateway writes it (base64), as text.
+fn text(v: &Value) -> String {
+    let raw = B64.decode(v.as_str().unwrap_or("")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 /// A 64-bit number as the gateway writes it (a string), or 0.
