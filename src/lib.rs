@@ -13,9 +13,9 @@
 //!   lease, exec distcc or run the compiler (`run`).
 //! - `classify`: which command lines may go to the farm (`Route`).
 //! - `hosts`: distcc's host-list grammar (TCP, ssh and `localhost` hosts)
-//!   and where distcc looks for it; `config`: `config.toml`; `farm`: the two
-//!   merged into `HostSpec`s; `limits`: the bounds every value entering
-//!   tcpb is held to.
+//!   and where distcc looks for it; `config`: `config.toml` (`config/team`:
+//!   `[team]`); `farm`: the two merged into `HostSpec`s; `limits`: the
+//!   bounds every value entering tcpb is held to.
 //! - `protocol`: the typed control messages (`LeaseRequest` on the wire,
 //!   `Grant` back); `frame`: their length-prefixed framing.
 //! - `paths`: runtime, state and config locations (the `directories`
@@ -29,14 +29,17 @@
 //!     and its `Job` (`lease`), placements turned into grants and leases
 //!     ended (`grant`), the farm in force, per-host memory and what to save
 //!     (`farm`), the relay's tickets and reports (`relayed`), `tcpb host`
-//!     (`admin`), counters (`stats`), status (`view`).
+//!     (`admin`), counters (`stats`), status (`view`), the demand team
+//!     mode claims for (`team`).
 //!   - `sched/`: pure slot accounting and host choice, time passed in:
 //!     `Scheduler` (`mod.rs`) over the hosts (`host`), the fair queue
 //!     (`queue`, whose entries are `Job`s), the queue pass (`dispatch`)
 //!     through the earliest-finish simulation (`eft`), speed samples
 //!     (`learn`) and the speeds choices use (`speeds`), health
 //!     (`health`), per-file costs (`costs`), idle local CPUs taking a full
-//!     farm's compiles (`overflow`), ids (`ids`), the invariant (`check`).
+//!     farm's compiles (`overflow`), capacities that the slot source
+//!     grows and shrinks (`capacity`), ids (`ids`), the invariant
+//!     (`check`).
 //!   - `relay/`: a `Ticket` in at grant time, `Report`s out: reaching the
 //!     host before the grant (`reach`: TCP, or `ssh` as distcc runs it on
 //!     one master connection per host), the port pool (`ports`), who
@@ -44,13 +47,18 @@
 //!     lane (`lane`, TCP or an ssh job's socket), distcc's token stream
 //!     (`observe`).
 //!   - `slots`: what this broker may use of each host (all of it alone;
-//!     team mode: its claims). `team/`: team mode's parts built so far,
-//!     etcd's gateway calls (`etcd`), the broker's lease (`session`), its
-//!     slot claims (`claims`) and the fair shares every broker computes
-//!     alike (`share`). `control`: one control connection.
+//!     team mode: its claims). `team/`: team mode (`[team]`): etcd's
+//!     gateway calls (`etcd`), the broker's lease (`session`), its slot
+//!     claims (`claims`), the team's farm as read from etcd (`view`), the
+//!     fair shares every broker computes alike (`share`), what to hold
+//!     (`plan`, pure), the task that drives them (`driver`, `moving`) and
+//!     the `Slots` it answers with, plus status (`slots`); the state's
+//!     side is `state/team` (the broker's demand per host). `control`:
+//!     one control connection.
 //!     `overlay`: runtime farm changes. `store`: state files, written on a
 //!     thread of their own. `http`: `/status` and `/metrics`.
-//! - `status`: `tcpb status` and `tcpb stop`; `watch`: `tcpb top`;
+//! - `status`: `tcpb status` and `tcpb stop` (`status_team`: its team
+//!   section); `watch`: `tcpb top`;
 //!   `admin`: `tcpb host …` and `tcpb reload`; `logview`: `tcpb log`;
 //!   `shell`: `tcpb init SHELL` and `tcpb masquerade install`.
 //!
@@ -81,5 +89,6 @@ pub(crate) mod paths;
 pub mod protocol;
 pub(crate) mod shell;
 pub(crate) mod status;
+pub(crate) mod status_team;
 pub mod sys;
 pub(crate) mod watch;

@@ -158,6 +158,9 @@ pub(crate) fn write_table(
         )?,
         _ => writeln!(out)?,
     }
+    if let Some(t) = &s.team {
+        crate::status_team::write_team(out, t)?;
+    }
     write_hosts(out, s, color)
 }
 

@@ -70,6 +70,35 @@ pub(crate) fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The name of the user running this process (its uid as a number when
+/// the password database has no entry).
+pub(crate) fn user_name() -> String {
+    let uid = euid();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to live memory of the sizes given.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pw.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: getpwuid_r left a NUL-terminated name in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    name.to_string_lossy().into_owned()
+}
+
+/// This machine's host name.
+pub(crate) fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match rc {
+        0 if end > 0 => String::from_utf8_lossy(&buf[..end]).into_owned(),
+        _ => "localhost".to_string(),
+    }
+}
+
 /// Installs `handler` for `sig` with `sigaction` (`SA_RESTART`).
 /// `handler` must be async-signal-safe, or `SIG_DFL`/`SIG_IGN`.
 pub(crate) fn set_signal_handler(sig: libc::c_int, handler: libc::sighandler_t) {

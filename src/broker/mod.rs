@@ -142,24 +142,26 @@ async fn run(
     let http_addr = config.http.listen;
     let socket = paths.socket();
     let (relay, reports) = Relay::new(ssh_dir);
-    let broker = Broker::new(
-        config,
-        paths,
-        loaded,
-        relay.clone(),
-        Box::new(slots::AllSlots),
-    );
+    let team = join_team(&config);
+    let slots: Box<dyn slots::Slots> = match &team {
+        Some(t) => Box::new(team::slots::TeamSlots(t.clone())),
+        None => Box::new(slots::AllSlots),
+    };
+    let broker = Broker::new(config, paths, loaded, relay.clone(), slots);
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),
         "broker started"
     );
-    let tasks = [
+    let mut tasks = vec![
         tokio::spawn(tick(broker.clone(), relay.clone())),
         tokio::spawn(reload_on_sighup(broker.clone())),
         tokio::spawn(relay_reports(broker.clone(), reports)),
     ];
+    if let Some(t) = &team {
+        tasks.push(tokio::spawn(team::driver::run(t.clone(), broker.clone())));
+    }
     // Changes to [http] take effect when the broker restarts.
     let http = http_addr.map(|addr| tokio::spawn(http::serve(broker.clone(), addr)));
     serve(&listener, &broker, shutdown).await;
@@ -175,10 +177,36 @@ async fn run(
     for t in tasks.iter().chain(&http) {
         t.abort();
     }
+    if let Some(t) = &team {
+        t.end().await;
+    }
     // The writer logs a save that failed.
     let _ = broker.save().await;
     tracing::info!(running = broker.running(), "broker stopped");
     Ok(())
+}
+
+/// Team mode's membership, when `[team]` is configured (its values were
+/// checked when the config was read). Changes to `[team]` take effect when
+/// the broker restarts.
+fn join_team(config: &Config) -> Option<std::sync::Arc<team::driver::Team>> {
+    let t = config.team.as_ref()?;
+    let timeout = Duration::from_millis(config.broker.connect_timeout_ms);
+    match team::driver::Team::new(t, timeout) {
+        Ok(team) => {
+            tracing::info!(
+                "team: farm {} at {} as {}",
+                t.farm,
+                t.endpoints.join(", "),
+                team.me()
+            );
+            Some(team)
+        }
+        Err(e) => {
+            tracing::error!("team: {e}; this broker uses the farm alone");
+            None
+        }
+    }
 }
 
 /// Accepts control connections until told to stop.

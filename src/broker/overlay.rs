@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Slots and speed set with `tcpb host set`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub(super) struct Tweak {
+pub(crate) struct Tweak {
     /// Slots, if set.
     pub slots: Option<u32>,
     /// Speed, if set.
@@ -18,7 +18,7 @@ pub(super) struct Tweak {
 /// The runtime changes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub(super) struct Overlay {
+pub(crate) struct Overlay {
     /// Hosts added with `tcpb host add`.
     pub added: Vec<HostSpec>,
     /// Hosts removed with `tcpb host remove`, by name.

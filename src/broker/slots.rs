@@ -9,11 +9,28 @@
 
 use crate::farm::HostSpec;
 
-/// The source of this broker's capacity on each host.
+/// The source of this broker's capacity on each host. Called with the
+/// broker's state locked: an implementation takes only locks of its own
+/// that it never holds while calling into the broker.
 pub(crate) trait Slots: Send {
     /// How many of `host`'s `host.slots` configured slots this broker may
     /// use now (never more than configured).
     fn usable(&self, host: &HostSpec) -> u32;
+
+    /// True when a host with no usable slot may soon have some (team mode
+    /// while etcd answers: a claim is on its way), so compiles wait for
+    /// it; false sends them to this machine's own slots instead.
+    fn may_grow(&self) -> bool {
+        false
+    }
+
+    /// A compile asked for a slot or ended: what this broker needs changed.
+    fn demand_changed(&self) {}
+
+    /// Team mode's part of `tcpb status`.
+    fn status(&self) -> Option<crate::protocol::TeamStatus> {
+        None
+    }
 }
 
 /// A broker on its own: every configured slot.

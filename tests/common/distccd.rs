@@ -65,6 +65,8 @@ pub struct Distccd {
     log: PathBuf,
     /// A wrapper directory to remove with the daemon.
     extra_dir: Option<PathBuf>,
+    /// Where a recording distccd's compiles write when they start and end.
+    record: Option<PathBuf>,
     /// The daemon's TMPDIR: the temporary files of jobs killed mid-compile
     /// go with it rather than stay in /tmp.
     _tmp: tempfile::TempDir,
@@ -87,6 +89,56 @@ impl Distccd {
 
     /// A distccd whose compiles each take `delay_s` longer: a slower host.
     pub fn start_slow(env: &TestEnv, jobs: u32, delay_s: f64) -> Distccd {
+        Distccd::start_wrapped(env, jobs, &format!("sleep {delay_s}\n"), "")
+    }
+
+    /// A distccd whose compiles each take `delay_s` longer and that
+    /// records when each starts and ends (`peak` reads it): what a farm
+    /// host really ran, whoever sent it.
+    pub fn start_recording(env: &TestEnv, jobs: u32, delay_s: f64) -> Distccd {
+        let record = tempfile::Builder::new()
+            .prefix("tcpb-record")
+            .tempfile()
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        std::fs::set_permissions(&record, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+        let r = record.display();
+        let before = format!("echo \"start $(date +%s%N)\" >> {r}\nsleep {delay_s}\n");
+        let after = format!("echo \"end $(date +%s%N)\" >> {r}\n");
+        let mut d = Distccd::start_wrapped(env, jobs, &before, &after);
+        d.record = Some(record);
+        d
+    }
+
+    /// The most compiles this host ran at once (`start_recording`), and
+    /// how many it ran.
+    pub fn peak(&self) -> (usize, usize) {
+        let text = std::fs::read_to_string(self.record.as_ref().expect("a recording distccd"))
+            .unwrap_or_default();
+        let mut events: Vec<(u128, i32)> = text
+            .lines()
+            .filter_map(|l| {
+                let (what, at) = l.split_once(' ')?;
+                let at: u128 = at.trim().parse().ok()?;
+                Some((at, if what == "start" { 1 } else { -1 }))
+            })
+            .collect();
+        // At the same instant an end comes before a start.
+        events.sort();
+        let (mut now, mut peak) = (0i32, 0i32);
+        for (_, d) in &events {
+            now += d;
+            peak = peak.max(now);
+        }
+        let runs = events.iter().filter(|e| e.1 == 1).count();
+        (peak as usize, runs)
+    }
+
+    /// A distccd whose compiler runs `before`, then gcc, then `after`.
+    fn start_wrapped(env: &TestEnv, jobs: u32, before: &str, after: &str) -> Distccd {
         // distccd drops to its own user: the wrapper must be readable by it.
         let dir = tempfile::Builder::new()
             .prefix("tcpb-slow")
@@ -100,14 +152,11 @@ impl Distccd {
         let real = which::which("x86_64-linux-gnu-gcc").expect("gcc");
         for name in ["x86_64-linux-gnu-gcc", "gcc", "cc"] {
             let w = dir.join(name);
-            std::fs::write(
-                &w,
-                format!(
-                    "#!/bin/sh\nsleep {delay_s}\nexec {} \"$@\"\n",
-                    real.display()
-                ),
-            )
-            .unwrap();
+            let text = format!(
+                "#!/bin/sh\n{before}{} \"$@\"\nrc=$?\n{after}exit $rc\n",
+                real.display()
+            );
+            std::fs::write(&w, text).unwrap();
             mode(&w, 0o755);
         }
         for _ in 0..10 {
@@ -116,7 +165,7 @@ impl Distccd {
                 return d;
             }
         }
-        panic!("could not start a slow distccd");
+        panic!("could not start a wrapped distccd");
     }
 
     fn spawn(env: &TestEnv, port: u16, jobs: u32, path_prefix: Option<&Path>) -> Option<Distccd> {
@@ -159,6 +208,7 @@ impl Distccd {
             child,
             log,
             extra_dir: None,
+            record: None,
             _tmp: tmp,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -230,6 +280,9 @@ impl Drop for Distccd {
         let _ = self.child.wait();
         if let Some(dir) = &self.extra_dir {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(r) = &self.record {
+            let _ = std::fs::remove_file(r);
         }
     }
 }

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod distccd;
+mod etcd;
 mod sshd;
 pub use distccd::*;
+#[allow(unused_imports)] // only the team tests use it
+pub use etcd::*;
 #[allow(unused_imports)] // only the ssh tests use it
 pub use sshd::*;
 

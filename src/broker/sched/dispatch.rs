@@ -127,6 +127,7 @@ impl Scheduler {
     fn pass(&self, now: Instant) -> Pass<'_> {
         let indexes = (&self.order, &self.free);
         let view = View::new(&self.hosts, indexes, &self.sets, self.secs(now))
+            .capacity_may_grow(self.may_grow)
             .with_overflow(self.overflow.allowance());
         // Enough lookahead for the free slots (a few each), and never past
         // every slot of the farm.

@@ -133,6 +133,27 @@ pub(super) struct View<'a> {
     overflow: u32,
 }
 
+/// Per host set: some farm host of it takes distributable jobs now, or
+/// (`without_slots`) would if it had usable slots.
+fn alive(
+    hosts: &[Option<Host>],
+    order: &BTreeSet<OrderKey>,
+    sets: &Sets,
+    without_slots: bool,
+) -> Vec<bool> {
+    (0..sets.len().max(1))
+        .map(|set| {
+            order.iter().any(|k| {
+                let h = hosts[k.2].as_ref().expect("ordered host");
+                !h.local_only
+                    && h.usable()
+                    && (h.cap > 0 || without_slots)
+                    && in_set(sets, set as u32, HostId(k.2))
+            })
+        })
+        .collect()
+}
+
 impl<'a> View<'a> {
     /// A view of `hosts` at `now` (seconds from the scheduler's epoch),
     /// walked in `order`; `free` holds the keys of hosts with a free slot.
@@ -142,14 +163,7 @@ impl<'a> View<'a> {
         sets: &'a Sets,
         now: f64,
     ) -> View<'a> {
-        let alive = (0..sets.len().max(1))
-            .map(|set| {
-                order.iter().any(|k| {
-                    let h = hosts[k.2].as_ref().expect("ordered host");
-                    !h.local_only && h.usable() && in_set(sets, set as u32, HostId(k.2))
-                })
-            })
-            .collect();
+        let alive = alive(hosts, order, sets, false);
         View {
             hosts,
             order,
@@ -161,6 +175,16 @@ impl<'a> View<'a> {
             booked: Vec::new(),
             overflow: 0,
         }
+    }
+
+    /// While `may_grow`, a farm host with no usable slot may soon have one
+    /// (a team claim on its way): distributable jobs wait for it rather
+    /// than run on this machine's pool.
+    pub(super) fn capacity_may_grow(mut self, may_grow: bool) -> Self {
+        if may_grow {
+            self.alive = alive(self.hosts, self.order, self.sets, true);
+        }
+        self
     }
 
     /// Lets the pool take up to `n` distributable jobs while no farm host

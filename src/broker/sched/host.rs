@@ -69,6 +69,11 @@ impl Host {
         }
     }
 
+    /// The speed choices use: learned, else configured.
+    pub(crate) fn speed_for_choices(&self) -> f64 {
+        self.speed
+    }
+
     /// May take new jobs: in the farm, active and healthy.
     pub(crate) fn usable(&self) -> bool {
         !self.removed && self.spec.admin == Admin::Active && self.health.usable()

@@ -9,6 +9,7 @@
 //! at the hosts faster than the best free one; neither the queue's length
 //! nor the farm's size enters the common case.
 
+mod capacity;
 mod check;
 pub mod costs;
 mod dispatch;
@@ -74,6 +75,9 @@ pub struct Scheduler {
     retired: Vec<Host>,
     /// Distributable compiles on this machine's idle CPUs.
     overflow: overflow::Overflow,
+    /// A host with no usable slot may soon have some (`Slots::may_grow`):
+    /// compiles wait for it instead of running on this machine.
+    may_grow: bool,
 }
 
 /// Requests the mean compile cost is taken over (a running mean).
@@ -99,6 +103,7 @@ impl Scheduler {
             mean_cost: 0.0,
             retired: Vec::new(),
             overflow: overflow::Overflow::default(),
+            may_grow: false,
         };
         s.set_farm(farm, now);
         s
@@ -208,24 +213,6 @@ impl Scheduler {
         self.refresh_speeds();
         self.dispatch(now)
     }
-    /// Sets how many of host `id`'s slots may be used now (at most its
-    /// configured slots). Running jobs are not disturbed: a host left with
-    /// more jobs than capacity takes no new one until enough end. Returns
-    /// the leases a grown capacity placed from the queue.
-    pub(crate) fn set_capacity(&mut self, id: HostId, cap: u32, now: Instant) -> Vec<Placement> {
-        let Some(h) = self.hosts.get(id.0).and_then(Option::as_ref) else {
-            return Vec::new();
-        };
-        let cap = cap.min(h.spec.slots);
-        let grew = cap > h.cap;
-        self.total_slots = self.total_slots + cap as usize - h.cap as usize;
-        self.with_host(id, |h| {
-            h.cap = cap;
-            h.update_first_end();
-        });
-        if grew { self.dispatch(now) } else { Vec::new() }
-    }
-
     /// Changes host `id` with `f`, keeping its place in the walk order.
     fn with_host<T>(&mut self, id: HostId, f: impl FnOnce(&mut Host) -> T) -> T {
         let h = self.hosts[id.0].as_mut().expect("live host id");

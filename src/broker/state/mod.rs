@@ -18,6 +18,8 @@ mod lease;
 mod lists;
 mod relayed;
 mod stats;
+mod team;
+pub(crate) use team::TeamDemand;
 mod view;
 
 pub(crate) use admin::AdminError;
@@ -237,6 +239,7 @@ impl Broker {
         }
         state.leases.insert(id, lease);
         let placed = state.sched.request(id, job, now);
+        state.slots.demand_changed();
         let grant = deliver(&mut state, &self.shared.relay, placed, Some(id));
         let max = state.config.broker.max_queue;
         // Only a compile that waits in the queue is turned away: one placed
@@ -277,6 +280,7 @@ impl Broker {
     pub(crate) fn release(&self, id: LeaseId) {
         let mut state = self.lock();
         end_lease(&mut state, &self.shared.relay, id, Instant::now());
+        state.slots.demand_changed();
     }
 
     /// Runs `tcpb host …` with the client's host list; the answer comes
@@ -360,15 +364,15 @@ impl Broker {
         let now = Instant::now();
         let mut state = self.lock();
         let State { sched, slots, .. } = &mut *state;
+        let mut placed = sched.set_may_grow(slots.may_grow(), now);
         let changed: Vec<(HostId, u32)> = sched
             .hosts()
             .map(|(id, h)| (id, slots.usable(&h.spec)))
             .filter(|(id, cap)| *cap != sched.host(*id).cap)
             .collect();
-        let placed = changed
-            .into_iter()
-            .flat_map(|(id, cap)| sched.set_capacity(id, cap, now))
-            .collect();
+        for (id, cap) in changed {
+            placed.extend(sched.set_capacity(id, cap, now));
+        }
         deliver(&mut state, &self.shared.relay, placed, None);
     }
 

@@ -38,6 +38,7 @@ pub(super) fn snapshot(state: &State, broker: Option<BrokerInfo>, now: Instant) 
         compiling: compiling(state, now),
         hosts: hosts(state, live, now),
         lists: state.lists.status(now),
+        team: state.slots.status(),
     }
 }
 

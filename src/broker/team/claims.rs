@@ -42,16 +42,31 @@ impl Claims {
         self.lock().get(host).map_or(0, |s| s.len() as u32)
     }
 
+    /// The id this broker's claims carry.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Every host's slots held now.
+    pub fn all(&self) -> Vec<(String, u32)> {
+        let held = self.lock();
+        held.iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(h, s)| (h.clone(), s.len() as u32))
+            .collect()
+    }
+
     /// Claims free slots of `host` (which has `slots`) or gives held ones
     /// back until this broker holds `want` of them, or no free slot is
-    /// left. Returns how many it holds after.
+    /// left; slots in `taken` are known to be held and not tried. Returns
+    /// how many it holds after.
     pub async fn adjust(
         &self,
         etcd: &Etcd,
         lease: i64,
-        host: &str,
-        slots: u32,
+        (host, slots): (&str, u32),
         want: u32,
+        taken: &BTreeSet<u32>,
     ) -> Result<u32, EtcdError> {
         let want = want.min(slots);
         let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
@@ -68,7 +83,7 @@ impl Claims {
             }
         } else {
             let mut count = mine.len() as u32;
-            for n in (0..slots).filter(|n| !mine.contains(n)) {
+            for n in (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n)) {
                 if count >= want {
                     break;
                 }
@@ -92,6 +107,14 @@ mod tests {
     use super::*;
     use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
 
+    /// `adjust` on host `h:3632` of 3 slots, knowing of no other claim.
+    async fn adjust(c: &Claims, etcd: &Etcd, lease: i64, want: u32) -> u32 {
+        let none = BTreeSet::new();
+        c.adjust(etcd, lease, ("h:3632", 3), want, &none)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn two_brokers_never_hold_more_than_a_hosts_slots() {
         let Some(e) = start_etcd() else { return };
@@ -99,28 +122,16 @@ mod tests {
         let (la, lb) = (first_lease(&c, 10).await, c.grant(10).await.unwrap());
         let (a, b) = (Claims::new("f", "a"), Claims::new("f", "b"));
         let in_etcd = || async { c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len() };
-        assert_eq!(
-            a.adjust(&c, la, "h:3632", 3, 5).await.unwrap(),
-            3,
-            "at most the slots"
-        );
-        assert_eq!(
-            b.adjust(&c, lb, "h:3632", 3, 3).await.unwrap(),
-            0,
-            "none left"
-        );
-        assert_eq!(
-            a.adjust(&c, la, "h:3632", 3, 1).await.unwrap(),
-            1,
-            "two given back"
-        );
-        assert_eq!(b.adjust(&c, lb, "h:3632", 3, 3).await.unwrap(), 2);
+        assert_eq!(adjust(&a, &c, la, 5).await, 3, "at most the slots");
+        assert_eq!(adjust(&b, &c, lb, 3).await, 0, "none left");
+        assert_eq!(adjust(&a, &c, la, 1).await, 1, "two given back");
+        assert_eq!(adjust(&b, &c, lb, 3).await, 2);
         assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
         assert_eq!(in_etcd().await, 3);
         // a's workstation dies: its claim goes with its lease.
         c.revoke(la).await.unwrap();
         a.forget();
-        assert_eq!(b.adjust(&c, lb, "h:3632", 3, 3).await.unwrap(), 3);
+        assert_eq!(adjust(&b, &c, lb, 3).await, 3);
         assert_eq!((a.held("h:3632"), in_etcd().await), (0, 3));
     }
 }

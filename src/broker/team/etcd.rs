@@ -10,6 +10,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -20,6 +22,19 @@ pub struct Etcd {
     endpoints: Vec<String>,
     /// How long one call to one member may take.
     timeout: Duration,
+    /// Calls made, for status and metrics.
+    counts: Arc<Counts>,
+}
+
+/// What a client has done so far.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Calls that reached a member (answered or refused).
+    pub calls: AtomicU64,
+    /// Calls no member answered.
+    pub failures: AtomicU64,
+    /// Writes made: keys created, put or deleted.
+    pub writes: AtomicU64,
 }
 
 /// Why a call to etcd failed.
@@ -56,7 +71,20 @@ impl Etcd {
         if endpoints.is_empty() {
             return Err("no endpoint given".to_string());
         }
-        Ok(Etcd { endpoints, timeout })
+        Ok(Etcd {
+            endpoints,
+            timeout,
+            counts: Arc::default(),
+        })
+    }
+
+    /// What this client (and its clones) did so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    fn wrote(&self) {
+        self.counts.writes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Grants a lease of `ttl_s` seconds; returns its id.
@@ -93,13 +121,29 @@ impl Etcd {
             } }],
         });
         let v = self.post("/v3/kv/txn", body).await?;
-        Ok(v["succeeded"].as_bool().unwrap_or(false))
+        let made = v["succeeded"].as_bool().unwrap_or(false);
+        if made {
+            self.wrote();
+        }
+        Ok(made)
+    }
+
+    /// Sets `key` = `value`, bound to `lease` (0: to none).
+    pub async fn put(&self, key: &str, value: &str, lease: i64) -> Result<(), EtcdError> {
+        let body = json!({
+            "key": B64.encode(key), "value": B64.encode(value), "lease": lease.to_string()
+        });
+        self.post("/v3/kv/put", body).await?;
+        self.wrote();
+        Ok(())
     }
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
         let body = json!({ "key": B64.encode(key) });
-        self.post("/v3/kv/deleterange", body).await.map(drop)
+        self.post("/v3/kv/deleterange", body).await?;
+        self.wrote();
+        Ok(())
     }
 
     /// Every key under `prefix` with its value, and the store's revision.
@@ -154,11 +198,15 @@ impl Etcd {
         let mut last = String::new();
         for endpoint in &self.endpoints {
             match tokio::time::timeout(self.timeout, call(endpoint.clone())).await {
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => {
+                    self.counts.calls.fetch_add(1, Ordering::Relaxed);
+                    return Ok(v);
+                }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer within {} ms", self.timeout.as_millis()),
             }
         }
+        self.counts.failures.fetch_add(1, Ordering::Relaxed);
         let endpoint = self.endpoints.last().cloned().unwrap_or_default();
         Err(EtcdError::Unreachable {
             endpoint,
@@ -259,6 +307,13 @@ impl Watcher {
                 let line: Vec<u8> = self.buf.drain(..=at).collect();
                 let v: Value =
                     serde_json::from_slice(&line).map_err(|e| format!("not JSON: {e}"))?;
+                if v["result"]["canceled"].as_bool() == Some(true) || v.get("error").is_some() {
+                    let why = v["result"]["cancel_reason"].as_str();
+                    return Err(format!(
+                        "etcd ended the watch: {}",
+                        why.unwrap_or("no reason")
+                    ));
+                }
                 let changes = changes(&v["result"]);
                 if !changes.is_empty() {
                     return Ok(changes);

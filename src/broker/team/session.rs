@@ -37,6 +37,8 @@ struct Inner {
     /// sent.
     lease: Option<(i64, Instant)>,
     state: TeamState,
+    /// Why etcd did not answer last, until it answers again.
+    error: Option<String>,
 }
 
 impl Session {
@@ -48,6 +50,7 @@ impl Session {
             inner: Mutex::new(Inner {
                 lease: None,
                 state: TeamState::Connecting,
+                error: None,
             }),
         }
     }
@@ -64,6 +67,24 @@ impl Session {
     /// Where the session stands.
     pub fn state(&self) -> TeamState {
         self.lock().state
+    }
+
+    /// The lease held, sure or not.
+    pub fn id(&self) -> Option<i64> {
+        self.lock().lease.map(|l| l.0)
+    }
+
+    /// Why etcd did not answer the last call, while it does not.
+    pub fn error(&self) -> Option<String> {
+        self.lock().error.clone()
+    }
+
+    /// A call to etcd other than the session's own failed: unreachable
+    /// until the next keep-alive is answered.
+    pub fn failed(&self, why: &EtcdError) {
+        let mut inner = self.lock();
+        inner.state = TeamState::Unreachable;
+        inner.error = Some(why.to_string());
     }
 
     /// The lease, while keys bound to it surely live (a margin of a fifth
@@ -87,6 +108,7 @@ impl Session {
             None => self.etcd.grant(self.ttl.as_secs()).await.map(Some),
         };
         let mut inner = self.lock();
+        inner.error = result.as_ref().err().map(ToString::to_string);
         match result {
             Ok(Some(id)) => {
                 let fresh = held != Some(id);

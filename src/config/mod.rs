@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
+mod team;
+pub(crate) use team::{Offline, TeamConfig};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +25,10 @@ pub(crate) struct Config {
     /// The optional HTTP endpoint.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Team mode: the farm's slots shared with other workstations through
+    /// etcd. None: this broker is on its own.
+    #[serde(default)]
+    pub team: Option<TeamConfig>,
 }
 
 /// Probe and threshold settings (`[health]` in config.toml).
@@ -237,6 +244,12 @@ impl Config {
                 crate::limits::slots(n).map_err(|e| bad(&e))?;
             }
             crate::hosts::parse(&h.name, path).map_err(|e| bad(&e.reason))?;
+        }
+        if let Some(t) = &config.team {
+            t.check().map_err(|message| ConfigError::Invalid {
+                path: path.to_string(),
+                message,
+            })?;
         }
         Ok(config)
     }

@@ -4,6 +4,9 @@
 use crate::hosts::HostList;
 use serde::{Deserialize, Serialize};
 
+mod team;
+pub use team::{TeamBroker, TeamHostStatus, TeamStatus};
+
 /// Bumped whenever a message changes shape. Both sides send it first.
 pub const PROTOCOL_VERSION: u32 = 2;
 
@@ -243,6 +246,9 @@ pub struct StatusSnapshot {
     /// hosts of its own list.
     #[serde(default)]
     pub lists: Vec<ListStatus>,
+    /// Team mode, when `[team]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamStatus>,
 }
 
 /// A host list in use.

@@ -1,0 +1,322 @@
+//! The team task: keeps the broker's lease alive, reads the team's farm
+//! (one range, then one watch: no polling), publishes the hosts of this
+//! broker's lists the team does not know yet and the broker's demand, and
+//! moves its claims toward what `plan` says. `TeamSlots` answers the
+//! broker's `Slots` questions from the claims held.
+//!
+//! The task wakes when a compile asks or ends (`Slots::demand_changed`),
+//! when the farm's keys change, and every 200 ms for the linger and the
+//! keep-alive. A compile that reuses a held claim costs no call to etcd.
+
+use super::claims::Claims;
+use super::etcd::{Change, Etcd, EtcdError, Watcher};
+use super::session::{Session, TeamState};
+use super::view::{Published, TeamHost, View};
+use crate::broker::state::{Broker, TeamDemand};
+use crate::config::{Offline, TeamConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A claim idle this long (no compile of this broker waiting for it) is
+/// given back.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+/// A lower demand is published at most this often (a higher one at once).
+const PUBLISH_DOWN_EVERY: Duration = Duration::from_millis(500);
+/// The longest the task sleeps with nothing to wake it.
+const PERIOD: Duration = Duration::from_millis(200);
+
+/// One broker's membership of its team.
+pub(crate) struct Team {
+    pub(super) config: TeamConfig,
+    pub(super) etcd: Etcd,
+    pub(super) session: Session,
+    pub(super) claims: Claims,
+    pub(super) user: String,
+    pub(super) workstation: String,
+    wake: Notify,
+    inner: Mutex<Inner>,
+}
+
+/// What the task keeps between wakes.
+#[derive(Default)]
+pub(super) struct Inner {
+    /// The team's farm as last read.
+    pub(super) view: View,
+    /// The demand last published, and when.
+    published: Option<(Published, Instant)>,
+    /// Per host, since when this broker's claims there have been idle.
+    pub(super) idle_since: HashMap<String, Instant>,
+    /// The lease the claims were made under.
+    lease: Option<i64>,
+}
+
+impl Team {
+    /// A team member for `config`, each call to etcd bounded by `timeout`.
+    pub(crate) fn new(config: &TeamConfig, timeout: Duration) -> Result<Arc<Team>, String> {
+        let etcd = Etcd::new(&config.endpoints, timeout)?;
+        let (user, workstation) = (crate::sys::user_name(), crate::sys::host_name());
+        let clean = |s: &str| s.replace(['/', '@', ':'], "_");
+        let me = format!(
+            "{}@{}:{}",
+            clean(&user),
+            clean(&workstation),
+            std::process::id()
+        );
+        Ok(Arc::new(Team {
+            session: Session::new(etcd.clone(), config.lease_ttl_s),
+            claims: Claims::new(&config.farm, &me),
+            etcd,
+            config: config.clone(),
+            user,
+            workstation,
+            wake: Notify::new(),
+            inner: Mutex::new(Inner {
+                view: View::new(&config.farm),
+                ..Inner::default()
+            }),
+        }))
+    }
+
+    pub(super) fn wake_notify(&self) -> &Notify {
+        &self.wake
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This broker's id in the team.
+    pub(crate) fn me(&self) -> &str {
+        self.claims.me()
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("/tcpb/{}/{rest}", self.config.farm)
+    }
+
+    /// Revokes the lease: every claim goes at once (`tcpb stop`, idle exit).
+    pub(crate) async fn end(&self) {
+        match self.session.end().await {
+            Ok(()) => tracing::info!("team: left {}, claims returned", self.config.farm),
+            Err(e) => tracing::warn!("team: could not return the claims: {e}"),
+        }
+        self.claims.forget();
+    }
+
+    /// Keeps the lease alive; a new lease drops the old one's claims.
+    async fn keep_alive(&self) {
+        let before = self.session.state();
+        let after = self.session.tick().await;
+        let id = self.session.id();
+        let renewed = {
+            let mut inner = self.lock();
+            let renewed = inner.lease.is_some() && inner.lease != id;
+            if inner.lease != id {
+                inner.lease = id;
+                inner.published = None;
+            }
+            renewed
+        };
+        if renewed {
+            self.claims.forget();
+        }
+        if before != after {
+            self.log_state(after);
+        }
+    }
+
+    fn log_state(&self, state: TeamState) {
+        let farm = &self.config.farm;
+        match state {
+            TeamState::Connected => {
+                tracing::info!("team: connected to farm {farm} as {}", self.me())
+            }
+            TeamState::Rejoining => tracing::warn!("team: lease expired; rejoining farm {farm}"),
+            TeamState::Unreachable => tracing::warn!(
+                "team: etcd unreachable ({}); using {}",
+                self.session.error().unwrap_or_default(),
+                match self.config.offline {
+                    Offline::Share => "at most the slots already claimed",
+                    Offline::Local => "only this machine's slots",
+                }
+            ),
+            TeamState::Connecting => {}
+        }
+    }
+
+    /// Reads the whole farm anew and watches it from there.
+    async fn load(&self) -> Result<Watcher, EtcdError> {
+        let prefix = self.key("");
+        let (revision, pairs) = self.etcd.range(&prefix).await?;
+        {
+            let mut inner = self.lock();
+            inner.view.clear();
+            for (k, v) in &pairs {
+                if let Err(e) = inner.view.apply(k, Some(v)) {
+                    bad_value(&e);
+                }
+            }
+        }
+        self.etcd.watch(&prefix, revision + 1).await
+    }
+
+    /// Applies watched changes.
+    fn apply(&self, changes: &[Change]) {
+        let mut inner = self.lock();
+        for c in changes {
+            if let Err(e) = inner.view.apply(&c.key, c.value.as_deref()) {
+                bad_value(&e);
+            }
+        }
+    }
+}
+
+/// Logs a value in etcd that was ignored (at most one line a minute).
+fn bad_value(why: &str) {
+    static QUIET: crate::sys::Quiet = crate::sys::Quiet::new(60);
+    if let Some(more) = QUIET.due() {
+        tracing::warn!("team: {why} (and {more} more since the last such line)");
+    }
+}
+
+/// Runs the team task until the broker stops.
+pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
+    let mut watcher: Option<Watcher> = None;
+    let mut next_tick = Instant::now();
+    loop {
+        if Instant::now() >= next_tick {
+            team.keep_alive().await;
+            next_tick = Instant::now() + team.session.period();
+        }
+        let reachable = matches!(
+            team.session.state(),
+            TeamState::Connected | TeamState::Rejoining
+        );
+        if !reachable {
+            watcher = None;
+        } else if watcher.is_none() {
+            match team.load().await {
+                Ok(w) => watcher = Some(w),
+                Err(e) => team.session.failed(&e),
+            }
+        }
+        if watcher.is_some() && team.reconcile(&broker).await {
+            broker.refresh_capacity();
+        }
+        let wait = next_tick.min(Instant::now() + PERIOD);
+        tokio::select! {
+            _ = team.wake.notified() => {}
+            changes = next_change(&mut watcher) => match changes {
+                Ok(changes) => team.apply(&changes),
+                Err(e) => {
+                    tracing::warn!("team: {e}; reading the farm again");
+                    watcher = None;
+                }
+            },
+            _ = tokio::time::sleep_until(wait.into()) => {}
+        }
+    }
+}
+
+/// The next watched changes; never, without a watch.
+async fn next_change(watcher: &mut Option<Watcher>) -> Result<Vec<Change>, String> {
+    match watcher {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Team {
+    /// Publishes what changed and moves the claims toward the plan; true
+    /// when the claims held changed.
+    async fn reconcile(&self, broker: &Broker) -> bool {
+        let now = Instant::now();
+        let Some(lease) = self.session.lease(now) else {
+            return false;
+        };
+        let demand = broker.team_demand();
+        let done = async {
+            self.publish_hosts(&demand).await?;
+            self.publish_demand(&demand, lease, now).await?;
+            self.move_claims(&demand, lease, now).await
+        };
+        match done.await {
+            Ok(changed) => changed,
+            Err(e) => {
+                self.session.failed(&e);
+                self.log_state(TeamState::Unreachable);
+                true
+            }
+        }
+    }
+
+    /// Defines the hosts of this broker's lists that the team does not
+    /// know, with the slots the list gives them: the first definition
+    /// wins, and stays (bound to no lease).
+    async fn publish_hosts(&self, demand: &TeamDemand) -> Result<(), EtcdError> {
+        let unknown: Vec<(String, u32)> = {
+            let inner = self.lock();
+            let known = |n: &str| inner.view.hosts.contains_key(n);
+            demand
+                .needs
+                .iter()
+                .filter(|n| !known(&n.name))
+                .map(|n| (n.name.clone(), n.slots))
+                .collect()
+        };
+        for (name, slots) in unknown {
+            let key = self.key(&format!("hosts/{name}"));
+            let value = serde_json::to_string(&TeamHost { slots }).expect("serialises");
+            if self.etcd.create(&key, &value, 0).await? {
+                tracing::info!("team: defined host {name} with {slots} slots for the team");
+                let _ = self.lock().view.apply(&key, Some(&value));
+            }
+        }
+        Ok(())
+    }
+
+    /// This broker's demand now.
+    pub(super) fn published(&self, demand: &TeamDemand) -> Published {
+        let inner = self.lock();
+        let slots: u32 = demand
+            .needs
+            .iter()
+            .filter_map(|n| inner.view.hosts.get(&n.name))
+            .map(|h| h.slots)
+            .fold(0, u32::saturating_add);
+        Published {
+            user: self.user.clone(),
+            workstation: self.workstation.clone(),
+            weight: self.config.weight,
+            want: (demand.running + demand.queued).min(slots),
+            builds: demand.builds,
+        }
+    }
+
+    /// Writes this broker's demand when it grew, or changed otherwise and
+    /// was last written a while ago: writes follow demand, not compiles.
+    async fn publish_demand(
+        &self,
+        demand: &TeamDemand,
+        lease: i64,
+        now: Instant,
+    ) -> Result<(), EtcdError> {
+        let mine = self.published(demand);
+        let due = match &self.lock().published {
+            None => true,
+            Some((p, _)) if mine.want > p.want => true,
+            Some((p, at)) => *p != mine && now.duration_since(*at) >= PUBLISH_DOWN_EVERY,
+        };
+        if due {
+            let value = serde_json::to_string(&mine).expect("serialises");
+            let key = self.key(&format!("brokers/{}", self.me()));
+            self.etcd.put(&key, &value, lease).await?;
+            let mut inner = self.lock();
+            let _ = inner.view.apply(&key, Some(&value));
+            inner.published = Some((mine, now));
+        }
+        Ok(())
+    }
+}

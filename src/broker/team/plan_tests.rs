@@ -1,0 +1,185 @@
+use super::*;
+use std::collections::HashMap;
+
+fn published(user: &str, want: u32) -> Published {
+    Published {
+        user: user.into(),
+        workstation: "ws".into(),
+        weight: 1.0,
+        want,
+        builds: 1,
+    }
+}
+
+fn need(name: &str, speed: f64, busy: u32, queued: u32) -> Need {
+    Need {
+        name: name.into(),
+        slots: 4,
+        speed,
+        busy,
+        queued,
+        usable: true,
+    }
+}
+
+/// A farm of hosts `names` with 4 slots each, `claims` (host, holder,
+/// count) and brokers (id, want).
+fn farm(names: &[&str], claims: &[(&str, &str, u32)], brokers: &[(&str, u32)]) -> View {
+    let mut v = View::new("f");
+    for n in names {
+        v.apply(&format!("/tcpb/f/hosts/{n}"), Some(r#"{"slots":4}"#))
+            .unwrap();
+    }
+    let mut next: HashMap<&str, u32> = HashMap::new();
+    for (host, holder, count) in claims {
+        for _ in 0..*count {
+            let i = next.entry(host).or_default();
+            v.apply(&format!("/tcpb/f/slots/{host}/{i}"), Some(holder))
+                .unwrap();
+            *i += 1;
+        }
+    }
+    for (id, want) in brokers {
+        let text = serde_json::to_string(&published(id, *want)).unwrap();
+        v.apply(&format!("/tcpb/f/brokers/{id}"), Some(&text))
+            .unwrap();
+    }
+    v
+}
+
+fn held_in(v: &View, id: &str) -> impl Fn(&str) -> u32 {
+    let v = v.clone();
+    let id = id.to_string();
+    move |h| {
+        v.holders(h)
+            .iter()
+            .find(|(b, _)| *b == id)
+            .map_or(0, |x| x.1)
+    }
+}
+
+#[test]
+fn alone_a_queue_claims_the_fastest_free_slots() {
+    let v = farm(&["slow", "fast"], &[], &[]);
+    let d = published("a", 5);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 5,
+    };
+    let needs = [need("slow", 1.0, 0, 5), need("fast", 3.0, 0, 5)];
+    let mut got = targets(&v, &me, &needs, |_| 0, |_| false, 0);
+    got.sort();
+    assert_eq!(got, [("fast".into(), 4), ("slow".into(), 1)]);
+}
+
+#[test]
+fn claims_are_kept_while_busy_and_given_back_after_the_linger() {
+    let v = farm(&["h"], &[("h", "a", 3)], &[("a", 1)]);
+    let d = published("a", 1);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 0,
+    };
+    let needs = [need("h", 1.0, 1, 0)];
+    let held = held_in(&v, "a");
+    assert!(
+        targets(&v, &me, &needs, &held, |_| false, 0).is_empty(),
+        "kept for reuse"
+    );
+    assert_eq!(
+        targets(&v, &me, &needs, &held, |_| true, 0),
+        [("h".into(), 1)],
+        "idle ones go, the busy one stays"
+    );
+}
+
+#[test]
+fn above_its_share_while_another_waits_a_broker_gives_back_idle_slots() {
+    // a holds all 4 slots, runs 3; b wants 4 and holds none.
+    let v = farm(&["h"], &[("h", "a", 4)], &[("a", 4), ("b", 4)]);
+    let d = published("a", 4);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 0,
+    };
+    let needs = [need("h", 1.0, 3, 0)];
+    assert_eq!(
+        targets(&v, &me, &needs, held_in(&v, "a"), |_| false, 0),
+        [("h".into(), 3)],
+        "the idle slot goes at once, the running ones finish"
+    );
+    // b claims only up to its share of 2, even with a slot free.
+    let v = farm(
+        &["h"],
+        &[("h", "a", 2), ("h", "b", 1)],
+        &[("a", 4), ("b", 4)],
+    );
+    let d = published("b", 4);
+    let me = Me {
+        id: "b",
+        demand: &d,
+        queued: 3,
+    };
+    let needs = [need("h", 1.0, 1, 3)];
+    assert_eq!(
+        targets(&v, &me, &needs, held_in(&v, "b"), |_| false, 0),
+        [("h".into(), 2)]
+    );
+}
+
+#[test]
+fn nothing_is_claimed_past_the_team_slots_or_on_unknown_or_down_hosts() {
+    let v = farm(&["h", "down"], &[("h", "b", 3)], &[("b", 3)]);
+    let d = published("a", 9);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 9,
+    };
+    let mut down = need("down", 9.0, 0, 9);
+    down.usable = false;
+    let needs = [need("h", 1.0, 0, 9), down, need("unknown", 5.0, 0, 9)];
+    assert_eq!(
+        targets(&v, &me, &needs, |_| 0, |_| false, 0),
+        [("h".into(), 1)]
+    );
+}
+
+#[test]
+fn equal_brokers_have_equal_shares_across_the_farm() {
+    let v = farm(&["h1", "h2", "h3"], &[], &[("a", 12), ("b", 12)]);
+    let total = |id: &str| -> u32 {
+        let d = published(id, 12);
+        let me = Me {
+            id,
+            demand: &d,
+            queued: 12,
+        };
+        ["h1", "h2", "h3"]
+            .iter()
+            .map(|h| my_share(&v, &me, h, 4, 0))
+            .sum()
+    };
+    assert_eq!(total("a") + total("b"), 12);
+    assert_eq!(total("a"), 6, "odd slots of each host go round");
+}
+
+#[test]
+fn compiles_running_without_a_claim_are_covered_first() {
+    // A new lease: the claims went with the old one, 3 compiles still run.
+    let v = farm(&["h"], &[("h", "b", 1)], &[("a", 3), ("b", 1)]);
+    let d = published("a", 3);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 0,
+    };
+    let needs = [need("h", 1.0, 3, 0)];
+    assert_eq!(
+        targets(&v, &me, &needs, |_| 0, |_| true, 0),
+        [("h".into(), 3)]
+    );
+}

@@ -1,0 +1,125 @@
+//! Team mode's answers to the broker (`Slots`): the slots claimed, what
+//! to do while etcd cannot confirm them, and the team's part of status.
+
+use super::driver::Team;
+use super::plan::{self, Me};
+use super::session::TeamState;
+use crate::broker::slots::Slots;
+use crate::config::Offline;
+use crate::farm::HostSpec;
+use crate::protocol::{TeamBroker, TeamHostStatus, TeamStatus};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The broker's slot source in team mode.
+pub(crate) struct TeamSlots(pub(crate) Arc<Team>);
+
+impl Slots for TeamSlots {
+    fn usable(&self, host: &HostSpec) -> u32 {
+        let team = &self.0;
+        if host.is_local() {
+            return host.slots;
+        }
+        if !team.lock().view.hosts.contains_key(&host.name) {
+            return 0;
+        }
+        let sure = team.session.lease(Instant::now()).is_some();
+        match (sure, team.config.offline) {
+            // Unsure: the claims held when etcd went away, never more
+            // (none are made until it answers).
+            (true, _) | (false, Offline::Share) => team.claims.held(&host.name).min(host.slots),
+            (false, Offline::Local) => 0,
+        }
+    }
+
+    fn may_grow(&self) -> bool {
+        // Connecting too: the first grant comes within the connect
+        // timeout, or the state becomes unreachable.
+        self.0.session.state() != TeamState::Unreachable
+    }
+
+    fn demand_changed(&self) {
+        self.0.wake();
+    }
+
+    fn status(&self) -> Option<TeamStatus> {
+        Some(self.0.status())
+    }
+}
+
+impl Team {
+    /// Wakes the team task: a compile asked or ended.
+    pub(crate) fn wake(&self) {
+        self.wake_notify().notify_one();
+    }
+
+    /// The team's part of `tcpb status`.
+    pub(crate) fn status(&self) -> TeamStatus {
+        let inner = self.lock();
+        let view = &inner.view;
+        let turn = super::moving::minute();
+        let brokers = view
+            .brokers
+            .iter()
+            .map(|(id, b)| {
+                let me = Me {
+                    id,
+                    demand: b,
+                    queued: 0,
+                };
+                let share = view
+                    .hosts
+                    .iter()
+                    .map(|(h, t)| plan::my_share(view, &me, h, t.slots, turn))
+                    .sum();
+                TeamBroker {
+                    id: id.clone(),
+                    user: b.user.clone(),
+                    workstation: b.workstation.clone(),
+                    builds: b.builds,
+                    demand: b.want,
+                    held: view.held_by(id),
+                    share,
+                }
+            })
+            .collect();
+        let hosts = view
+            .hosts
+            .iter()
+            .map(|(name, t)| TeamHostStatus {
+                name: name.clone(),
+                slots: t.slots,
+                holders: view.holders(name),
+            })
+            .collect();
+        let counts = self.etcd.counts();
+        TeamStatus {
+            state: state_name(self.session.state()).to_string(),
+            farm: self.config.farm.clone(),
+            endpoints: self.config.endpoints.clone(),
+            me: self.me().to_string(),
+            offline: match self.config.offline {
+                Offline::Share => "share",
+                Offline::Local => "local",
+            }
+            .to_string(),
+            last_error: self.session.error(),
+            brokers,
+            hosts,
+            etcd_calls: counts.calls.load(Ordering::Relaxed),
+            etcd_failures: counts.failures.load(Ordering::Relaxed),
+            etcd_writes: counts.writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A state as status and `--json` name it.
+fn state_name(state: TeamState) -> &'static str {
+    match state {
+        TeamState::Connecting => "connecting",
+        TeamState::Connected => "connected",
+        TeamState::Unreachable => "unreachable",
+        TeamState::Rejoining => "rejoining",
+    }
+}

@@ -1,0 +1,226 @@
+//! What a broker knows of its team's farm, read from etcd's keys under
+//! `/tcpb/FARM/` (one range, then one watch):
+//!
+//! - `hosts/NAME` = `{"slots": N}`: the team's hosts (no lease: they stay);
+//! - `brokers/ID` = `{"user", "workstation", "weight", "want", "builds"}`:
+//!   each live broker's demand, bound to its lease;
+//! - `slots/NAME/N` = `ID`: slot N of host NAME is held by broker ID, bound
+//!   to that broker's lease.
+//!
+//! A value that does not parse, or is out of bounds, or a key of a kind this
+//! version does not know, is ignored: `apply` says why, for the log. A
+//! claim always counts against its host, whatever its index, so a hostile
+//! or stale key can only make a broker claim less.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One broker's demand as it publishes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// The user it serves.
+    pub user: String,
+    /// The workstation it runs on.
+    pub workstation: String,
+    /// The user's weight (`[team] weight`).
+    pub weight: f64,
+    /// Compiles it could run on the farm now (running and queued).
+    pub want: u32,
+    /// Builds it serves now.
+    pub builds: u32,
+}
+
+/// A host as the team defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamHost {
+    /// Slots the whole team may use.
+    pub slots: u32,
+}
+
+/// The farm's keys, as last read.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// `/tcpb/FARM/`.
+    prefix: String,
+    /// The team's hosts by name.
+    pub hosts: BTreeMap<String, TeamHost>,
+    /// Live brokers by id.
+    pub brokers: BTreeMap<String, Published>,
+    /// Claims by host, then slot index: who holds it.
+    pub slots: BTreeMap<String, BTreeMap<u32, String>>,
+}
+
+impl View {
+    /// An empty view of farm `farm`.
+    pub fn new(farm: &str) -> View {
+        View {
+            prefix: format!("/tcpb/{farm}/"),
+            ..View::default()
+        }
+    }
+
+    /// The prefix every key of the farm starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Forgets everything (before a new range).
+    pub fn clear(&mut self) {
+        self.hosts.clear();
+        self.brokers.clear();
+        self.slots.clear();
+    }
+
+    /// Applies one key's new value (`None`: deleted). An error says why the
+    /// key was ignored.
+    pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
+        let Some(rest) = key.strip_prefix(&self.prefix) else {
+            return Err(format!("key {key:?} is not under {}", self.prefix));
+        };
+        let bad = |why: String| format!("ignored {key:?}: {why}");
+        if let Some(name) = rest.strip_prefix("hosts/") {
+            return self.apply_host(name, value).map_err(bad);
+        }
+        if let Some(id) = rest.strip_prefix("brokers/") {
+            return self.apply_broker(id, value).map_err(bad);
+        }
+        if let Some(slot) = rest.strip_prefix("slots/") {
+            return self.apply_slot(slot, value).map_err(bad);
+        }
+        Err(bad("not a kind of key this version knows".to_string()))
+    }
+
+    fn apply_host(&mut self, name: &str, value: Option<&str>) -> Result<(), String> {
+        let Some(v) = value else {
+            self.hosts.remove(name);
+            return Ok(());
+        };
+        let host: TeamHost = serde_json::from_str(v).map_err(|e| e.to_string())?;
+        crate::limits::slots(host.slots)?;
+        self.hosts.insert(name.to_string(), host);
+        Ok(())
+    }
+
+    fn apply_broker(&mut self, id: &str, value: Option<&str>) -> Result<(), String> {
+        let Some(v) = value else {
+            self.brokers.remove(id);
+            return Ok(());
+        };
+        let mut b: Published = serde_json::from_str(v).map_err(|e| e.to_string())?;
+        if !(b.weight.is_finite() && (0.001..=1000.0).contains(&b.weight)) {
+            return Err(format!("weight {} out of bounds", b.weight));
+        }
+        b.want = b.want.min(crate::limits::MAX_SLOTS * 16);
+        self.brokers.insert(id.to_string(), b);
+        Ok(())
+    }
+
+    fn apply_slot(&mut self, slot: &str, value: Option<&str>) -> Result<(), String> {
+        let (host, n) = slot.rsplit_once('/').ok_or("no slot index")?;
+        let n: u32 = n.parse().map_err(|_| format!("slot index {n:?}"))?;
+        let held = self.slots.entry(host.to_string()).or_default();
+        match value {
+            Some(holder) => {
+                held.insert(n, holder.to_string());
+            }
+            None => {
+                held.remove(&n);
+                if held.is_empty() {
+                    self.slots.remove(host);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Slots of `host` held by anyone.
+    pub fn claimed(&self, host: &str) -> u32 {
+        self.slots.get(host).map_or(0, |s| s.len() as u32)
+    }
+
+    /// Indexes of `host`'s slots held by anyone.
+    pub fn taken(&self, host: &str) -> std::collections::BTreeSet<u32> {
+        self.slots
+            .get(host)
+            .map(|s| s.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Slots held by broker `id`, on every host.
+    pub fn held_by(&self, id: &str) -> u32 {
+        let of = |s: &BTreeMap<u32, String>| s.values().filter(|h| *h == id).count() as u32;
+        self.slots.values().map(of).sum()
+    }
+
+    /// Slots of `host` held by each broker, most first.
+    pub fn holders(&self, host: &str) -> Vec<(String, u32)> {
+        let mut by: BTreeMap<&str, u32> = BTreeMap::new();
+        for h in self.slots.get(host).into_iter().flat_map(|s| s.values()) {
+            *by.entry(h.as_str()).or_default() += 1;
+        }
+        let mut out: Vec<(String, u32)> = by.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_each_kind_and_deletes() {
+        let mut v = View::new("lab");
+        v.apply("/tcpb/lab/hosts/b:3632", Some(r#"{"slots":4}"#))
+            .unwrap();
+        let pub_a = r#"{"user":"ann","workstation":"ws1","weight":1.0,"want":3,"builds":1}"#;
+        v.apply("/tcpb/lab/brokers/ann@ws1:7", Some(pub_a)).unwrap();
+        v.apply("/tcpb/lab/slots/b:3632/0", Some("ann@ws1:7"))
+            .unwrap();
+        v.apply("/tcpb/lab/slots/b:3632/3", Some("bob@ws2:9"))
+            .unwrap();
+        assert_eq!(v.hosts["b:3632"].slots, 4);
+        assert_eq!(v.brokers["ann@ws1:7"].want, 3);
+        assert_eq!((v.claimed("b:3632"), v.held_by("ann@ws1:7")), (2, 1));
+        assert_eq!(v.taken("b:3632").into_iter().collect::<Vec<_>>(), [0, 3]);
+        v.apply("/tcpb/lab/slots/b:3632/0", None).unwrap();
+        v.apply("/tcpb/lab/brokers/ann@ws1:7", None).unwrap();
+        assert_eq!((v.claimed("b:3632"), v.brokers.len()), (1, 0));
+        assert_eq!(v.holders("b:3632"), [("bob@ws2:9".to_string(), 1)]);
+    }
+
+    #[test]
+    fn hostile_values_are_ignored_and_say_why() {
+        let mut v = View::new("lab");
+        v.apply("/tcpb/lab/hosts/b", Some(r#"{"slots":4}"#))
+            .unwrap();
+        for (key, value) in [
+            ("/tcpb/lab/hosts/b", r#"{"slots":99999999}"#),
+            ("/tcpb/lab/hosts/b", r#"{"slots":0}"#),
+            ("/tcpb/lab/hosts/b", r#"{"slots":"four"}"#),
+            ("/tcpb/lab/hosts/b", "not json"),
+            ("/tcpb/lab/brokers/x", r#"{"user":1}"#),
+            (
+                "/tcpb/lab/brokers/x",
+                r#"{"user":"u","workstation":"w","weight":-1,"want":1,"builds":1}"#,
+            ),
+            ("/tcpb/lab/slots/b/x", "someone"),
+            ("/tcpb/lab/slots/b", "someone"),
+            ("/tcpb/lab/future-kind/y", "?"),
+            ("/tcpb/other/hosts/b", r#"{"slots":4}"#),
+        ] {
+            let e = v.apply(key, Some(value)).unwrap_err();
+            assert!(e.contains(key), "{e}");
+        }
+        assert_eq!(v.hosts["b"].slots, 4, "the good value stays");
+        assert!(v.brokers.is_empty());
+        // A huge want is held to a bound; a claim past the slots counts.
+        let huge = r#"{"user":"u","workstation":"w","weight":1,"want":4000000000,"builds":1}"#;
+        v.apply("/tcpb/lab/brokers/x", Some(huge)).unwrap();
+        assert!(v.brokers["x"].want <= 16 * 1024);
+        v.apply("/tcpb/lab/slots/b/4000000", Some("x")).unwrap();
+        assert_eq!(v.claimed("b"), 1);
+    }
+}

@@ -1,0 +1,173 @@
+//! `[team]`: team mode, many workstations' brokers sharing one farm through
+//! etcd. Absent, the broker is on its own and needs no etcd.
+
+use serde::Deserialize;
+
+/// What a broker uses of a farm host while etcd cannot confirm its claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Offline {
+    /// The claims it held when etcd went away, never more: builds go on at
+    /// the last fair share. While etcd is down for everyone, those shares
+    /// add up to at most each host's slots; a workstation cut off alone may
+    /// overlap with the others by its own share once its lease expires.
+    #[default]
+    Share,
+    /// Nothing of the farm: compiles run on this machine until etcd answers.
+    Local,
+}
+
+/// The `[team]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TeamConfig {
+    /// etcd's client URLs, `http://HOST:PORT`, tried in order.
+    pub endpoints: Vec<String>,
+    /// The team's farm: the namespace of its keys, so several farms can
+    /// share one etcd.
+    pub farm: String,
+    /// Seconds of the broker's etcd lease: its claims outlive a dead
+    /// workstation by at most this.
+    #[serde(default = "default_ttl")]
+    pub lease_ttl_s: u64,
+    /// This user's share of the farm against the others' (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// What the broker uses while etcd cannot confirm its claims.
+    #[serde(default)]
+    pub offline: Offline,
+    /// etcd authentication and TLS: named so that a config asking for them
+    /// is refused with the reason rather than as an unknown key.
+    pub user: Option<String>,
+    /// See `user`.
+    pub password_file: Option<String>,
+    /// See `user`.
+    pub ca: Option<String>,
+    /// See `user`.
+    pub cert: Option<String>,
+    /// See `user`.
+    pub key: Option<String>,
+}
+
+fn default_ttl() -> u64 {
+    10
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// The shortest lease: keep-alives go every third of it.
+pub(crate) const MIN_TTL_S: u64 = 2;
+/// The longest lease: a dead workstation's slots stay held this long.
+pub(crate) const MAX_TTL_S: u64 = 3600;
+
+impl TeamConfig {
+    /// Every value usable, or what is wrong with the first that is not.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.endpoints.is_empty() {
+            return Err("[team] endpoints is empty: name etcd's http://HOST:PORT".to_string());
+        }
+        crate::broker::team::etcd::Etcd::new(&self.endpoints, std::time::Duration::from_secs(1))
+            .map_err(|e| format!("[team] {e}"))?;
+        let farm_ok = !self.farm.is_empty()
+            && self.farm.len() <= 64
+            && self
+                .farm
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !farm_ok {
+            return Err(format!(
+                "[team] farm = {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
+                self.farm
+            ));
+        }
+        if !(MIN_TTL_S..=MAX_TTL_S).contains(&self.lease_ttl_s) {
+            return Err(format!(
+                "[team] lease_ttl_s = {}: it must be from {MIN_TTL_S} to {MAX_TTL_S}",
+                self.lease_ttl_s
+            ));
+        }
+        if !(self.weight.is_finite() && (0.001..=1000.0).contains(&self.weight)) {
+            return Err(format!(
+                "[team] weight = {}: it must be a number from 0.001 to 1000",
+                self.weight
+            ));
+        }
+        let asked = [
+            ("user", &self.user),
+            ("password_file", &self.password_file),
+            ("ca", &self.ca),
+            ("cert", &self.cert),
+            ("key", &self.key),
+        ];
+        if let Some((key, _)) = asked.iter().find(|(_, v)| v.is_some()) {
+            return Err(format!(
+                "[team] {key}: etcd authentication and TLS are not supported (tcpb reaches \
+                 etcd's JSON gateway over plain HTTP); run the team's etcd on a trusted network"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, "/c.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_a_full_table() {
+        assert_eq!(parse("").unwrap().team, None, "alone by default");
+        let c = parse("[team]\nendpoints = [\"http://127.0.0.1:2379\"]\nfarm = \"lab\"\n").unwrap();
+        let t = c.team.unwrap();
+        assert_eq!((t.lease_ttl_s, t.weight), (10, 1.0));
+        assert_eq!(t.offline, super::Offline::Share);
+        let c = parse(
+            "[team]\nendpoints = [\"http://e1:2379\", \"http://e2\"]\nfarm = \"ci-1\"\n\
+             lease_ttl_s = 5\nweight = 2.5\noffline = \"local\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.team.unwrap().offline, super::Offline::Local);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_key_and_file() {
+        let base = "[team]\nendpoints = [\"http://127.0.0.1:2379\"]\nfarm = \"lab\"\n";
+        for (extra, named) in [
+            ("lease_ttl_s = 1\n", "lease_ttl_s = 1"),
+            ("lease_ttl_s = 99999999\n", "lease_ttl_s"),
+            ("weight = 0.0\n", "weight = 0"),
+            ("weight = nan\n", "weight = NaN"),
+            ("offline = \"maybe\"\n", "maybe"),
+            ("password_file = \"/p\"\n", "password_file"),
+            ("ca = \"/ca.pem\"\n", "TLS"),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert!(e.contains("/c.toml") && e.contains(named), "{extra}: {e}");
+        }
+        for (text, named) in [
+            ("[team]\nendpoints = []\nfarm = \"lab\"\n", "endpoints"),
+            (
+                "[team]\nendpoints = [\"https://e:2379\"]\nfarm = \"l\"\n",
+                "TLS",
+            ),
+            (
+                "[team]\nendpoints = [\"e:2379\"]\nfarm = \"l\"\n",
+                "http://",
+            ),
+            (
+                "[team]\nendpoints = [\"http://e\"]\nfarm = \"a/b\"\n",
+                "farm",
+            ),
+            ("[team]\nendpoints = [\"http://e\"]\nfarm = \"\"\n", "farm"),
+            ("[team]\nfarm = \"lab\"\n", "endpoints"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(named), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Team mode in `tcpb status` (`team` in `--json`, absent without `[team]`).
+
+use serde::{Deserialize, Serialize};
+
+/// Where this broker stands with its team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamStatus {
+    /// `connecting`, `connected`, `unreachable` or `rejoining`.
+    pub state: String,
+    /// The team's farm (`[team] farm`).
+    pub farm: String,
+    /// etcd's client URLs.
+    pub endpoints: Vec<String>,
+    /// This broker's id in the team (`USER@WORKSTATION:PID`).
+    pub me: String,
+    /// What it uses while etcd cannot confirm its claims: `share` or
+    /// `local`.
+    pub offline: String,
+    /// The last failure talking to etcd, if any since it last answered.
+    pub last_error: Option<String>,
+    /// Every live broker of the team.
+    pub brokers: Vec<TeamBroker>,
+    /// Every host of the team's farm and who holds its slots.
+    pub hosts: Vec<TeamHostStatus>,
+    /// Calls to etcd that were answered.
+    pub etcd_calls: u64,
+    /// Calls to etcd no member answered.
+    pub etcd_failures: u64,
+    /// Keys this broker wrote (claims made and returned, its demand, hosts).
+    pub etcd_writes: u64,
+}
+
+/// One broker of the team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamBroker {
+    /// `USER@WORKSTATION:PID`.
+    pub id: String,
+    /// Its user.
+    pub user: String,
+    /// Its workstation.
+    pub workstation: String,
+    /// Builds it serves.
+    pub builds: u32,
+    /// Compiles it could run on the farm now (its published demand).
+    pub demand: u32,
+    /// Slots it holds.
+    pub held: u32,
+    /// Its fair share of the farm, summed over the hosts.
+    pub share: u32,
+}
+
+/// One host of the team's farm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamHostStatus {
+    /// Its name.
+    pub name: String,
+    /// Slots the team may use.
+    pub slots: u32,
+    /// Who holds them: (broker id, slots), most first.
+    pub holders: Vec<(String, u32)>,
+}

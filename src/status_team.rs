@@ -1,0 +1,65 @@
+//! Team mode's section of `tcpb status`: etcd's state, the team's brokers
+//! and who holds each host's slots.
+
+use crate::protocol::TeamStatus;
+use crate::status::shown;
+use std::io::Write;
+
+/// Writes the team section.
+pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "team    farm {} at {}: {}, as {} (offline: {})",
+        shown(&t.farm),
+        shown(&t.endpoints.join(", ")),
+        t.state,
+        shown(&t.me),
+        t.offline
+    )?;
+    if let Some(e) = &t.last_error {
+        writeln!(out, "        etcd: {}", shown(e))?;
+    }
+    writeln!(
+        out,
+        "        etcd calls {}, failed {}, writes {}",
+        t.etcd_calls, t.etcd_failures, t.etcd_writes
+    )?;
+    if t.brokers.is_empty() {
+        writeln!(out, "        no broker of the team known yet")?;
+    } else {
+        writeln!(
+            out,
+            "        {:<32} {:>6} {:>6} {:>5} {:>5}",
+            "BROKER", "BUILDS", "DEMAND", "HELD", "SHARE"
+        )?;
+    }
+    for b in &t.brokers {
+        let mark = if b.id == t.me { " (this one)" } else { "" };
+        writeln!(
+            out,
+            "        {:<32} {:>6} {:>6} {:>5} {:>5}{mark}",
+            shown(&b.id),
+            b.builds,
+            b.demand,
+            b.held,
+            b.share
+        )?;
+    }
+    for h in &t.hosts {
+        let held: u32 = h.holders.iter().map(|x| x.1).sum();
+        let who: Vec<String> = h
+            .holders
+            .iter()
+            .map(|(id, n)| format!("{} {n}", shown(id)))
+            .collect();
+        writeln!(
+            out,
+            "        host {} {held}/{} held{}{}",
+            shown(&h.name),
+            h.slots,
+            if who.is_empty() { "" } else { ": " },
+            who.join(", ")
+        )?;
+    }
+    writeln!(out)
+}
