@@ -538,7 +538,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host)
-            opts="-h --help add remove drain enable disable set reset help"
+            opts="-h --team --help add remove drain enable disable set reset help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -552,7 +552,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__add)
-            opts="-h --speed --help"
+            opts="-h --speed --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -570,7 +570,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__disable)
-            opts="-h --help"
+            opts="-h --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,7 +584,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__drain)
-            opts="-h --help"
+            opts="-h --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -598,7 +598,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__enable)
-            opts="-h --help"
+            opts="-h --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -738,7 +738,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__remove)
-            opts="-h --force --help"
+            opts="-h --force --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -752,7 +752,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__reset)
-            opts="-h --help"
+            opts="-h --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -766,7 +766,7 @@ _tcpb() {
             return 0
             ;;
         tcpb__subcmd__host__subcmd__set)
-            opts="-h --slots --speed --help"
+            opts="-h --slots --speed --team --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

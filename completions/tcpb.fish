@@ -45,6 +45,7 @@ complete -c tcpb -n "__fish_tcpb_using_subcommand status" -s h -l help -d 'Print
 complete -c tcpb -n "__fish_tcpb_using_subcommand top" -l interval -d 'Seconds between redraws' -r
 complete -c tcpb -n "__fish_tcpb_using_subcommand top" -s h -l help -d 'Print help'
 complete -c tcpb -n "__fish_tcpb_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subcommand_from add remove drain enable disable set reset help" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subcommand_from add remove drain enable disable set reset help" -s h -l help -d 'Print help'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subcommand_from add remove drain enable disable set reset help" -f -a "add" -d 'Add a host: HOST[:PORT][/SLOTS][,lzo][,cpp]'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subcommand_from add remove drain enable disable set reset help" -f -a "remove" -d 'Remove a host: no new jobs; running ones finish'
@@ -55,15 +56,22 @@ complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subc
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subcommand_from add remove drain enable disable set reset help" -f -a "reset" -d 'Drop every runtime change: back to the configured farm'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and not __fish_seen_subcommand_from add remove drain enable disable set reset help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from add" -l speed -d 'Relative speed (default 1.0)' -r
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from add" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from remove" -l force -d 'End its running jobs now (distcc compiles them locally)'
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from remove" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from drain" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from enable" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from disable" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from set" -l slots -d 'Concurrent jobs' -r
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from set" -l speed -d 'Relative speed' -r
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from set" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from reset" -l team -d 'Change the team\'s farm in etcd (`[team]`): every broker of the team applies it within a second'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from reset" -s h -l help -d 'Print help'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a host: HOST[:PORT][/SLOTS][,lzo][,cpp]'
 complete -c tcpb -n "__fish_tcpb_using_subcommand host; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a host: no new jobs; running ones finish'

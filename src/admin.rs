@@ -17,13 +17,13 @@ fn send(paths: &Paths, req: Request, start: bool) -> Result<Option<String>> {
 
 /// `tcpb host …`: the broker is started if none runs, since the change must
 /// be applied and kept.
-pub(crate) fn host(paths: &Paths, cmd: HostCmd) -> Result<()> {
+pub(crate) fn host(paths: &Paths, cmd: HostCmd, team: bool) -> Result<()> {
     if let HostCmd::Add { spec, .. } = &cmd {
         // Say what is wrong with the spec before starting anything.
         crate::hosts::parse(spec, "tcpb host add")?;
     }
     let farm = crate::hosts::load(|k| std::env::var_os(k))?;
-    let msg = send(paths, Request::Host { cmd, farm }, true)?.unwrap_or_default();
+    let msg = send(paths, Request::Host { cmd, farm, team }, true)?.unwrap_or_default();
     println!("tcpb: {msg}");
     Ok(())
 }

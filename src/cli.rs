@@ -71,8 +71,7 @@ pub(crate) enum Command {
     /// Stop the broker; returns once it has exited, its compiles finished.
     Stop,
     /// Change the farm at run time; kept across broker restarts.
-    #[command(subcommand)]
-    Host(HostCommand),
+    Host(HostArgs),
     /// Re-read config.toml and apply it (as SIGHUP does).
     Reload,
     /// Run the broker in the foreground (it starts itself on first use).
@@ -129,6 +128,17 @@ pub(crate) enum MasqueradeCommand {
         /// The directory to clear.
         dir: Option<std::path::PathBuf>,
     },
+}
+
+/// `tcpb host [--team] …`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HostArgs {
+    /// Change the team's farm in etcd (`[team]`): every broker of the team
+    /// applies it within a second.
+    #[arg(long, global = true)]
+    team: bool,
+    #[command(subcommand)]
+    cmd: HostCommand,
 }
 
 /// `tcpb host …`. HOST is `HOST[:PORT]` (port 3632 if left out) or `localhost`.
@@ -309,7 +319,7 @@ fn subcommand(cli: Cli) -> ExitCode {
         }
         Command::Status { json, .. } => crate::status::status(&paths, json),
         Command::Stop => crate::status::stop(&paths),
-        Command::Host(cmd) => crate::admin::host(&paths, cmd.into()),
+        Command::Host(h) => crate::admin::host(&paths, h.cmd.into(), h.team),
         Command::Reload => crate::admin::reload(&paths),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());

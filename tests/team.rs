@@ -188,6 +188,22 @@ fn without_team_mode_the_same_builds_go_over_the_slots() {
     }
 }
 
+/// `tcpb status --json` as `u`'s user.
+fn status_of(u: &User, hosts: &str) -> serde_json::Value {
+    let mut cmd = match u.user {
+        Some(name) => {
+            let mut c = u.env.cmd("runuser");
+            c.args(["-u", name, "--", TCPB]);
+            c
+        }
+        None => u.env.tcpb(),
+    };
+    cmd.args(["status", "--json"]).env("DISTCC_HOSTS", hosts);
+    let out = output_within(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", output_text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The broker id of `u` in the team, from its status.
 fn team_id(u: &User, hosts: &str) -> String {
     u.env.status(hosts)["team"]["me"]
@@ -433,4 +449,75 @@ fn without_etcd_or_with_bad_team_values_builds_still_compile() {
     let why = s["team"]["last_error"].as_str().unwrap_or("");
     assert!(why.contains(&format!("127.0.0.1:{}", dead.port)), "{why}");
     assert!(env.log().contains("etcd unreachable"), "{}", env.log());
+}
+
+#[test]
+fn a_team_wide_drain_reaches_every_broker_within_a_second() {
+    if !have_distccd() {
+        return;
+    }
+    let Some(etcd) = Etcd::start() else { return };
+    let farm_env = TestEnv::new();
+    let (a, b) = (
+        Distccd::start_recording(&farm_env, 8, 0.4),
+        Distccd::start_recording(&farm_env, 8, 0.4),
+    );
+    let hosts = format!("{} {}", a.host(2), b.host(2));
+    let us = users(Some(&etcd), 2, 12, true);
+    let mut drained_at = None;
+    builds_survive(&us, &hosts, || {
+        wait_for(Duration::from_secs(20), "compiles on a", || a.peak().1 >= 2);
+        let out = us[0]
+            .env
+            .tcpb()
+            .args(["host", "drain", &a.name(), "--team"])
+            .env("DISTCC_HOSTS", &hosts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        assert!(stderr_of(&out).is_empty(), "{}", output_text(&out));
+        drained_at = Some(std::time::SystemTime::now());
+    });
+    let since = drained_at
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let limit = (since + Duration::from_secs(1)).as_nanos();
+    let late: Vec<_> = a.starts().into_iter().filter(|t| *t > limit).collect();
+    eprintln!(
+        "a ran {} compiles, {} after the drain + 1 s",
+        a.peak().1,
+        late.len()
+    );
+    assert!(
+        late.is_empty(),
+        "{} compiles reached a drained host",
+        late.len()
+    );
+    assert!(b.peak().1 > 0);
+    // The other user's broker shows it drained; enable brings it back.
+    let state = |u: &User| host_of(&status_of(u, &hosts), &a.name()).unwrap()["state"].clone();
+    assert_eq!(state(&us[1]), "draining", "{}", state(&us[1]));
+    let out = us[0]
+        .env
+        .tcpb()
+        .args(["host", "enable", &a.name(), "--team"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    wait_for(Duration::from_secs(2), "enabled everywhere", || {
+        state(&us[1]) != "draining"
+    });
+    // Without [team], --team is refused with the reason.
+    let alone = TestEnv::new();
+    let out = alone
+        .tcpb()
+        .args(["host", "drain", "h", "--team"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("[team]"), "{}", stderr_of(&out));
+    for u in &us {
+        stop(u);
+    }
 }

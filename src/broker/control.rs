@@ -48,8 +48,11 @@ pub(super) async fn serve(broker: Broker, conn: Stream) {
                 None => lease(&broker, &conn, req).await,
             }
         }
-        Request::Host { cmd, farm } => {
-            let result = broker.admin(&cmd, &farm).await.map_err(|e| e.to_string());
+        Request::Host { cmd, farm, team } => {
+            let result = match team {
+                true => broker.team_admin(&cmd).await,
+                false => broker.admin(&cmd, &farm).await.map_err(|e| e.to_string()),
+            };
             send(&conn, done_or_error(result)).await
         }
         Request::Reload => {

@@ -31,6 +31,15 @@ pub(crate) trait Slots: Send {
     fn status(&self) -> Option<crate::protocol::TeamStatus> {
         None
     }
+
+    /// Applies what the team decided about hosts (speed, out of service)
+    /// to the farm built from the lists, config and overlay.
+    fn amend(&self, _farm: &mut crate::farm::Farm) {}
+
+    /// The team, for `tcpb host … --team`.
+    fn team(&self) -> Option<std::sync::Arc<super::team::driver::Team>> {
+        None
+    }
 }
 
 /// A broker on its own: every configured slot.

@@ -55,6 +55,9 @@ pub enum Request {
         cmd: HostCmd,
         /// The client's host list, adopted first when it changed.
         farm: HostList,
+        /// A change to the team's farm (`--team`), not this broker's.
+        #[serde(default)]
+        team: bool,
     },
     /// Re-read `config.toml` (`tcpb reload`).
     Reload,

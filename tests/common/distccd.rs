@@ -137,6 +137,16 @@ impl Distccd {
         (peak as usize, runs)
     }
 
+    /// When each compile started (`start_recording`), in nanoseconds
+    /// since the epoch.
+    pub fn starts(&self) -> Vec<u128> {
+        let text = std::fs::read_to_string(self.record.as_ref().expect("a recording distccd"))
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("start ")?.trim().parse().ok())
+            .collect()
+    }
+
     /// A distccd whose compiler runs `before`, then gcc, then `after`.
     fn start_wrapped(env: &TestEnv, jobs: u32, before: &str, after: &str) -> Distccd {
         // distccd drops to its own user: the wrapper must be readable by it.

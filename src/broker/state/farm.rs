@@ -72,6 +72,7 @@ pub(super) fn refresh(state: &mut State, now: Instant) -> Vec<Placement> {
     let cpus = crate::farm::local_cpus();
     let mut farm = crate::farm::build_all(&lists, &state.config, cpus);
     state.overlay.apply(&mut farm);
+    state.slots.amend(&mut farm);
     let slots = &state.slots;
     let placed = state.sched.set_farm_with(&farm, now, |h| slots.usable(h));
     state.farm = farm;

@@ -3,6 +3,7 @@
 
 use super::{Broker, State};
 use crate::broker::team::plan::Need;
+use crate::protocol::HostCmd;
 use std::collections::{BTreeSet, HashMap};
 
 /// This broker's demand on the farm.
@@ -22,6 +23,24 @@ impl Broker {
     /// What this broker needs of each farm host now.
     pub(crate) fn team_demand(&self) -> TeamDemand {
         demand(&self.lock())
+    }
+
+    /// The team changed its hosts' definitions: the farm is built again.
+    pub(crate) fn team_hosts_changed(&self) {
+        let now = std::time::Instant::now();
+        let mut state = self.lock();
+        let placed = super::farm::refresh(&mut state, now);
+        super::deliver(&mut state, &self.shared.relay, placed, None);
+    }
+
+    /// `tcpb host … --team`: the change goes to etcd (no lock held while
+    /// it does); every broker of the team applies it from its watch.
+    pub(crate) async fn team_admin(&self, cmd: &HostCmd) -> Result<String, String> {
+        let team = self.lock().slots.team();
+        match team {
+            Some(t) => t.admin(cmd).await,
+            None => Err("--team: this broker has no [team] in its config.toml".to_string()),
+        }
     }
 }
 

@@ -92,7 +92,7 @@ impl Team {
         self.claims.me()
     }
 
-    fn key(&self, rest: &str) -> String {
+    pub(super) fn key(&self, rest: &str) -> String {
         format!("/tcpb/{}/{rest}", self.config.farm)
     }
 
@@ -162,14 +162,16 @@ impl Team {
         self.etcd.watch(&prefix, revision + 1).await
     }
 
-    /// Applies watched changes.
-    fn apply(&self, changes: &[Change]) {
+    /// Applies watched changes; true when a host's definition changed.
+    fn apply(&self, changes: &[Change]) -> bool {
+        let hosts = self.key("hosts/");
         let mut inner = self.lock();
         for c in changes {
             if let Err(e) = inner.view.apply(&c.key, c.value.as_deref()) {
                 bad_value(&e);
             }
         }
+        changes.iter().any(|c| c.key.starts_with(&hosts))
     }
 }
 
@@ -198,7 +200,10 @@ pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
             watcher = None;
         } else if watcher.is_none() {
             match team.load().await {
-                Ok(w) => watcher = Some(w),
+                Ok(w) => {
+                    watcher = Some(w);
+                    broker.team_hosts_changed();
+                }
                 Err(e) => team.session.failed(&e),
             }
         }
@@ -209,7 +214,11 @@ pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
         tokio::select! {
             _ = team.wake.notified() => {}
             changes = next_change(&mut watcher) => match changes {
-                Ok(changes) => team.apply(&changes),
+                Ok(changes) => {
+                    if team.apply(&changes) {
+                        broker.team_hosts_changed();
+                    }
+                }
                 Err(e) => {
                     tracing::warn!("team: {e}; reading the farm again");
                     watcher = None;
@@ -268,7 +277,12 @@ impl Team {
         };
         for (name, slots) in unknown {
             let key = self.key(&format!("hosts/{name}"));
-            let value = serde_json::to_string(&TeamHost { slots }).expect("serialises");
+            let host = TeamHost {
+                slots,
+                speed: None,
+                admin: None,
+            };
+            let value = serde_json::to_string(&host).expect("serialises");
             if self.etcd.create(&key, &value, 0).await? {
                 tracing::info!("team: defined host {name} with {slots} slots for the team");
                 let _ = self.lock().view.apply(&key, Some(&value));

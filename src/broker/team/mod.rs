@@ -7,9 +7,10 @@
 //! as read from etcd (`view`); the fair shares every broker computes alike
 //! from the same demands (`share`) and what each broker should hold
 //! (`plan`, pure); the task that drives them from the broker's demand
-//! (`driver`, `moving`); and the broker's `Slots` in team mode with the
-//! team's part of status (`slots`).
+//! (`driver`, `moving`); the broker's `Slots` in team mode with the
+//! team's part of status (`slots`); and `tcpb host … --team` (`admin`).
 
+mod admin;
 pub mod claims;
 pub(crate) mod driver;
 pub mod etcd;

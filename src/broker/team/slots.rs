@@ -4,9 +4,10 @@
 use super::driver::Team;
 use super::plan::{self, Me};
 use super::session::TeamState;
+use super::view::TeamAdmin;
 use crate::broker::slots::Slots;
 use crate::config::Offline;
-use crate::farm::HostSpec;
+use crate::farm::{Admin, Farm, HostSpec};
 use crate::protocol::{TeamBroker, TeamHostStatus, TeamStatus};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,6 +46,29 @@ impl Slots for TeamSlots {
 
     fn status(&self) -> Option<TeamStatus> {
         Some(self.0.status())
+    }
+
+    fn amend(&self, farm: &mut Farm) {
+        let inner = self.0.lock();
+        let team = &inner.view.hosts;
+        let removed = |h: &HostSpec| {
+            team.get(&h.name)
+                .is_some_and(|t| t.admin == Some(TeamAdmin::Removed))
+        };
+        farm.hosts.retain(|h| !removed(h));
+        for h in &mut farm.hosts {
+            let Some(t) = team.get(&h.name) else { continue };
+            h.speed = t.speed.unwrap_or(h.speed);
+            h.admin = match (t.admin, h.admin) {
+                (_, Admin::Disabled) | (Some(TeamAdmin::Disabled), _) => Admin::Disabled,
+                (Some(TeamAdmin::Drain), _) => Admin::Drain,
+                (_, local) => local,
+            };
+        }
+    }
+
+    fn team(&self) -> Option<Arc<Team>> {
+        Some(self.0.clone())
     }
 }
 

@@ -15,9 +15,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One broker's demand as it publishes it.
+/// One broker's demand as it publishes it (fields another version adds
+/// are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Published {
     /// The user it serves.
     pub user: String,
@@ -31,12 +31,31 @@ pub struct Published {
     pub builds: u32,
 }
 
-/// A host as the team defines it.
+/// A host as the team defines it. Fields another version adds are
+/// ignored, so older brokers keep using the host.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TeamHost {
     /// Slots the whole team may use.
     pub slots: u32,
+    /// Its relative speed, when set for the team (`tcpb host set --team`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// Taken out of service for the whole team, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<TeamAdmin>,
+}
+
+/// A host out of service for the whole team (`tcpb host … --team`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamAdmin {
+    /// No new compiles; running ones finish.
+    Drain,
+    /// No compiles until enabled.
+    Disabled,
+    /// Not in the team's farm: no broker uses it, even if its list names
+    /// it, until it is added again.
+    Removed,
 }
 
 /// The farm's keys, as last read.
@@ -99,6 +118,9 @@ impl View {
         };
         let host: TeamHost = serde_json::from_str(v).map_err(|e| e.to_string())?;
         crate::limits::slots(host.slots)?;
+        if let Some(s) = host.speed {
+            crate::limits::speed(s)?;
+        }
         self.hosts.insert(name.to_string(), host);
         Ok(())
     }
