@@ -52,10 +52,12 @@ pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Resul
             .iter()
             .map(|(id, n)| format!("{} {n}", shown(id)))
             .collect();
+        let prober = h.prober.as_deref().map_or("none".into(), shown);
         writeln!(
             out,
-            "        host {} {held}/{} held{}{}",
+            "        host {} ({}, probed by {prober}) {held}/{} held{}{}",
             shown(&h.name),
+            h.health,
             h.slots,
             if who.is_empty() { "" } else { ": " },
             who.join(", ")

@@ -36,6 +36,12 @@ pub(crate) trait Slots: Send {
     /// to the farm built from the lists, config and overlay.
     fn amend(&self, _farm: &mut crate::farm::Farm) {}
 
+    /// True when this broker probes `host` (team mode: one broker probes
+    /// each host for the whole team and tells the others).
+    fn probes(&self, _host: &HostSpec) -> bool {
+        true
+    }
+
     /// The team, for `tcpb host … --team`.
     fn team(&self) -> Option<std::sync::Arc<super::team::driver::Team>> {
         None

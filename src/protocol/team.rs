@@ -58,4 +58,10 @@ pub struct TeamHostStatus {
     pub slots: u32,
     /// Who holds them: (broker id, slots), most first.
     pub holders: Vec<(String, u32)>,
+    /// The broker that probes it for the team.
+    #[serde(default)]
+    pub prober: Option<String>,
+    /// Its health as the team last heard it (`up` when nobody reported).
+    #[serde(default)]
+    pub health: String,
 }

@@ -14,11 +14,14 @@ use tempfile::TempDir;
 mod distccd;
 mod etcd;
 mod sshd;
+mod team;
 pub use distccd::*;
 #[allow(unused_imports)] // only the team tests use it
 pub use etcd::*;
 #[allow(unused_imports)] // only the ssh tests use it
 pub use sshd::*;
+#[allow(unused_imports)] // only the team tests use it
+pub use team::*;
 
 pub const TCPB: &str = env!("CARGO_BIN_EXE_tcpb");
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hello");

@@ -1,6 +1,7 @@
 //! What this broker may use of each host (`broker::slots`): capacities
 //! that grow and shrink without disturbing running compiles.
 
+use super::health::Health;
 use super::{HostId, Placement, Scheduler};
 use std::time::Instant;
 
@@ -30,6 +31,35 @@ impl Scheduler {
         let ended = self.may_grow && !may_grow;
         self.may_grow = may_grow;
         if ended {
+            self.dispatch(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Another broker of the team found host `name` in `health` (`error`
+    /// says why, when down): applied as if this broker had found it.
+    pub(crate) fn told(
+        &mut self,
+        name: &str,
+        health: Health,
+        error: Option<String>,
+        now: Instant,
+    ) -> Vec<Placement> {
+        let Some(id) = self.find(name) else {
+            return Vec::new();
+        };
+        let cfg = self.health;
+        let changed = self.with_host(id, |h| {
+            if let Some(e) = error {
+                h.last_error = Some((e, now));
+            }
+            h.health.told(health, &cfg, now)
+        });
+        if changed {
+            tracing::info!(host = %name, ?health, "host health changed (team)");
+        }
+        if changed && health == Health::Up {
             self.dispatch(now)
         } else {
             Vec::new()

@@ -169,6 +169,35 @@ impl HealthState {
         }
     }
 
+    /// Another broker of the team found the host `health` (team mode):
+    /// taken as this broker's own finding. Returns true when it changed.
+    pub(crate) fn told(&mut self, health: Health, cfg: &HealthConfig, now: Instant) -> bool {
+        self.checked = true;
+        match health {
+            Health::Up => {
+                if self.hold_until.is_some_and(|t| now < t) {
+                    return false;
+                }
+                self.hold_until = None;
+                (self.ok_run, self.fail_run) = (cfg.rise, 0);
+                self.next_probe = now + cfg.idle_interval();
+                self.set(Health::Up, now)
+            }
+            Health::Suspect if self.health == Health::Up => {
+                self.ok_run = 0;
+                self.next_probe = now;
+                self.set(Health::Suspect, now)
+            }
+            Health::Suspect => false,
+            Health::Down => {
+                (self.ok_run, self.fail_run) = (0, cfg.fall);
+                self.backoff = cfg.interval();
+                self.next_probe = self.next_probe.min(now + cfg.interval());
+                self.set(Health::Down, now)
+            }
+        }
+    }
+
     /// True once a probe, a compile or a failure told something of it.
     pub(crate) fn checked(&self) -> bool {
         self.checked

@@ -335,10 +335,21 @@ impl Scheduler {
 
     /// Remote hosts whose probe is due; each is marked as being probed
     /// until `probe_done`.
+    #[cfg(test)]
     pub(crate) fn due_probes(&mut self, now: Instant) -> Vec<HostSpec> {
+        self.due_probes_of(now, |_| true)
+    }
+
+    /// `due_probes` of the hosts `mine` says this broker probes (team
+    /// mode: one broker probes each host for the whole team).
+    pub(crate) fn due_probes_of(
+        &mut self,
+        now: Instant,
+        mine: impl Fn(&HostSpec) -> bool,
+    ) -> Vec<HostSpec> {
         let mut due = Vec::new();
         for h in self.hosts.iter_mut().flatten() {
-            if h.removed || h.spec.is_local() || !h.health.probe_due(now) {
+            if h.removed || h.spec.is_local() || !h.health.probe_due(now) || !mine(&h.spec) {
                 continue;
             }
             h.health.probe_started();

@@ -389,7 +389,8 @@ impl Broker {
     pub(crate) fn due_probes(&self, now: Instant) -> (Vec<Target>, Duration) {
         let mut state = self.lock();
         let timeout = Duration::from_millis(state.config.health.timeout_ms);
-        let due = state.sched.due_probes(now);
+        let State { sched, slots, .. } = &mut *state;
+        let due = sched.due_probes_of(now, |h| slots.probes(h));
         (due.iter().filter_map(Target::of).collect(), timeout)
     }
 

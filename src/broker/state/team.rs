@@ -2,6 +2,7 @@
 //! compiles running there and queued for it (`team_demand`).
 
 use super::{Broker, State};
+use crate::broker::sched::health::Health;
 use crate::broker::team::plan::Need;
 use crate::protocol::HostCmd;
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +31,17 @@ impl Broker {
         let now = std::time::Instant::now();
         let mut state = self.lock();
         let placed = super::farm::refresh(&mut state, now);
+        super::deliver(&mut state, &self.shared.relay, placed, None);
+    }
+
+    /// Other brokers of the team found these hosts in these states.
+    pub(crate) fn team_health(&self, found: Vec<(String, Health, Option<String>)>) {
+        let now = std::time::Instant::now();
+        let mut state = self.lock();
+        let mut placed = Vec::new();
+        for (name, health, error) in found {
+            placed.extend(state.sched.told(&name, health, error, now));
+        }
         super::deliver(&mut state, &self.shared.relay, placed, None);
     }
 
@@ -79,6 +91,8 @@ fn demand(state: &State) -> TeamDemand {
             busy: h.busy,
             queued,
             usable: h.usable(),
+            health: h.health.checked().then_some(h.health.health),
+            error: h.last_error.as_ref().map(|e| e.0.clone()),
         });
     }
     out

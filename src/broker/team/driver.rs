@@ -10,6 +10,7 @@
 
 use super::claims::Claims;
 use super::etcd::{Change, Etcd, EtcdError, Watcher};
+use super::health::Told;
 use super::session::{Session, TeamState};
 use super::view::{Published, TeamHost, View};
 use crate::broker::state::{Broker, TeamDemand};
@@ -50,6 +51,8 @@ pub(super) struct Inner {
     pub(super) idle_since: HashMap<String, Instant>,
     /// The lease the claims were made under.
     lease: Option<i64>,
+    /// Per host, the health last agreed with the team (`health`).
+    pub(super) synced: HashMap<String, crate::broker::sched::health::Health>,
 }
 
 impl Team {
@@ -146,8 +149,9 @@ impl Team {
         }
     }
 
-    /// Reads the whole farm anew and watches it from there.
-    async fn load(&self) -> Result<Watcher, EtcdError> {
+    /// Reads the whole farm anew and watches it from there; also returns
+    /// the hosts' health as the team found it.
+    async fn load(&self) -> Result<(Watcher, Vec<Told>), EtcdError> {
         let prefix = self.key("");
         let (revision, pairs) = self.etcd.range(&prefix).await?;
         {
@@ -159,19 +163,26 @@ impl Team {
                 }
             }
         }
-        self.etcd.watch(&prefix, revision + 1).await
+        let keys: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+        let told = self.told(&keys);
+        Ok((self.etcd.watch(&prefix, revision + 1).await?, told))
     }
 
-    /// Applies watched changes; true when a host's definition changed.
-    fn apply(&self, changes: &[Change]) -> bool {
+    /// Applies watched changes: whether a host's definition changed, and
+    /// what other brokers found of hosts' health.
+    fn apply(&self, changes: &[Change]) -> (bool, Vec<Told>) {
         let hosts = self.key("hosts/");
-        let mut inner = self.lock();
-        for c in changes {
-            if let Err(e) = inner.view.apply(&c.key, c.value.as_deref()) {
-                bad_value(&e);
+        {
+            let mut inner = self.lock();
+            for c in changes {
+                if let Err(e) = inner.view.apply(&c.key, c.value.as_deref()) {
+                    bad_value(&e);
+                }
             }
         }
-        changes.iter().any(|c| c.key.starts_with(&hosts))
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        let redefined = changes.iter().any(|c| c.key.starts_with(&hosts));
+        (redefined, self.told(&keys))
     }
 }
 
@@ -200,9 +211,10 @@ pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
             watcher = None;
         } else if watcher.is_none() {
             match team.load().await {
-                Ok(w) => {
+                Ok((w, told)) => {
                     watcher = Some(w);
                     broker.team_hosts_changed();
+                    broker.team_health(told);
                 }
                 Err(e) => team.session.failed(&e),
             }
@@ -215,8 +227,12 @@ pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
             _ = team.wake.notified() => {}
             changes = next_change(&mut watcher) => match changes {
                 Ok(changes) => {
-                    if team.apply(&changes) {
+                    let (redefined, told) = team.apply(&changes);
+                    if redefined {
                         broker.team_hosts_changed();
+                    }
+                    if !told.is_empty() {
+                        broker.team_health(told);
                     }
                 }
                 Err(e) => {
@@ -249,6 +265,8 @@ impl Team {
         let done = async {
             self.publish_hosts(&demand).await?;
             self.publish_demand(&demand, lease, now).await?;
+            self.claim_probes(&demand, lease).await?;
+            self.publish_health(&demand).await?;
             self.move_claims(&demand, lease, now).await
         };
         match done.await {

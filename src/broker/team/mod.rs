@@ -7,13 +7,15 @@
 //! as read from etcd (`view`); the fair shares every broker computes alike
 //! from the same demands (`share`) and what each broker should hold
 //! (`plan`, pure); the task that drives them from the broker's demand
-//! (`driver`, `moving`); the broker's `Slots` in team mode with the
+//! (`driver`, `moving`); host health found by one broker for all and
+//! one prober per host (`health`); the broker's `Slots` in team mode with the
 //! team's part of status (`slots`); and `tcpb host … --team` (`admin`).
 
 mod admin;
 pub mod claims;
 pub(crate) mod driver;
 pub mod etcd;
+mod health;
 mod moving;
 pub mod plan;
 pub mod session;

@@ -31,6 +31,10 @@ pub struct Need {
     pub queued: u32,
     /// Healthy and active: may take new compiles.
     pub usable: bool,
+    /// Its health as this broker knows it, once something told it.
+    pub health: Option<crate::broker::sched::health::Health>,
+    /// The last error seen there.
+    pub error: Option<String>,
 }
 
 /// What the plan needs to know about this broker.

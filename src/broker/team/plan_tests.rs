@@ -19,6 +19,8 @@ fn need(name: &str, speed: f64, busy: u32, queued: u32) -> Need {
         busy,
         queued,
         usable: true,
+        health: None,
+        error: None,
     }
 }
 

@@ -67,6 +67,10 @@ impl Slots for TeamSlots {
         }
     }
 
+    fn probes(&self, host: &HostSpec) -> bool {
+        self.0.probes(&host.name)
+    }
+
     fn team(&self) -> Option<Arc<Team>> {
         Some(self.0.clone())
     }
@@ -115,6 +119,10 @@ impl Team {
                 name: name.clone(),
                 slots: t.slots,
                 holders: view.holders(name),
+                prober: view.probers.get(name).cloned(),
+                health: view.health.get(name).map_or("up".to_string(), |h| {
+                    format!("{:?}", h.health).to_lowercase()
+                }),
             })
             .collect();
         let counts = self.etcd.counts();

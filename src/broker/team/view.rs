@@ -5,13 +5,18 @@
 //! - `brokers/ID` = `{"user", "workstation", "weight", "want", "builds"}`:
 //!   each live broker's demand, bound to its lease;
 //! - `slots/NAME/N` = `ID`: slot N of host NAME is held by broker ID, bound
-//!   to that broker's lease.
+//!   to that broker's lease;
+//! - `health/NAME` = `{"health", "error", "by"}`: the host's health as a
+//!   broker last found it (no entry: up);
+//! - `probers/NAME` = `ID`: the broker that probes the host for the team,
+//!   bound to its lease.
 //!
 //! A value that does not parse, or is out of bounds, or a key of a kind this
 //! version does not know, is ignored: `apply` says why, for the log. A
 //! claim always counts against its host, whatever its index, so a hostile
 //! or stale key can only make a broker claim less.
 
+use crate::broker::sched::health::Health;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -58,6 +63,18 @@ pub enum TeamAdmin {
     Removed,
 }
 
+/// A host's health as a broker of the team found it (`health/NAME`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamHealth {
+    /// Up, suspect or down.
+    pub health: Health,
+    /// Why, when not up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The broker that found it.
+    pub by: String,
+}
+
 /// The farm's keys, as last read.
 #[derive(Debug, Clone, Default)]
 pub struct View {
@@ -69,6 +86,10 @@ pub struct View {
     pub brokers: BTreeMap<String, Published>,
     /// Claims by host, then slot index: who holds it.
     pub slots: BTreeMap<String, BTreeMap<u32, String>>,
+    /// Hosts' health as last reported (no entry: up).
+    pub health: BTreeMap<String, TeamHealth>,
+    /// Which broker probes each host for the team.
+    pub probers: BTreeMap<String, String>,
 }
 
 impl View {
@@ -90,6 +111,8 @@ impl View {
         self.hosts.clear();
         self.brokers.clear();
         self.slots.clear();
+        self.health.clear();
+        self.probers.clear();
     }
 
     /// Applies one key's new value (`None`: deleted). An error says why the
@@ -107,6 +130,16 @@ impl View {
         }
         if let Some(slot) = rest.strip_prefix("slots/") {
             return self.apply_slot(slot, value).map_err(bad);
+        }
+        if let Some(name) = rest.strip_prefix("health/") {
+            return put_json(&mut self.health, name, value).map_err(bad);
+        }
+        if let Some(name) = rest.strip_prefix("probers/") {
+            match value {
+                Some(v) => self.probers.insert(name.to_string(), v.to_string()),
+                None => self.probers.remove(name),
+            };
+            return Ok(());
         }
         Err(bad("not a kind of key this version knows".to_string()))
     }
@@ -186,6 +219,24 @@ impl View {
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out
     }
+}
+
+/// Sets `map[key]` to `value` parsed as JSON, or removes it (`None`).
+fn put_json<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, T>,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), String> {
+    match value {
+        Some(v) => {
+            let parsed = serde_json::from_str(v).map_err(|e| e.to_string())?;
+            map.insert(key.to_string(), parsed);
+        }
+        None => {
+            map.remove(key);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
