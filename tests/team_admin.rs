@@ -64,7 +64,13 @@ fn a_team_wide_drain_reaches_every_broker_within_a_second() {
     wait_for(Duration::from_secs(2), "enabled everywhere", || {
         state(&us[1]) != "draining"
     });
-    // Without [team], --team is refused with the reason.
+    for u in &us {
+        stop(u);
+    }
+}
+
+#[test]
+fn without_a_team_host_team_changes_are_refused_with_the_reason() {
     let alone = TestEnv::new();
     let out = alone
         .tcpb()
@@ -73,9 +79,6 @@ fn a_team_wide_drain_reaches_every_broker_within_a_second() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("[team]"), "{}", stderr_of(&out));
-    for u in &us {
-        stop(u);
-    }
 }
 
 /// Connections distccd at `d` got that sent no job: tcpb's probes.
@@ -134,11 +137,21 @@ fn one_broker_probes_each_host_and_a_host_down_is_down_for_all_within_a_second()
     );
     // Host a dies: whichever broker finds it, the other knows within 1 s.
     a.kill();
-    let up = |u: &User| host_of(&status_of(u, &hosts), &a.name()).unwrap()["state"] == "up";
+    let apart = found_apart(&us, &hosts, &a.name());
+    eprintln!("the brokers found host a down {apart:?} apart");
+    assert!(apart <= Duration::from_secs(1), "{apart:?}");
+    for u in &us {
+        stop(u);
+    }
+}
+
+/// How far apart in time two users' brokers stopped showing `host` up.
+fn found_apart(us: &[User], hosts: &str, host: &str) -> Duration {
+    let up = |u: &User| host_of(&status_of(u, hosts), host).unwrap()["state"] == "up";
     let mut seen: [Option<std::time::Instant>; 2] = [None, None];
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while seen.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
-        for (i, u) in us.iter().enumerate() {
+        for (i, u) in us.iter().enumerate().take(2) {
             if seen[i].is_none() && !up(u) {
                 seen[i] = Some(std::time::Instant::now());
             }
@@ -147,12 +160,7 @@ fn one_broker_probes_each_host_and_a_host_down_is_down_for_all_within_a_second()
     let (Some(s0), Some(s1)) = (seen[0], seen[1]) else {
         panic!("a dead host stayed up: {seen:?}");
     };
-    let apart = if s0 > s1 { s0 - s1 } else { s1 - s0 };
-    eprintln!("the brokers found host a down {apart:?} apart");
-    assert!(apart <= Duration::from_secs(1), "{apart:?}");
-    for u in &us {
-        stop(u);
-    }
+    if s0 > s1 { s0 - s1 } else { s1 - s0 }
 }
 
 /// The team's hosts once `n` of them have a prober.

@@ -8,10 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod etcd;
 mod jobs;
+mod sharedhost;
 mod simfarm;
 #[allow(unused_imports)]
+pub use etcd::{revision, start_etcd};
+#[allow(unused_imports)]
 pub use jobs::Profile;
+#[allow(unused_imports)]
+pub use sharedhost::{HostCount, SharedFarm};
 #[allow(unused_imports)]
 pub use simfarm::{Host, chmod, farm_jobs, local_compiler, objects_in, start_host, write_job_set};
 

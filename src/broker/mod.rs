@@ -23,6 +23,7 @@ use relay::Relay;
 use state::Broker;
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `tcpb broker`: runs the broker in the foreground until it is stopped.
@@ -142,11 +143,7 @@ async fn run(
     let http_addr = config.http.listen;
     let socket = paths.socket();
     let (relay, reports) = Relay::new(ssh_dir);
-    let team = join_team(&config);
-    let slots: Box<dyn slots::Slots> = match &team {
-        Some(t) => Box::new(team::slots::TeamSlots(t.clone())),
-        None => Box::new(slots::AllSlots),
-    };
+    let (team, slots) = join_team(&config);
     let broker = Broker::new(config, paths, loaded, relay.clone(), slots);
     tracing::info!(
         pid = std::process::id(),
@@ -187,24 +184,23 @@ async fn run(
 }
 
 /// Team mode's membership, when `[team]` is configured (its values were
-/// checked when the config was read). Changes to `[team]` take effect when
-/// the broker restarts.
-fn join_team(config: &Config) -> Option<std::sync::Arc<team::driver::Team>> {
-    let t = config.team.as_ref()?;
+/// checked when the config was read), and the slot source that goes with
+/// it. Changes to `[team]` take effect when the broker restarts.
+fn join_team(config: &Config) -> (Option<Arc<team::driver::Team>>, Box<dyn slots::Slots>) {
+    let Some(t) = config.team.as_ref() else {
+        return (None, Box::new(slots::AllSlots));
+    };
     let timeout = Duration::from_millis(config.broker.connect_timeout_ms);
     match team::driver::Team::new(t, timeout) {
         Ok(team) => {
-            tracing::info!(
-                "team: farm {} at {} as {}",
-                t.farm,
-                t.endpoints.join(", "),
-                team.me()
-            );
-            Some(team)
+            let (farm, at) = (&t.farm, t.endpoints.join(", "));
+            tracing::info!("team: farm {farm} at {at} as {}", team.me());
+            let slots = Box::new(team::slots::TeamSlots(team.clone()));
+            (Some(team), slots)
         }
         Err(e) => {
             tracing::error!("team: {e}; this broker uses the farm alone");
-            None
+            (None, Box::new(slots::AllSlots))
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct TeamBroker {
     pub held: u32,
     /// Its fair share of the farm, summed over the hosts.
     pub share: u32,
+    /// Capacity × seconds it held since its demand began, as this broker
+    /// counted it (what fairness over time evens out).
+    #[serde(default)]
+    pub service: f64,
 }
 
 /// One host of the team's farm.

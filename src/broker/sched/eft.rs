@@ -263,10 +263,12 @@ impl<'a> View<'a> {
     /// The speed of the fastest host that takes a job of `need` from `set`
     /// (0 if none).
     pub(super) fn fastest(&self, need: Need, set: u32) -> f64 {
+        // A host with no usable slot (a team's host this broker holds no
+        // claim on) will not take the job: it does not count.
         self.order
             .iter()
             .map(|k| HostId(k.2))
-            .find(|id| self.accepts(*id, need, set))
+            .find(|id| self.accepts(*id, need, set) && self.host(*id).cap > 0)
             .map_or(0.0, |id| self.host(id).speed)
     }
 

@@ -175,3 +175,38 @@ fn a_deep_queue_does_not_hold_back_local_only_jobs() {
     assert_eq!(name(&s, &p), ["localhost"]);
     s.check().unwrap();
 }
+
+#[test]
+fn a_deep_queue_does_not_wait_for_a_host_it_has_no_slot_on() {
+    // Team mode: the fast host's slots are all another broker's (capacity
+    // 0 here). A heavy guess in a deep queue must not wait for it: the
+    // next slow slot this broker holds takes it.
+    let t = Instant::now();
+    let mut s = Scheduler::new(
+        &farm(vec![remote("fast", 2, 4.0), remote("slow", 2, 1.0)]),
+        hc(),
+        t,
+    );
+    let fast = s.find("fast").unwrap();
+    assert!(s.set_capacity(fast, 0, t).is_empty());
+    let long = Job {
+        cost: 8.0,
+        ..Job::of(Need::Remote)
+    };
+    for l in [100, 101] {
+        assert_eq!(s.request(l, long, t).len(), 1, "the slow slots fill");
+    }
+    let guess = |cost| Job {
+        cost,
+        known: false,
+        ..Job::of(Need::Remote)
+    };
+    assert!(s.request(0, guess(4.0), t).is_empty());
+    for l in 1..=8 {
+        assert!(s.request(l, guess(0.5), t).is_empty());
+    }
+    let placed = s.release(100, t + Duration::from_millis(200));
+    let got: Vec<_> = placed.iter().map(|p| (p.lease, name(&s, &[*p]))).collect();
+    assert_eq!(got, [(0, vec!["slow".to_string()])]);
+    s.check().unwrap();
+}

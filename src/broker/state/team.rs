@@ -88,11 +88,13 @@ fn demand(state: &State) -> TeamDemand {
             name: h.spec.name.clone(),
             slots: h.spec.slots,
             speed: h.speed_for_choices(),
+            configured: h.spec.speed,
             busy: h.busy,
             queued,
             usable: h.usable(),
             health: h.health.checked().then_some(h.health.health),
             error: h.last_error.as_ref().map(|e| e.0.clone()),
+            learned: h.learned.samples() >= crate::broker::sched::learn::MIN_SAMPLES,
         });
     }
     out

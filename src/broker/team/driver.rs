@@ -51,6 +51,11 @@ pub(super) struct Inner {
     pub(super) idle_since: HashMap<String, Instant>,
     /// The lease the claims were made under.
     lease: Option<i64>,
+    /// Per host, how many of its claims this broker may fill now
+    /// (`plan::usable`); no entry: all of them.
+    pub(super) caps: HashMap<String, u32>,
+    /// Per host, when this broker last wrote its learned speed.
+    pub(super) speed_written: HashMap<String, Instant>,
     /// Per host, the health last agreed with the team (`health`).
     pub(super) synced: HashMap<String, crate::broker::sched::health::Health>,
 }
@@ -171,9 +176,10 @@ impl Team {
     /// Applies watched changes: whether a host's definition changed, and
     /// what other brokers found of hosts' health.
     fn apply(&self, changes: &[Change]) -> (bool, Vec<Told>) {
-        let hosts = self.key("hosts/");
+        let (hosts, speeds) = (self.key("hosts/"), self.key("speeds/"));
         {
             let mut inner = self.lock();
+            inner.view.advance(Instant::now());
             for c in changes {
                 if let Err(e) = inner.view.apply(&c.key, c.value.as_deref()) {
                     bad_value(&e);
@@ -181,7 +187,9 @@ impl Team {
             }
         }
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-        let redefined = changes.iter().any(|c| c.key.starts_with(&hosts));
+        let redefined = changes
+            .iter()
+            .any(|c| c.key.starts_with(&hosts) || c.key.starts_with(&speeds));
         (redefined, self.told(&keys))
     }
 }
@@ -267,6 +275,7 @@ impl Team {
             self.publish_demand(&demand, lease, now).await?;
             self.claim_probes(&demand, lease).await?;
             self.publish_health(&demand).await?;
+            self.publish_speeds(&demand, now).await?;
             self.move_claims(&demand, lease, now).await
         };
         match done.await {
@@ -280,24 +289,25 @@ impl Team {
     }
 
     /// Defines the hosts of this broker's lists that the team does not
-    /// know, with the slots the list gives them: the first definition
-    /// wins, and stays (bound to no lease).
+    /// know, with the slots the list gives them and the speed its config
+    /// gives them: the first definition wins, and stays (bound to no
+    /// lease); `tcpb host set --team` changes it.
     async fn publish_hosts(&self, demand: &TeamDemand) -> Result<(), EtcdError> {
-        let unknown: Vec<(String, u32)> = {
+        let unknown: Vec<(String, u32, f64)> = {
             let inner = self.lock();
             let known = |n: &str| inner.view.hosts.contains_key(n);
             demand
                 .needs
                 .iter()
                 .filter(|n| !known(&n.name))
-                .map(|n| (n.name.clone(), n.slots))
+                .map(|n| (n.name.clone(), n.slots, n.configured))
                 .collect()
         };
-        for (name, slots) in unknown {
+        for (name, slots, speed) in unknown {
             let key = self.key(&format!("hosts/{name}"));
             let host = TeamHost {
                 slots,
-                speed: None,
+                speed: (speed != 1.0).then_some(speed),
                 admin: None,
             };
             let value = serde_json::to_string(&host).expect("serialises");

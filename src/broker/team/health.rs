@@ -1,4 +1,8 @@
-//! Host health shared by the team: a broker that finds a host's health
+//! What brokers find out about hosts, shared by the team. Speeds: a
+//! broker whose learned speed of a host is 30% or more away from the
+//! team's writes it to `speeds/NAME` (at most every 30 s per host: each
+//! change moves shares, and so claims); the
+//! team's shares and every broker's prior for the host follow it. Health: a broker that finds a host's health
 //! changed (its probes, or failures its relay saw) writes it to
 //! `health/NAME`; every other broker takes it as its own finding within a
 //! second. One broker probes each host for the whole team (it holds
@@ -11,9 +15,16 @@
 
 use super::driver::Team;
 use super::etcd::EtcdError;
-use super::view::TeamHealth;
+use super::plan::Need;
+use super::view::{TeamHealth, TeamSpeed};
 use crate::broker::sched::health::Health;
 use crate::broker::state::TeamDemand;
+use std::time::{Duration, Instant};
+
+/// A learned speed this far (as a ratio) from the team's is written.
+const SPEED_MOVED: f64 = 1.3;
+/// At most one speed written per host this often.
+const SPEED_EVERY: Duration = Duration::from_secs(30);
 
 /// A host's health as another broker found it: name, health, why.
 pub(crate) type Told = (String, Health, Option<String>);
@@ -46,6 +57,51 @@ impl Team {
             tracing::info!("team: told the team {name} is {:?}", report.health);
             let mut inner = self.lock();
             inner.synced.insert(name, report.health);
+            let _ = inner.view.apply(&key, Some(&value));
+        }
+        Ok(())
+    }
+
+    /// Writes the speeds this broker learned that are far from the team's.
+    pub(super) async fn publish_speeds(
+        &self,
+        demand: &TeamDemand,
+        now: Instant,
+    ) -> Result<(), EtcdError> {
+        let due: Vec<(String, f64)> = {
+            let inner = self.lock();
+            let far = |n: &Need| {
+                let team = inner.view.speeds.get(&n.name).map(|s| s.speed);
+                team.is_none_or(|t| (n.speed / t).ln().abs() > SPEED_MOVED.ln())
+            };
+            let quiet = |n: &Need| {
+                let last = inner.speed_written.get(&n.name);
+                last.is_none_or(|t| now.duration_since(*t) >= SPEED_EVERY)
+            };
+            let set = |n: &Need| {
+                inner
+                    .view
+                    .hosts
+                    .get(&n.name)
+                    .is_some_and(|h| h.speed.is_some())
+            };
+            demand
+                .needs
+                .iter()
+                .filter(|n| n.learned && !set(n) && far(n) && quiet(n))
+                .map(|n| (n.name.clone(), n.speed))
+                .collect()
+        };
+        for (name, speed) in due {
+            let key = self.key(&format!("speeds/{name}"));
+            let value = serde_json::to_string(&TeamSpeed {
+                speed,
+                by: self.me().to_string(),
+            })
+            .expect("serialises");
+            self.etcd.put(&key, &value, 0).await?;
+            let mut inner = self.lock();
+            inner.speed_written.insert(name, now);
             let _ = inner.view.apply(&key, Some(&value));
         }
         Ok(())
@@ -104,7 +160,7 @@ impl Team {
     /// True when this broker probes `host`: it holds the host's prober
     /// key, or nobody does yet, or etcd cannot confirm anything now.
     pub(super) fn probes(&self, host: &str) -> bool {
-        if self.session.lease(std::time::Instant::now()).is_none() {
+        if self.session.lease(Instant::now()).is_none() {
             return true;
         }
         let inner = self.lock();

@@ -4,7 +4,7 @@ use super::driver::{LINGER, Team};
 use super::etcd::EtcdError;
 use super::plan::{self, Me};
 use crate::broker::state::TeamDemand;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 /// One host's claims to change: name, the team's slots, the target, the
@@ -20,8 +20,8 @@ impl Team {
         lease: i64,
         now: Instant,
     ) -> Result<bool, EtcdError> {
-        let moves = self.plan(demand, now);
-        let mut changed = false;
+        let (moves, caps_changed) = self.plan(demand, now);
+        let mut changed = caps_changed;
         for (host, slots, target, taken) in moves {
             let before = self.claims.held(&host);
             let after = self
@@ -33,10 +33,13 @@ impl Team {
         Ok(changed)
     }
 
-    /// The plan's targets with what `adjust` needs to reach them.
-    fn plan(&self, demand: &TeamDemand, now: Instant) -> Vec<Move> {
+    /// The plan's targets with what `adjust` needs to reach them, after
+    /// setting what may be filled of the claims held (true when that
+    /// changed).
+    fn plan(&self, demand: &TeamDemand, now: Instant) -> (Vec<Move>, bool) {
         let mine = self.published(demand);
         let mut inner = self.lock();
+        inner.view.advance(now);
         for n in &demand.needs {
             let idle = self.claims.held(&n.name) > n.busy && n.queued == 0;
             if idle {
@@ -50,35 +53,27 @@ impl Team {
             demand: &mine,
             queued: demand.queued,
         };
-        let turn = minute();
         let lingered = |h: &str| {
             inner
                 .idle_since
                 .get(h)
                 .is_some_and(|at| now.duration_since(*at) >= LINGER)
         };
-        let targets = plan::targets(
-            &inner.view,
-            &me,
-            &demand.needs,
-            |h| self.claims.held(h),
-            lingered,
-            turn,
-        );
-        targets
+        let held = |h: &str| self.claims.held(h);
+        let shares = plan::shares(&inner.view, &me);
+        let targets = plan::targets(&inner.view, &me, &demand.needs, (&shares, held), lingered);
+        let caps = plan::usable(&inner.view, &me, &demand.needs, &shares);
+        let caps: HashMap<String, u32> = caps.into_iter().collect();
+        let caps_changed = caps != inner.caps;
+        inner.caps = caps;
+        let moves = targets
             .into_iter()
             .filter_map(|(host, target)| {
                 let slots = inner.view.hosts.get(&host)?.slots;
                 let taken = inner.view.taken(&host);
                 Some((host, slots, target, taken))
             })
-            .collect()
+            .collect();
+        (moves, caps_changed)
     }
-}
-
-/// Minutes since the epoch: which broker gets the slots that do not divide
-/// evenly changes once a minute, the same for every broker.
-pub(super) fn minute() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |d| d.as_secs() / 60)
 }

@@ -3,8 +3,8 @@
 //!
 //! - A claim is kept while it runs a compile, and for a short linger after
 //!   (the next compile reuses it without a call to etcd).
-//! - Each host's slots have a fair share per broker with demand
-//!   (`share::shares`, each broker wanting up to the host's slots). While
+//! - Each broker with demand has a fair share of each host's slots
+//!   (`share::split`: even in capacity per weight, and over time). While
 //!   another broker waits (wants more than it holds), a broker above its
 //!   share on a host gives back its idle slots there at once and claims no
 //!   more than its share; while nobody waits, free slots go to whoever
@@ -13,8 +13,9 @@
 //!   run on; compiles running without a claim (after a new lease) are
 //!   covered first.
 
-use super::share::{Demand, shares};
+use super::share::{Demand, Slots, split};
 use super::view::{Published, View};
+use std::collections::BTreeMap;
 
 /// One farm host as this broker sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,8 @@ pub struct Need {
     pub slots: u32,
     /// The speed choices use.
     pub speed: f64,
+    /// The speed its list or config gives it (1 when none does).
+    pub configured: f64,
     /// Compiles of this broker running there.
     pub busy: u32,
     /// Queued compiles that may run there.
@@ -35,6 +38,8 @@ pub struct Need {
     pub health: Option<crate::broker::sched::health::Health>,
     /// The last error seen there.
     pub error: Option<String>,
+    /// `speed` is learned from enough of this broker's compiles.
+    pub learned: bool,
 }
 
 /// What the plan needs to know about this broker.
@@ -47,31 +52,62 @@ pub struct Me<'a> {
     pub queued: u32,
 }
 
-/// This broker's fair share of `host` (which has `slots` for the team).
-pub fn my_share(view: &View, me: &Me, host: &str, slots: u32, turn: u64) -> u32 {
-    let mut ids: Vec<&str> = view.brokers.keys().map(String::as_str).collect();
-    if !view.brokers.contains_key(me.id) {
-        ids.push(me.id);
-        ids.sort_unstable();
-    }
-    let demands: Vec<Demand> = ids
+/// Each broker's fair share of each host: broker id, then host name.
+pub type Shares = BTreeMap<String, BTreeMap<String, u32>>;
+
+/// The fair shares of the team's hosts between the live brokers (with
+/// `me`'s demand as it is now), as every broker computes them alike.
+pub fn shares(view: &View, me: &Me) -> Shares {
+    let mut brokers: BTreeMap<&str, &Published> = view
+        .brokers
         .iter()
-        .map(|id| {
-            let p = if *id == me.id {
-                me.demand
-            } else {
-                &view.brokers[*id]
-            };
-            Demand {
-                user: p.user.clone(),
-                weight: p.weight,
-                want: p.want.min(slots),
-            }
+        .map(|(id, p)| (id.as_str(), p))
+        .collect();
+    brokers.insert(me.id, me.demand);
+    let hosts: Vec<(&String, Slots)> = view
+        .hosts
+        .iter()
+        .filter(|(_, h)| h.admin.is_none())
+        .map(|(name, h)| {
+            let speed = view.speed(name);
+            (
+                name,
+                Slots {
+                    speed,
+                    slots: h.slots,
+                },
+            )
         })
         .collect();
-    let turn = turn.wrapping_add(host.bytes().map(u64::from).sum::<u64>());
-    let at = ids.iter().position(|id| *id == me.id).unwrap_or(0);
-    shares(slots, &demands, turn)[at]
+    let slots: Vec<Slots> = hosts.iter().map(|h| h.1).collect();
+    let demands: Vec<Demand> = brokers
+        .iter()
+        .map(|(id, p)| Demand {
+            user: p.user.clone(),
+            weight: p.weight,
+            want: p.want,
+            service: view.service.get(*id).copied().unwrap_or(0.0),
+            holds: hosts.iter().map(|(h, _)| view.held_on(h, id)).collect(),
+        })
+        .collect();
+    let got = split(&slots, &demands);
+    brokers
+        .keys()
+        .zip(got)
+        .map(|(id, per_host)| {
+            let mine = hosts.iter().zip(per_host).map(|(h, n)| (h.0.clone(), n));
+            (id.to_string(), mine.collect())
+        })
+        .collect()
+}
+
+/// `id`'s share of `host` in `shares`.
+pub fn share_of(shares: &Shares, id: &str, host: &str) -> u32 {
+    shares
+        .get(id)
+        .and_then(|s| s.get(host))
+        .copied()
+        .unwrap_or(0)
 }
 
 /// True when a broker other than `me` wants more slots than it holds.
@@ -81,6 +117,21 @@ pub fn others_wait(view: &View, me: &str) -> bool {
         .any(|(id, b)| id != me && b.want > view.held_by(id))
 }
 
+/// The hosts whose claims this broker may not all fill now, and how many
+/// it may: while another broker waits, no more than its share, so that a
+/// slot above the share is not refilled when its compile ends but given
+/// back. While nobody waits, every claim may be filled (no entry).
+pub fn usable(view: &View, me: &Me, needs: &[Need], shares: &Shares) -> Vec<(String, u32)> {
+    if !others_wait(view, me.id) {
+        return Vec::new();
+    }
+    needs
+        .iter()
+        .filter(|n| view.hosts.contains_key(&n.name))
+        .map(|n| (n.name.clone(), share_of(shares, me.id, &n.name)))
+        .collect()
+}
+
 /// The slots this broker should hold of each host whose count should
 /// change: `held(name)` is what it holds, `lingered(name)` is true when
 /// its idle claims there have been idle long enough to give back.
@@ -88,9 +139,8 @@ pub fn targets(
     view: &View,
     me: &Me,
     needs: &[Need],
-    held: impl Fn(&str) -> u32,
+    (shares, held): (&Shares, impl Fn(&str) -> u32),
     lingered: impl Fn(&str) -> bool,
-    turn: u64,
 ) -> Vec<(String, u32)> {
     let waiting = others_wait(view, me.id);
     let mut target: Vec<(usize, u32, u32)> = Vec::new(); // (need, cap, target)
@@ -100,7 +150,7 @@ pub fn targets(
         };
         let cap = team.slots.min(n.slots);
         let have = held(&n.name);
-        let share = my_share(view, me, &n.name, team.slots, turn);
+        let share = share_of(shares, me.id, &n.name);
         let idle = have.saturating_sub(n.busy);
         let mut t = have;
         if idle > 0 && waiting && have > share {
@@ -113,12 +163,19 @@ pub fn targets(
         let t = t.min(have).max(n.busy.min(cap));
         target.push((i, cap, t));
     }
-    claim_for_queue(view, me, needs, &held, &mut target, waiting, turn);
+    let room = Room { waiting, shares };
+    claim_for_queue(view, me, needs, &held, &mut target, room);
     target
         .into_iter()
         .filter(|(i, _, t)| *t != held(&needs[*i].name))
         .map(|(i, _, t)| (needs[i].name.clone(), t))
         .collect()
+}
+
+/// Whether another broker waits, and the shares that then bound claims.
+struct Room<'a> {
+    waiting: bool,
+    shares: &'a Shares,
 }
 
 /// Raises targets for the compiles waiting in the queue, fastest hosts
@@ -129,8 +186,7 @@ fn claim_for_queue(
     needs: &[Need],
     held: &impl Fn(&str) -> u32,
     target: &mut [(usize, u32, u32)],
-    waiting: bool,
-    turn: u64,
+    room_for: Room,
 ) {
     let idle: u32 = target
         .iter()
@@ -151,8 +207,8 @@ fn claim_for_queue(
         let team = view.hosts[&n.name].slots;
         let free = team.saturating_sub(view.claimed(&n.name));
         let mut room = free.min(cap.saturating_sub(*t));
-        if waiting {
-            let share = my_share(view, me, &n.name, team, turn);
+        if room_for.waiting {
+            let share = share_of(room_for.shares, me.id, &n.name);
             room = room.min(share.saturating_sub(held(&n.name)));
         }
         let add = room.min(left).min(n.queued);

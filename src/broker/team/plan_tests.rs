@@ -16,11 +16,13 @@ fn need(name: &str, speed: f64, busy: u32, queued: u32) -> Need {
         name: name.into(),
         slots: 4,
         speed,
+        configured: 1.0,
         busy,
         queued,
         usable: true,
         health: None,
         error: None,
+        learned: false,
     }
 }
 
@@ -70,7 +72,7 @@ fn alone_a_queue_claims_the_fastest_free_slots() {
         queued: 5,
     };
     let needs = [need("slow", 1.0, 0, 5), need("fast", 3.0, 0, 5)];
-    let mut got = targets(&v, &me, &needs, |_| 0, |_| false, 0);
+    let mut got = targets(&v, &me, &needs, (&shares(&v, &me), |_| 0), |_| false);
     got.sort();
     assert_eq!(got, [("fast".into(), 4), ("slow".into(), 1)]);
 }
@@ -87,11 +89,11 @@ fn claims_are_kept_while_busy_and_given_back_after_the_linger() {
     let needs = [need("h", 1.0, 1, 0)];
     let held = held_in(&v, "a");
     assert!(
-        targets(&v, &me, &needs, &held, |_| false, 0).is_empty(),
+        targets(&v, &me, &needs, (&shares(&v, &me), &held), |_| false).is_empty(),
         "kept for reuse"
     );
     assert_eq!(
-        targets(&v, &me, &needs, &held, |_| true, 0),
+        targets(&v, &me, &needs, (&shares(&v, &me), &held), |_| true),
         [("h".into(), 1)],
         "idle ones go, the busy one stays"
     );
@@ -109,7 +111,13 @@ fn above_its_share_while_another_waits_a_broker_gives_back_idle_slots() {
     };
     let needs = [need("h", 1.0, 3, 0)];
     assert_eq!(
-        targets(&v, &me, &needs, held_in(&v, "a"), |_| false, 0),
+        targets(
+            &v,
+            &me,
+            &needs,
+            (&shares(&v, &me), held_in(&v, "a")),
+            |_| false
+        ),
         [("h".into(), 3)],
         "the idle slot goes at once, the running ones finish"
     );
@@ -127,7 +135,13 @@ fn above_its_share_while_another_waits_a_broker_gives_back_idle_slots() {
     };
     let needs = [need("h", 1.0, 1, 3)];
     assert_eq!(
-        targets(&v, &me, &needs, held_in(&v, "b"), |_| false, 0),
+        targets(
+            &v,
+            &me,
+            &needs,
+            (&shares(&v, &me), held_in(&v, "b")),
+            |_| false
+        ),
         [("h".into(), 2)]
     );
 }
@@ -145,7 +159,7 @@ fn nothing_is_claimed_past_the_team_slots_or_on_unknown_or_down_hosts() {
     down.usable = false;
     let needs = [need("h", 1.0, 0, 9), down, need("unknown", 5.0, 0, 9)];
     assert_eq!(
-        targets(&v, &me, &needs, |_| 0, |_| false, 0),
+        targets(&v, &me, &needs, (&shares(&v, &me), |_| 0), |_| false),
         [("h".into(), 1)]
     );
 }
@@ -153,20 +167,15 @@ fn nothing_is_claimed_past_the_team_slots_or_on_unknown_or_down_hosts() {
 #[test]
 fn equal_brokers_have_equal_shares_across_the_farm() {
     let v = farm(&["h1", "h2", "h3"], &[], &[("a", 12), ("b", 12)]);
-    let total = |id: &str| -> u32 {
-        let d = published(id, 12);
-        let me = Me {
-            id,
-            demand: &d,
-            queued: 12,
-        };
-        ["h1", "h2", "h3"]
-            .iter()
-            .map(|h| my_share(&v, &me, h, 4, 0))
-            .sum()
+    let d = published("a", 12);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 12,
     };
-    assert_eq!(total("a") + total("b"), 12);
-    assert_eq!(total("a"), 6, "odd slots of each host go round");
+    let all = shares(&v, &me);
+    let total = |id: &str| -> u32 { all[id].values().sum() };
+    assert_eq!((total("a"), total("b")), (6, 6));
 }
 
 #[test]
@@ -181,7 +190,26 @@ fn compiles_running_without_a_claim_are_covered_first() {
     };
     let needs = [need("h", 1.0, 3, 0)];
     assert_eq!(
-        targets(&v, &me, &needs, |_| 0, |_| true, 0),
+        targets(&v, &me, &needs, (&shares(&v, &me), |_| 0), |_| true),
         [("h".into(), 3)]
     );
+}
+
+#[test]
+fn above_its_share_while_another_waits_a_broker_fills_only_its_share() {
+    // a holds all 4 slots and runs 4 (and has been for a second); b
+    // waits: a may refill only 2.
+    let mut v = farm(&["h"], &[("h", "a", 4)], &[("a", 8), ("b", 4)]);
+    v.service.insert("a".into(), 4.0);
+    let d = published("a", 8);
+    let me = Me {
+        id: "a",
+        demand: &d,
+        queued: 4,
+    };
+    let needs = [need("h", 1.0, 4, 4)];
+    assert_eq!(usable(&v, &me, &needs, &shares(&v, &me)), [("h".into(), 2)]);
+    // Nobody waits: every claim may be filled.
+    let v = farm(&["h"], &[("h", "a", 4)], &[("a", 8)]);
+    assert!(usable(&v, &me, &needs, &shares(&v, &me)).is_empty());
 }

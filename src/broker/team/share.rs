@@ -1,11 +1,26 @@
-//! Fair shares of a farm's slots (team mode): water-filling by weight
-//! between the users with demand, then between each user's workstations.
-//! Pure and deterministic, so every broker that reads the same demands
-//! (one revision of etcd's prefix) computes the same shares; the slots
-//! left over when shares do not divide evenly go round by `turn`, so the
-//! same broker does not always get them.
+//! Fair shares of a farm's slots (team mode), in compile capacity rather
+//! than in slot counts (a slot of a host twice as fast is worth twice as
+//! much), and fair over time: each broker's service so far (capacity held
+//! × seconds, since its demand began) counts, so a broker that had the
+//! slow slots gets the fast ones next.
+//!
+//! Each user's weight is split evenly between the user's brokers with
+//! demand. The slots, fastest host first, go one at a time to the broker
+//! with the lowest level: (service + `HORIZON` × capacity after taking the
+//! slot) ÷ weight, among those that want more. A broker that holds a slot
+//! of that host now is ahead by `MARGIN` for it, so slots change hands
+//! (two etcd writes) only once the service gap passes the margin. Pure and
+//! deterministic: every broker that reads the same demands computes the
+//! same split.
 
-/// One broker's demand, as it publishes it.
+/// Seconds of service that one unit of capacity held now is worth when
+/// comparing brokers.
+pub const HORIZON: f64 = 4.0;
+/// Capacity-seconds of service by which the broker holding a slot keeps
+/// it against one that is behind.
+pub const MARGIN: f64 = 4.0;
+
+/// One broker's demand and standing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Demand {
     /// Whose broker it is: shares are fair between users first.
@@ -14,125 +29,73 @@ pub struct Demand {
     pub weight: f64,
     /// Slots the broker could use now (its running and queued compiles).
     pub want: u32,
+    /// Capacity × seconds it held since its demand began (`View`).
+    pub service: f64,
+    /// Slots it holds now, per host (in the hosts' order; empty: none).
+    pub holds: Vec<u32>,
 }
 
-/// Slots each of `demands` may hold out of `total`, in the same order:
-/// never more than it wants, never more than `total` in all, and as even as
-/// the weights allow between users, then between one user's brokers.
-/// `turn` rotates who gets the slots that do not divide evenly.
-pub fn shares(total: u32, demands: &[Demand], turn: u64) -> Vec<u32> {
-    let mut users: Vec<&str> = demands.iter().map(|d| d.user.as_str()).collect();
-    users.sort_unstable();
-    users.dedup();
-    let per_user: Vec<(f64, u32)> = users
+/// One host of the farm: its speed (the team's) and slots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slots {
+    /// Relative speed, positive.
+    pub speed: f64,
+    /// Slots for the whole team.
+    pub slots: u32,
+}
+
+/// For each of `demands`, how many slots of each of `hosts` (in their
+/// order) it may hold: never more slots in all than it wants, never more
+/// than a host's slots per host.
+pub fn split(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
+    let n = demands.len();
+    let mut out = vec![vec![0u32; hosts.len()]; n];
+    if n == 0 {
+        return out;
+    }
+    let weights = per_broker_weights(demands);
+    let floor = demands
         .iter()
-        .map(|u| {
-            let mine = demands.iter().filter(|d| d.user == *u);
-            let weight = mine.clone().map(|d| d.weight).fold(0.0, f64::max);
-            let want = mine.map(|d| d.want).fold(0u32, u32::saturating_add);
-            (weight, want)
-        })
-        .collect();
-    let user_share = fill(total, &per_user, turn);
-    let mut out = vec![0; demands.len()];
-    for (u, share) in users.iter().zip(user_share) {
-        let idx: Vec<usize> = (0..demands.len())
-            .filter(|i| demands[*i].user == *u)
-            .collect();
-        let wants: Vec<(f64, u32)> = idx.iter().map(|i| (1.0, demands[*i].want)).collect();
-        for (i, s) in idx.iter().zip(fill(share, &wants, turn)) {
-            out[*i] = s;
+        .map(|d| d.service)
+        .fold(f64::INFINITY, f64::min);
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
+    order.sort_by(|a, b| hosts[*b].speed.total_cmp(&hosts[*a].speed).then(a.cmp(b)));
+    let mut capacity = vec![0.0f64; n];
+    let mut count = vec![0u32; n];
+    for h in order {
+        let speed = hosts[h].speed.max(1e-9);
+        for _ in 0..hosts[h].slots {
+            let level = |i: usize| {
+                let d = &demands[i];
+                let holder = d.holds.get(h).is_some_and(|held| out[i][h] < *held);
+                let ahead = if holder { MARGIN } else { 0.0 };
+                (d.service - floor - ahead + HORIZON * (capacity[i] + speed)) / weights[i]
+            };
+            let next = (0..n)
+                .filter(|i| count[*i] < demands[*i].want)
+                .reduce(|best, i| if level(i) < level(best) { i } else { best });
+            let Some(i) = next else { return out };
+            out[i][h] += 1;
+            count[i] += 1;
+            capacity[i] += speed;
         }
     }
     out
 }
 
-/// Water-filling: `total` slots, one at a time, each to the claimant with
-/// the lowest slots per weight among those that want more; ties go round
-/// from `turn`.
-fn fill(total: u32, claimants: &[(f64, u32)], turn: u64) -> Vec<u32> {
-    let n = claimants.len();
-    let mut got = vec![0u32; n];
-    if n == 0 {
-        return got;
-    }
-    let start = (turn % n as u64) as usize;
-    let wanted: u64 = claimants.iter().map(|c| u64::from(c.1)).sum();
-    for _ in 0..u64::from(total).min(wanted) {
-        let next = (0..n)
-            .map(|k| (start + k) % n)
-            .filter(|i| got[*i] < claimants[*i].1)
-            .min_by(|a, b| {
-                let level = |i: usize| f64::from(got[i] + 1) / claimants[i].0.max(1e-9);
-                level(*a).total_cmp(&level(*b))
-            });
-        match next {
-            Some(i) => got[i] += 1,
-            None => break,
-        }
-    }
-    got
+/// Each broker's weight: its user's weight, split evenly between the
+/// user's brokers.
+fn per_broker_weights(demands: &[Demand]) -> Vec<f64> {
+    demands
+        .iter()
+        .map(|d| {
+            let mine = || demands.iter().filter(|o| o.user == d.user);
+            let weight = mine().map(|o| o.weight).fold(0.0, f64::max);
+            weight.max(1e-9) / mine().count() as f64
+        })
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(user: &str, weight: f64, want: u32) -> Demand {
-        Demand {
-            user: user.into(),
-            weight,
-            want,
-        }
-    }
-
-    #[test]
-    fn equal_users_split_evenly_and_demand_caps_a_share() {
-        assert_eq!(shares(8, &[d("a", 1.0, 20), d("b", 1.0, 20)], 0), [4, 4]);
-        // b wants only 2: a gets the rest.
-        assert_eq!(shares(8, &[d("a", 1.0, 20), d("b", 1.0, 2)], 0), [6, 2]);
-        // Nobody gets more than it wants, even with slots to spare.
-        assert_eq!(shares(8, &[d("a", 1.0, 1), d("b", 1.0, 2)], 0), [1, 2]);
-    }
-
-    #[test]
-    fn weights_set_the_ratio_between_users() {
-        assert_eq!(shares(9, &[d("a", 2.0, 20), d("b", 1.0, 20)], 0), [6, 3]);
-    }
-
-    #[test]
-    fn a_users_share_is_split_between_its_workstations() {
-        // a has two brokers, b one: a's half is split between its two.
-        let got = shares(8, &[d("a", 1.0, 10), d("a", 1.0, 10), d("b", 1.0, 10)], 0);
-        assert_eq!(got, [2, 2, 4]);
-    }
-
-    #[test]
-    fn leftover_slots_go_round() {
-        let ds = [d("a", 1.0, 10), d("b", 1.0, 10), d("c", 1.0, 10)];
-        let first = shares(7, &ds, 0);
-        let second = shares(7, &ds, 1);
-        assert_eq!(first.iter().sum::<u32>(), 7);
-        assert_ne!(first, second, "the odd slot moves");
-        assert!(first.iter().all(|s| (2..=3).contains(s)));
-    }
-
-    #[test]
-    fn never_more_than_the_total_or_the_demand() {
-        for total in 0..20 {
-            for turn in 0..3 {
-                let ds = [
-                    d("a", 1.0, 3),
-                    d("b", 3.0, 9),
-                    d("a", 1.0, 4),
-                    d("c", 0.5, 1),
-                ];
-                let got = shares(total, &ds, turn);
-                assert!(got.iter().sum::<u32>() <= total);
-                let wanted: u32 = ds.iter().map(|d| d.want).sum();
-                assert_eq!(got.iter().sum::<u32>(), total.min(wanted));
-                assert!(got.iter().zip(&ds).all(|(g, d)| *g <= d.want));
-            }
-        }
-    }
-}
+#[path = "share_tests.rs"]
+mod tests;

@@ -22,14 +22,20 @@ impl Slots for TeamSlots {
         if host.is_local() {
             return host.slots;
         }
-        if !team.lock().view.hosts.contains_key(&host.name) {
-            return 0;
-        }
+        let cap = {
+            let inner = team.lock();
+            if !inner.view.hosts.contains_key(&host.name) {
+                return 0;
+            }
+            inner.caps.get(&host.name).copied().unwrap_or(u32::MAX)
+        };
         let sure = team.session.lease(Instant::now()).is_some();
         match (sure, team.config.offline) {
             // Unsure: the claims held when etcd went away, never more
             // (none are made until it answers).
-            (true, _) | (false, Offline::Share) => team.claims.held(&host.name).min(host.slots),
+            (true, _) | (false, Offline::Share) => {
+                team.claims.held(&host.name).min(cap).min(host.slots)
+            }
             (false, Offline::Local) => 0,
         }
     }
@@ -57,8 +63,10 @@ impl Slots for TeamSlots {
         };
         farm.hosts.retain(|h| !removed(h));
         for h in &mut farm.hosts {
-            let Some(t) = team.get(&h.name) else { continue };
-            h.speed = t.speed.unwrap_or(h.speed);
+            let Some(t) = team.get(&h.name) else {
+                continue;
+            };
+            h.speed = inner.view.known_speed(&h.name).unwrap_or(h.speed);
             h.admin = match (t.admin, h.admin) {
                 (_, Admin::Disabled) | (Some(TeamAdmin::Disabled), _) => Admin::Disabled,
                 (Some(TeamAdmin::Drain), _) => Admin::Drain,
@@ -86,30 +94,19 @@ impl Team {
     pub(crate) fn status(&self) -> TeamStatus {
         let inner = self.lock();
         let view = &inner.view;
-        let turn = super::moving::minute();
+        let shares = own_shares(view);
         let brokers = view
             .brokers
             .iter()
-            .map(|(id, b)| {
-                let me = Me {
-                    id,
-                    demand: b,
-                    queued: 0,
-                };
-                let share = view
-                    .hosts
-                    .iter()
-                    .map(|(h, t)| plan::my_share(view, &me, h, t.slots, turn))
-                    .sum();
-                TeamBroker {
-                    id: id.clone(),
-                    user: b.user.clone(),
-                    workstation: b.workstation.clone(),
-                    builds: b.builds,
-                    demand: b.want,
-                    held: view.held_by(id),
-                    share,
-                }
+            .map(|(id, b)| TeamBroker {
+                id: id.clone(),
+                user: b.user.clone(),
+                workstation: b.workstation.clone(),
+                builds: b.builds,
+                demand: b.want,
+                held: view.held_by(id),
+                share: shares.get(id).map_or(0, |s| s.values().sum()),
+                service: view.service.get(id).copied().unwrap_or(0.0),
             })
             .collect();
         let hosts = view
@@ -144,6 +141,19 @@ impl Team {
             etcd_writes: counts.writes.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The shares of the brokers as they published their demand.
+fn own_shares(view: &super::view::View) -> plan::Shares {
+    let Some((id, first)) = view.brokers.iter().next() else {
+        return plan::Shares::new();
+    };
+    let me = Me {
+        id,
+        demand: first,
+        queued: 0,
+    };
+    plan::shares(view, &me)
 }
 
 /// A state as status and `--json` name it.

@@ -9,7 +9,10 @@
 //! - `health/NAME` = `{"health", "error", "by"}`: the host's health as a
 //!   broker last found it (no entry: up);
 //! - `probers/NAME` = `ID`: the broker that probes the host for the team,
-//!   bound to its lease.
+//!   bound to its lease;
+//! - `speeds/NAME` = `{"speed", "by"}`: the host's speed as a broker
+//!   learned it (per-file costs stay with each broker: they belong to
+//!   one checkout).
 //!
 //! A value that does not parse, or is out of bounds, or a key of a kind this
 //! version does not know, is ignored: `apply` says why, for the log. A
@@ -90,6 +93,22 @@ pub struct View {
     pub health: BTreeMap<String, TeamHealth>,
     /// Which broker probes each host for the team.
     pub probers: BTreeMap<String, String>,
+    /// Hosts' speeds as brokers learned them.
+    pub speeds: BTreeMap<String, TeamSpeed>,
+    /// Each broker's service since its demand began: capacity held
+    /// (slots × the team's speed) × seconds, as this broker saw it.
+    pub service: BTreeMap<String, f64>,
+    /// When `service` was last brought up to date.
+    clock: Option<std::time::Instant>,
+}
+
+/// A host's speed as a broker of the team learned it (`speeds/NAME`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamSpeed {
+    /// Relative speed.
+    pub speed: f64,
+    /// The broker that learned it.
+    pub by: String,
 }
 
 impl View {
@@ -111,8 +130,57 @@ impl View {
         self.hosts.clear();
         self.brokers.clear();
         self.slots.clear();
+        self.service.clear();
         self.health.clear();
         self.probers.clear();
+        self.speeds.clear();
+    }
+
+    /// Brings each broker's service up to `now`: what it held since the
+    /// last call, while it had demand.
+    pub fn advance(&mut self, now: std::time::Instant) {
+        let dt = self
+            .clock
+            .map_or(0.0, |c| now.saturating_duration_since(c).as_secs_f64());
+        self.clock = Some(now);
+        if dt <= 0.0 {
+            return;
+        }
+        let mut capacity: BTreeMap<&str, f64> = BTreeMap::new();
+        for (host, held) in &self.slots {
+            let speed = self.speed(host);
+            for holder in held.values() {
+                *capacity.entry(holder.as_str()).or_default() += speed;
+            }
+        }
+        for (id, b) in &self.brokers {
+            if b.want > 0 {
+                let cap = capacity.get(id.as_str()).copied().unwrap_or(0.0);
+                *self.service.entry(id.clone()).or_default() += cap * dt;
+            }
+        }
+    }
+
+    /// Starts or ends broker `id`'s service count as its demand begins
+    /// (it starts level with the least-served broker with demand, so a
+    /// newcomer is not owed the past) or ends.
+    fn track_service(&mut self, id: &str, want: Option<u32>) {
+        let had = self.brokers.get(id).is_some_and(|b| b.want > 0);
+        match want {
+            Some(w) if w > 0 && !had => {
+                let others = self.brokers.iter().filter(|(o, b)| *o != id && b.want > 0);
+                let least = others
+                    .filter_map(|(o, _)| self.service.get(o))
+                    .copied()
+                    .fold(f64::INFINITY, f64::min);
+                let start = if least.is_finite() { least } else { 0.0 };
+                self.service.insert(id.to_string(), start);
+            }
+            Some(w) if w > 0 => {}
+            _ => {
+                self.service.remove(id);
+            }
+        }
     }
 
     /// Applies one key's new value (`None`: deleted). An error says why the
@@ -133,6 +201,13 @@ impl View {
         }
         if let Some(name) = rest.strip_prefix("health/") {
             return put_json(&mut self.health, name, value).map_err(bad);
+        }
+        if let Some(name) = rest.strip_prefix("speeds/") {
+            if let Some(v) = value {
+                let t: TeamSpeed = serde_json::from_str(v).map_err(|e| bad(e.to_string()))?;
+                crate::limits::speed(t.speed).map_err(bad)?;
+            }
+            return put_json(&mut self.speeds, name, value).map_err(bad);
         }
         if let Some(name) = rest.strip_prefix("probers/") {
             match value {
@@ -160,6 +235,7 @@ impl View {
 
     fn apply_broker(&mut self, id: &str, value: Option<&str>) -> Result<(), String> {
         let Some(v) = value else {
+            self.track_service(id, None);
             self.brokers.remove(id);
             return Ok(());
         };
@@ -168,6 +244,7 @@ impl View {
             return Err(format!("weight {} out of bounds", b.weight));
         }
         b.want = b.want.min(crate::limits::MAX_SLOTS * 16);
+        self.track_service(id, Some(b.want));
         self.brokers.insert(id.to_string(), b);
         Ok(())
     }
@@ -190,6 +267,18 @@ impl View {
         Ok(())
     }
 
+    /// `host`'s speed for the team: set for the team, else as a broker
+    /// learned it, else 1.
+    pub fn speed(&self, host: &str) -> f64 {
+        self.known_speed(host).unwrap_or(1.0)
+    }
+
+    /// `host`'s speed set for the team, or learned by a broker of it.
+    pub fn known_speed(&self, host: &str) -> Option<f64> {
+        let set = self.hosts.get(host).and_then(|h| h.speed);
+        set.or_else(|| self.speeds.get(host).map(|s| s.speed))
+    }
+
     /// Slots of `host` held by anyone.
     pub fn claimed(&self, host: &str) -> u32 {
         self.slots.get(host).map_or(0, |s| s.len() as u32)
@@ -201,6 +290,12 @@ impl View {
             .get(host)
             .map(|s| s.keys().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Slots of `host` held by broker `id`.
+    pub fn held_on(&self, host: &str, id: &str) -> u32 {
+        let held = self.slots.get(host);
+        held.map_or(0, |s| s.values().filter(|h| *h == id).count() as u32)
     }
 
     /// Slots held by broker `id`, on every host.
