@@ -139,8 +139,8 @@ fn options(args: &[String]) -> Opts {
         |name: &str, default: f64| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
     Opts {
         users,
-        jobs: num("--jobs", 40.0) as usize,
-        mean_ms: num("--mean", 600.0),
+        jobs: num("--jobs", 80.0) as usize,
+        mean_ms: num("--mean", FARMS[0].mean_ms),
         j: num("--j", 16.0) as u32,
         tools,
         latency: num("--latency", 300.0) as usize,

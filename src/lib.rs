@@ -56,7 +56,8 @@
 //!     side is `state/team` (the broker's demand per host). `control`:
 //!     one control connection.
 //!     `overlay`: runtime farm changes. `store`: state files, written on a
-//!     thread of their own. `http`: `/status` and `/metrics`.
+//!     thread of their own. `http`: `/status` and `/metrics`
+//!     (`http_team`: team mode's metrics).
 //! - `status`: `tcpb status` and `tcpb stop` (`status_team`: its team
 //!   section); `watch`: `tcpb top`;
 //!   `admin`: `tcpb host …` and `tcpb reload`; `logview`: `tcpb log`;

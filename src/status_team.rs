@@ -65,3 +65,22 @@ pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Resul
     }
     writeln!(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_team_section_names_brokers_holders_and_probers() {
+        let mut out = Vec::new();
+        super::write_team(&mut out, &crate::protocol::TeamStatus::example()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for want in [
+            "team    farm lab at http://e:2379: connected, as ann@ws1:7",
+            "ann@ws1:7",
+            "(this one)",
+            "host b\"1 (up, probed by bob@ws2:9) 4/4 held: bob@ws2:9 3, ann@ws1:7 1",
+            "etcd calls 12, failed 1, writes 5",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+}

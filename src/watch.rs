@@ -86,6 +86,9 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
         "tcpb  {broker}  farm {}  compiles {} ({rate})  running {}  queued {}",
         s.farm_origin, s.granted, s.running, s.queued
     );
+    if let Some(t) = &s.team {
+        let _ = writeln!(f, "team  {} at etcd: {}", shown(&t.farm), t.state);
+    }
     let w = s
         .hosts
         .iter()
@@ -110,6 +113,9 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
             h.slots,
             state_cell(h.state, 9, color).trim_end()
         );
+        if let Some(others) = others_on(s, &h.name) {
+            let _ = writeln!(f, "    other brokers of the team: {others}");
+        }
         let jobs: Vec<_> = s.compiling.iter().filter(|j| j.host == h.name).collect();
         for j in jobs.iter().take(SHOWN) {
             let src = shown(j.source.as_deref().unwrap_or("(local job)"));
@@ -129,8 +135,55 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
     f
 }
 
+/// The other brokers of the team holding slots of `host`, if any.
+fn others_on(s: &StatusSnapshot, host: &str) -> Option<String> {
+    let team = s.team.as_ref()?;
+    let h = team.hosts.iter().find(|h| h.name == host)?;
+    let others: Vec<String> = h
+        .holders
+        .iter()
+        .filter(|(id, _)| *id != team.me)
+        .map(|(id, n)| format!("{} {n}", shown(id)))
+        .collect();
+    (!others.is_empty()).then(|| others.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn top_shows_the_other_brokers_on_each_host() {
+        let host = crate::protocol::HostStatus {
+            name: "b\"1".into(),
+            state: crate::protocol::HostState::Up,
+            slots: 4,
+            busy: 1,
+            speed: 1.0,
+            learned_speed: None,
+            samples: 0,
+            jobs: 0,
+            failures: 0,
+            fallbacks: 0,
+            last_error: None,
+            last_error_age_s: None,
+            local_only: false,
+            mean_job_s: None,
+            seen_s: None,
+        };
+        let s = StatusSnapshot {
+            team: Some(crate::protocol::TeamStatus::example()),
+            hosts: vec![host],
+            ..StatusSnapshot::default()
+        };
+        let frame = render(&s, None, false);
+        assert!(frame.contains("team  lab at etcd: connected"), "{frame}");
+        assert!(
+            frame.contains("other brokers of the team: bob@ws2:9 3"),
+            "{frame}"
+        );
+        assert!(!frame.contains("ann@ws1:7 1"), "{frame}");
+    }
+
     use super::*;
     use crate::protocol::QueuedJob;
 

@@ -77,7 +77,7 @@ fn answer(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// A label value with `\`, `"` and newlines escaped.
-fn label(v: &str) -> String {
+pub(super) fn label(v: &str) -> String {
     v.replace('\\', r"\\")
         .replace('"', "\\\"")
         .replace('\n', r"\n")
@@ -168,7 +168,11 @@ const STATES: [HostState; 6] = [
 
 /// Writes one metric family: its help, its type, then its rows of
 /// (labels, value).
-fn family(m: &mut String, (name, kind, help): (&str, &str, &str), rows: Vec<(String, String)>) {
+pub(super) fn family(
+    m: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    rows: Vec<(String, String)>,
+) {
     let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in rows {
         let _ = writeln!(m, "{name}{labels} {value}");
@@ -216,6 +220,9 @@ pub(crate) fn metrics(s: &StatusSnapshot) -> String {
         ("tcpb_queue_wait_seconds", "histogram", help),
         buckets,
     );
+    if let Some(t) = &s.team {
+        super::http_team::metrics(&mut m, t);
+    }
     m
 }
 

@@ -6,6 +6,7 @@
 
 mod control;
 mod http;
+mod http_team;
 mod overlay;
 pub mod relay;
 pub mod sched;

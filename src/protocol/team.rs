@@ -69,3 +69,39 @@ pub struct TeamHostStatus {
     #[serde(default)]
     pub health: String,
 }
+
+#[cfg(test)]
+impl TeamStatus {
+    /// Two brokers sharing host `b"1` (for tests of what shows it).
+    pub(crate) fn example() -> TeamStatus {
+        let broker = |id: &str, held| TeamBroker {
+            id: id.into(),
+            user: "u".into(),
+            workstation: "w".into(),
+            builds: 1,
+            demand: 4,
+            held,
+            share: 2,
+            service: 0.0,
+        };
+        TeamStatus {
+            state: "connected".into(),
+            farm: "lab".into(),
+            endpoints: vec!["http://e:2379".into()],
+            me: "ann@ws1:7".into(),
+            offline: "share".into(),
+            last_error: None,
+            brokers: vec![broker("ann@ws1:7", 1), broker("bob@ws2:9", 3)],
+            hosts: vec![TeamHostStatus {
+                name: "b\"1".into(),
+                slots: 4,
+                holders: vec![("bob@ws2:9".into(), 3), ("ann@ws1:7".into(), 1)],
+                prober: Some("bob@ws2:9".into()),
+                health: "up".into(),
+            }],
+            etcd_calls: 12,
+            etcd_failures: 1,
+            etcd_writes: 5,
+        }
+    }
+}
