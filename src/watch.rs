@@ -89,6 +89,19 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
     if let Some(t) = &s.team {
         let _ = writeln!(f, "team  {} at etcd: {}", shown(&t.farm), t.state);
     }
+    write_hosts(&mut f, s, color);
+    if s.queued > 0 {
+        let _ = writeln!(f, "\nqueue: {} waiting", s.queued);
+        for q in s.queue.iter().take(SHOWN) {
+            let src = shown(q.source.as_deref().unwrap_or("(local job)"));
+            let _ = writeln!(f, "  {:>3}  {:>6.1}s  {src}", q.position, q.waited_s);
+        }
+    }
+    f
+}
+
+/// One bar per host, with the files compiling there.
+fn write_hosts(f: &mut String, s: &StatusSnapshot, color: bool) {
     let w = s
         .hosts
         .iter()
@@ -125,14 +138,6 @@ pub(crate) fn render(s: &StatusSnapshot, rate: Option<f64>, color: bool) -> Stri
             let _ = writeln!(f, "    … and {} more", jobs.len() - SHOWN);
         }
     }
-    if s.queued > 0 {
-        let _ = writeln!(f, "\nqueue: {} waiting", s.queued);
-        for q in s.queue.iter().take(SHOWN) {
-            let src = shown(q.source.as_deref().unwrap_or("(local job)"));
-            let _ = writeln!(f, "  {:>3}  {:>6.1}s  {src}", q.position, q.waited_s);
-        }
-    }
-    f
 }
 
 /// The other brokers of the team holding slots of `host`, if any.

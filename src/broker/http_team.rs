@@ -39,6 +39,11 @@ pub(crate) fn metrics(m: &mut String, t: &TeamStatus) {
             vec![(String::new(), value.to_string())],
         );
     }
+    gauges(m, t);
+}
+
+/// This broker's claims and share, and the team's size and holders.
+fn gauges(m: &mut String, t: &TeamStatus) {
     let me = t.brokers.iter().find(|b| b.id == t.me);
     let gauges = [
         (
