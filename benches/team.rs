@@ -84,6 +84,7 @@ fn main() {
         .prefix("tcpb-team")
         .tempdir()
         .unwrap();
+
     chmod(root.path(), 0o755);
     let spec = &FARMS[0];
     let farm = SharedFarm::start(root.path(), spec.hosts, 4);

@@ -26,6 +26,15 @@ impl Broker {
         demand(&self.lock())
     }
 
+    /// Compiles running (or placed) on farm host `name`.
+    pub(crate) fn busy_on(&self, name: &str) -> u32 {
+        let state = self.lock();
+        state
+            .sched
+            .find(name)
+            .map_or(0, |id| state.sched.host(id).busy)
+    }
+
     /// The team changed its hosts' definitions: the farm is built again.
     pub(crate) fn team_hosts_changed(&self) {
         let now = std::time::Instant::now();

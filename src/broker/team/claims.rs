@@ -59,7 +59,9 @@ impl Claims {
     /// Claims free slots of `host` (which has `slots`) or gives held ones
     /// back until this broker holds `want` of them, or no free slot is
     /// left; slots in `taken` are known to be held and not tried. Returns
-    /// how many it holds after.
+    /// how many it holds after. A slot given back stops counting as held
+    /// before etcd is asked to free it: if the answer is lost, the slot is
+    /// at worst held by nobody until the lease ends, never used by two.
     pub async fn adjust(
         &self,
         etcd: &Etcd,
@@ -69,19 +71,12 @@ impl Claims {
         taken: &BTreeSet<u32>,
     ) -> Result<u32, EtcdError> {
         let want = want.min(slots);
-        let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
-        if (mine.len() as u32) > want {
-            let extra: Vec<u32> = mine
-                .iter()
-                .rev()
-                .take(mine.len() - want as usize)
-                .copied()
-                .collect();
-            for n in extra {
-                etcd.delete(&self.key(host, n)).await?;
-                self.lock().entry(host.to_string()).or_default().remove(&n);
-            }
+        let held = self.held(host);
+        if held > want {
+            let given = self.take_back(host, held - want);
+            self.free(etcd, host, &given).await?;
         } else {
+            let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
             let mut count = mine.len() as u32;
             for n in (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n)) {
                 if count >= want {
@@ -96,6 +91,37 @@ impl Claims {
         Ok(self.held(host))
     }
 
+    /// Stops counting up to `n` of `host`'s slots as held (the highest
+    /// first) and returns them, to be freed in etcd (`free`) or kept after
+    /// all (`keep`).
+    pub fn take_back(&self, host: &str, n: u32) -> Vec<u32> {
+        let mut held = self.lock();
+        let Some(mine) = held.get_mut(host) else {
+            return Vec::new();
+        };
+        let given: Vec<u32> = mine.iter().rev().take(n as usize).copied().collect();
+        for g in &given {
+            mine.remove(g);
+        }
+        given
+    }
+
+    /// Counts slots taken back as held again.
+    pub fn keep(&self, host: &str, slots: &[u32]) {
+        self.lock()
+            .entry(host.to_string())
+            .or_default()
+            .extend(slots.iter().copied());
+    }
+
+    /// Frees slots taken back in etcd.
+    pub async fn free(&self, etcd: &Etcd, host: &str, slots: &[u32]) -> Result<(), EtcdError> {
+        for n in slots {
+            etcd.delete(&self.key(host, *n)).await?;
+        }
+        Ok(())
+    }
+
     /// The lease ended (revoked or expired): every claim went with it.
     pub fn forget(&self) {
         self.lock().clear();
@@ -106,6 +132,7 @@ impl Claims {
 mod tests {
     use super::*;
     use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
+    use std::time::Duration;
 
     /// `adjust` on host `h:3632` of 3 slots, knowing of no other claim.
     async fn adjust(c: &Claims, etcd: &Etcd, lease: i64, want: u32) -> u32 {
@@ -133,5 +160,22 @@ mod tests {
         a.forget();
         assert_eq!(adjust(&b, &c, lb, 3).await, 3);
         assert_eq!((a.held("h:3632"), in_etcd().await), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn a_slot_given_back_stops_counting_even_if_etcd_does_not_answer() {
+        let Some(e) = start_etcd() else { return };
+        let c = client(&e);
+        let lease = first_lease(&c, 10).await;
+        let a = Claims::new("f", "a");
+        assert_eq!(adjust(&a, &c, lease, 2).await, 2);
+        e.stop();
+        let quick = Etcd::new(std::slice::from_ref(&e.url), Duration::from_millis(300)).unwrap();
+        let none = BTreeSet::new();
+        let r = a.adjust(&quick, lease, ("h:3632", 3), 0, &none).await;
+        assert!(r.is_err(), "etcd is stopped");
+        // Whether or not etcd freed them, this broker no longer uses them.
+        assert_eq!(a.held("h:3632"), 0);
+        e.resume();
     }
 }

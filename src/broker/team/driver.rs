@@ -276,7 +276,7 @@ impl Team {
             self.claim_probes(&demand, lease).await?;
             self.publish_health(&demand).await?;
             self.publish_speeds(&demand, now).await?;
-            self.move_claims(&demand, lease, now).await
+            self.move_claims(broker, &demand, lease, now).await
         };
         match done.await {
             Ok(changed) => changed,

@@ -3,7 +3,7 @@
 use super::driver::{LINGER, Team};
 use super::etcd::EtcdError;
 use super::plan::{self, Me};
-use crate::broker::state::TeamDemand;
+use crate::broker::state::{Broker, TeamDemand};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ impl Team {
     /// true when any count changed.
     pub(super) async fn move_claims(
         &self,
+        broker: &Broker,
         demand: &TeamDemand,
         lease: i64,
         now: Instant,
@@ -24,6 +25,11 @@ impl Team {
         let mut changed = caps_changed;
         for (host, slots, target, taken) in moves {
             let before = self.claims.held(&host);
+            if target < before {
+                self.give_back(broker, &host, before - target).await?;
+                changed = true;
+                continue;
+            }
             let after = self
                 .claims
                 .adjust(&self.etcd, lease, (&host, slots), target, &taken)
@@ -31,6 +37,20 @@ impl Team {
             changed |= after != before;
         }
         Ok(changed)
+    }
+
+    /// Gives back `n` of `host`'s slots: they stop counting for the
+    /// broker first, then any that a compile took meanwhile are kept, and
+    /// only the rest are freed in etcd, so no slot is ever used by this
+    /// broker after another may have claimed it.
+    async fn give_back(&self, broker: &Broker, host: &str, n: u32) -> Result<(), EtcdError> {
+        let given = self.claims.take_back(host, n);
+        broker.refresh_capacity();
+        let busy = broker.busy_on(host);
+        let short = busy.saturating_sub(self.claims.held(host)) as usize;
+        let (keep, free) = given.split_at(short.min(given.len()));
+        self.claims.keep(host, keep);
+        self.claims.free(&self.etcd, host, free).await
     }
 
     /// The plan's targets with what `adjust` needs to reach them, after

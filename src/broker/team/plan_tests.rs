@@ -197,10 +197,11 @@ fn compiles_running_without_a_claim_are_covered_first() {
 
 #[test]
 fn above_its_share_while_another_waits_a_broker_fills_only_its_share() {
-    // a holds all 4 slots and runs 4 (and has been for a second); b
-    // waits: a may refill only 2.
+    // a holds all 4 slots and runs 4 (and has been for a while: ahead by
+    // more than the margin); b waits: a may refill only 2.
     let mut v = farm(&["h"], &[("h", "a", 4)], &[("a", 8), ("b", 4)]);
-    v.service.insert("a".into(), 4.0);
+    v.service
+        .insert("a".into(), super::super::share::MARGIN + 1.0);
     let d = published("a", 8);
     let me = Me {
         id: "a",
