@@ -36,6 +36,7 @@ fn three_brokers_never_run_more_than_a_hosts_slots_on_it() {
         "most of the 30 compiles ran on the farm"
     );
     let s = us[0].env.status(&hosts);
+    assert_eq!(s["granted_local"], 0, "every compile waited for a claim");
     let team = &s["team"];
     assert_eq!(team["state"], "connected", "{team:#}");
     assert_eq!(team["brokers"].as_array().unwrap().len(), 3, "{team:#}");

@@ -74,7 +74,10 @@ pub(super) fn refresh(state: &mut State, now: Instant) -> Vec<Placement> {
     state.overlay.apply(&mut farm);
     state.slots.amend(&mut farm);
     let slots = &state.slots;
-    let placed = state.sched.set_farm_with(&farm, now, |h| slots.usable(h));
+    // Before any compile is placed: in team mode the first compile waits
+    // for the first claim rather than run here.
+    let mut placed = state.sched.set_may_grow(slots.may_grow(), now);
+    placed.extend(state.sched.set_farm_with(&farm, now, |h| slots.usable(h)));
     state.farm = farm;
     // A host dropped earlier and listed again starts from what it had.
     for h in state.sched.take_retired() {

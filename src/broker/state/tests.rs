@@ -165,3 +165,35 @@ async fn a_job_observed_after_its_lease_ended_still_teaches_speed_and_cost() {
     );
     assert!(state.costs.knows("/src/f7.c"), "the file's cost");
 }
+
+/// A team whose claim has not come yet: no slot, but one is on its way.
+struct Claiming;
+
+impl Slots for Claiming {
+    fn usable(&self, host: &HostSpec) -> u32 {
+        if host.is_local() { host.slots } else { 0 }
+    }
+
+    fn may_grow(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn the_first_compile_of_a_new_broker_waits_for_its_team_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, _reports) = Relay::new(std::env::temp_dir());
+    let broker = Broker::new(
+        Config::default(),
+        paths(dir.path()),
+        Default::default(),
+        relay,
+        Box::new(Claiming),
+    );
+    // No tick has run: the very first request must wait, not run here.
+    let farm = crate::hosts::parse("127.0.0.1:9/2", "test").unwrap();
+    let (tx, _rx) = oneshot::channel();
+    let started = broker.request(&request(&farm, 1), tx);
+    assert_eq!(started.grant, None, "it waits for a claim");
+    assert_eq!(broker.snapshot().queued, 1);
+}
