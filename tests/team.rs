@@ -225,3 +225,36 @@ fn without_etcd_or_with_bad_team_values_builds_still_compile() {
     assert!(why.contains(&format!("127.0.0.1:{}", dead.port)), "{why}");
     assert!(env.log().contains("etcd unreachable"), "{}", env.log());
 }
+
+#[test]
+fn a_host_only_the_config_names_is_not_defined_for_the_team_with_default_slots() {
+    let Some(etcd) = Etcd::start() else { return };
+    let env = TestEnv::new();
+    let dead = DeadPort::new();
+    let host = format!("127.0.0.1:{}", dead.port);
+    env.write_config(&format!(
+        "{}[[host]]\nname = \"{host}\"\nspeed = 2.0\n",
+        team_config(&etcd, "")
+    ));
+    write_c(&env, "a.c", "int a(void) { return 1; }\n");
+    let compile = |hosts: &str| {
+        let out = env
+            .tcpb()
+            .args(["gcc", "-O2", "-c", "a.c", "-o", "a.o"])
+            .env("DISTCC_HOSTS", hosts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    };
+    // The broker starts with no list naming the host: the config's host
+    // (its slots a default) must not become the team's definition.
+    compile("");
+    std::thread::sleep(Duration::from_secs(1));
+    let team_hosts = |env: &TestEnv| env.status("")["team"]["hosts"].clone();
+    assert_eq!(team_hosts(&env), serde_json::json!([]), "nothing defined");
+    // A list that names it defines it, with the list's slots.
+    compile(&format!("{host}/2"));
+    env.wait_status("", Duration::from_secs(5), |s| {
+        s["team"]["hosts"][0]["slots"] == 2
+    });
+}

@@ -73,6 +73,13 @@ fn demand(state: &State) -> TeamDemand {
             *per_set.entry(l.set).or_default() += 1;
         }
     }
+    let listed: BTreeSet<String> = state
+        .lists
+        .all()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l.entries.iter().map(crate::hosts::HostEntry::name))
+        .collect();
     let mut out = TeamDemand {
         queued: sched.queued() as u32,
         builds: state
@@ -104,6 +111,7 @@ fn demand(state: &State) -> TeamDemand {
             health: h.health.checked().then_some(h.health.health),
             error: h.last_error.as_ref().map(|e| e.0.clone()),
             learned: h.learned.samples() >= crate::broker::sched::learn::MIN_SAMPLES,
+            listed: listed.contains(&h.spec.name),
         });
     }
     out

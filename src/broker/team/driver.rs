@@ -23,8 +23,11 @@ use tokio::sync::Notify;
 /// A claim idle this long (no compile of this broker waiting for it) is
 /// given back.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
-/// A lower demand is published at most this often (a higher one at once).
+/// A lower demand is published at most this often.
 const PUBLISH_DOWN_EVERY: Duration = Duration::from_millis(500);
+/// A higher one at most this often (from none, at once): a build's first
+/// compiles arrive within this and make one write, not one each.
+const PUBLISH_UP_EVERY: Duration = Duration::from_millis(100);
 /// The longest the task sleeps with nothing to wake it.
 const PERIOD: Duration = Duration::from_millis(200);
 
@@ -291,7 +294,9 @@ impl Team {
     /// Defines the hosts of this broker's lists that the team does not
     /// know, with the slots the list gives them and the speed its config
     /// gives them: the first definition wins, and stays (bound to no
-    /// lease); `tcpb host set --team` changes it.
+    /// lease); `tcpb host set --team` changes it. A host only
+    /// `config.toml` names is not defined from here (its slots there may be
+    /// a default): a list naming it, or `tcpb host add --team`, does.
     async fn publish_hosts(&self, demand: &TeamDemand) -> Result<(), EtcdError> {
         let unknown: Vec<(String, u32, f64)> = {
             let inner = self.lock();
@@ -299,7 +304,7 @@ impl Team {
             demand
                 .needs
                 .iter()
-                .filter(|n| !known(&n.name))
+                .filter(|n| n.listed && !known(&n.name))
                 .map(|n| (n.name.clone(), n.slots, n.configured))
                 .collect()
         };
@@ -337,8 +342,9 @@ impl Team {
         }
     }
 
-    /// Writes this broker's demand when it grew, or changed otherwise and
-    /// was last written a while ago: writes follow demand, not compiles.
+    /// Writes this broker's demand when it grew (coalesced over 100 ms),
+    /// or changed otherwise and was last written 500 ms ago: writes follow
+    /// demand, not compiles.
     async fn publish_demand(
         &self,
         demand: &TeamDemand,
@@ -348,7 +354,8 @@ impl Team {
         let mine = self.published(demand);
         let due = match &self.lock().published {
             None => true,
-            Some((p, _)) if mine.want > p.want => true,
+            Some((p, _)) if p.want == 0 && mine.want > 0 => true,
+            Some((p, at)) if mine.want > p.want => now.duration_since(*at) >= PUBLISH_UP_EVERY,
             Some((p, at)) => *p != mine && now.duration_since(*at) >= PUBLISH_DOWN_EVERY,
         };
         if due {

@@ -40,6 +40,9 @@ pub struct Need {
     pub error: Option<String>,
     /// `speed` is learned from enough of this broker's compiles.
     pub learned: bool,
+    /// A host list in use names it (its slots are the list's, not a
+    /// default for a host only `config.toml` names).
+    pub listed: bool,
 }
 
 /// What the plan needs to know about this broker.

@@ -23,6 +23,7 @@ fn need(name: &str, speed: f64, busy: u32, queued: u32) -> Need {
         health: None,
         error: None,
         learned: false,
+        listed: true,
     }
 }
 
