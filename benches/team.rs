@@ -205,16 +205,9 @@ fn user(base: &Path, i: usize, set: &[(u64, u64)], config: &str) -> User {
 fn make(u: &User, tool: Tool, j: u32, hosts: &str) -> Command {
     let mut cmd = Command::new("make");
     cmd.args(["-s", &format!("-j{j}")]).current_dir(&u.project);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DISTCC_") || k.starts_with("TCPB_") {
-            cmd.env_remove(k);
-        }
-    }
+    common::env(&mut cmd, &u.dir);
     cmd.env("DISTCC_DIR", u.dir.join("distcc"))
-        .env("DISTCC_HOSTS", hosts)
-        .env("TCPB_RUNTIME_DIR", u.dir.join("run"))
-        .env("TCPB_STATE_DIR", u.dir.join("state"))
-        .env("TCPB_CONFIG", u.dir.join("config.toml"));
+        .env("DISTCC_HOSTS", hosts);
     match tool {
         Tool::Team | Tool::Alone => cmd.arg(format!("CC={TCPB} gcc")),
         Tool::Distcc | Tool::Haproxy => cmd.arg("CC=distcc gcc"),
@@ -316,10 +309,8 @@ fn trace<T>(u: &User, farm: &SharedFarm, started: Instant, builds: &[std::thread
     for _ in 0..120 {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let mut c = Command::new(TCPB);
-        c.args(["status", "--json"])
-            .env("TCPB_RUNTIME_DIR", u.dir.join("run"))
-            .env("TCPB_STATE_DIR", u.dir.join("state"))
-            .env("TCPB_CONFIG", u.dir.join("config.toml"));
+        c.args(["status", "--json"]);
+        common::env(&mut c, &u.dir);
         let v: serde_json::Value =
             serde_json::from_slice(&c.output().unwrap().stdout).unwrap_or_default();
         let list = |key: &str| v["team"][key].as_array().cloned().unwrap_or_default();
@@ -346,10 +337,8 @@ fn trace<T>(u: &User, farm: &SharedFarm, started: Instant, builds: &[std::thread
 
 /// Stops `u`'s broker, if one runs.
 fn stop(u: &User) {
-    let _ = Command::new(TCPB)
-        .arg("stop")
-        .env("TCPB_RUNTIME_DIR", u.dir.join("run"))
-        .env("TCPB_STATE_DIR", u.dir.join("state"))
-        .env("TCPB_CONFIG", u.dir.join("config.toml"))
-        .output();
+    let mut cmd = Command::new(TCPB);
+    cmd.arg("stop");
+    common::env(&mut cmd, &u.dir);
+    let _ = cmd.output();
 }

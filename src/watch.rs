@@ -158,23 +158,7 @@ mod tests {
 
     #[test]
     fn top_shows_the_other_brokers_on_each_host() {
-        let host = crate::protocol::HostStatus {
-            name: "b\"1".into(),
-            state: crate::protocol::HostState::Up,
-            slots: 4,
-            busy: 1,
-            speed: 1.0,
-            learned_speed: None,
-            samples: 0,
-            jobs: 0,
-            failures: 0,
-            fallbacks: 0,
-            last_error: None,
-            last_error_age_s: None,
-            local_only: false,
-            mean_job_s: None,
-            seen_s: None,
-        };
+        let host = crate::protocol::HostStatus::example("b\"1");
         let s = StatusSnapshot {
             team: Some(crate::protocol::TeamStatus::example()),
             hosts: vec![host],

@@ -147,7 +147,10 @@ impl Broker {
     }
 }
 
-fn env(cmd: &mut Command, root: &Path) {
+/// Environment for a `tcpb` process whose runtime, state and config are
+/// `root`'s `run`, `state` and `config.toml`, with no farm unless set
+/// after.
+pub fn env(cmd: &mut Command, root: &Path) {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
         if k.starts_with("TCPB_") || k.starts_with("DISTCC_") {

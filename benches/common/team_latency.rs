@@ -3,7 +3,7 @@
 //! (etcd on loopback). A compile that reuses a held claim makes no call
 //! to etcd.
 
-use super::common::{SharedFarm, TCPB, percentiles};
+use super::common::{SharedFarm, TCPB, env, percentiles};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,16 +41,9 @@ fn timings(root: &Path, farm: &SharedFarm, name: &str, config: &str, n: usize) -
         let mut cmd = Command::new(TCPB);
         cmd.args(["gcc", "-c", "z.c", "-o", "z.o"])
             .current_dir(dir.join("w"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DISTCC_") || k.starts_with("TCPB_") {
-                cmd.env_remove(k);
-            }
-        }
+        env(&mut cmd, &dir);
         cmd.env("DISTCC_DIR", dir.join("distcc"))
-            .env("DISTCC_HOSTS", farm.hosts_line())
-            .env("TCPB_RUNTIME_DIR", dir.join("run"))
-            .env("TCPB_STATE_DIR", dir.join("state"))
-            .env("TCPB_CONFIG", dir.join("config.toml"));
+            .env("DISTCC_HOSTS", farm.hosts_line());
         let start = Instant::now();
         let out = cmd.output().unwrap();
         assert!(
@@ -65,11 +58,9 @@ fn timings(root: &Path, farm: &SharedFarm, name: &str, config: &str, n: usize) -
         compile();
     }
     let times = (0..n).map(|_| compile()).collect();
-    let _ = Command::new(TCPB)
-        .arg("stop")
-        .env("TCPB_RUNTIME_DIR", dir.join("run"))
-        .env("TCPB_STATE_DIR", dir.join("state"))
-        .env("TCPB_CONFIG", dir.join("config.toml"))
-        .output();
+    let mut stop = Command::new(TCPB);
+    stop.arg("stop");
+    env(&mut stop, &dir);
+    let _ = stop.output();
     times
 }

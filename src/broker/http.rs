@@ -233,21 +233,12 @@ mod tests {
     #[test]
     fn metrics_text() {
         let h = HostStatus {
-            name: "b\"1".into(),
             state: HostState::Down,
-            slots: 4,
-            busy: 1,
-            speed: 1.0,
             learned_speed: Some(2.5),
             samples: 3,
             jobs: 7,
             failures: 2,
-            fallbacks: 0,
-            last_error: None,
-            last_error_age_s: None,
-            local_only: false,
-            mean_job_s: None,
-            seen_s: None,
+            ..HostStatus::example("b\"1")
         };
         let s = StatusSnapshot {
             queued: 3,

@@ -370,3 +370,28 @@ pub struct HostStatus {
     #[serde(default)]
     pub seen_s: Option<u64>,
 }
+
+#[cfg(test)]
+impl HostStatus {
+    /// An up host `name` with 4 slots, one busy, nothing else known (for
+    /// tests of what shows it).
+    pub(crate) fn example(name: &str) -> HostStatus {
+        HostStatus {
+            name: name.into(),
+            state: HostState::Up,
+            slots: 4,
+            busy: 1,
+            speed: 1.0,
+            learned_speed: None,
+            samples: 0,
+            jobs: 0,
+            failures: 0,
+            fallbacks: 0,
+            last_error: None,
+            last_error_age_s: None,
+            local_only: false,
+            mean_job_s: None,
+            seen_s: None,
+        }
+    }
+}

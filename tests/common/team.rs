@@ -16,22 +16,24 @@ pub fn team_config(etcd: &Etcd, extra: &str) -> String {
     )
 }
 
-/// `make -j8` through tcpb in `dir`, as `user` (None: this test's user).
-pub fn build_as(env: &TestEnv, dir: &Path, hosts: &str, user: Option<&str>) -> Command {
-    let cc = format!("CC={TCPB} gcc");
-    let mut cmd = match user {
+/// `program` in `env`, as `user` (None: this test's user).
+fn as_user(env: &TestEnv, user: Option<&str>, program: &str) -> Command {
+    match user {
         Some(u) => {
             let mut c = env.cmd("runuser");
-            c.args(["-u", u, "--", "make", "-j8", &cc]);
+            c.args(["-u", u, "--", program]);
             c
         }
-        None => {
-            let mut c = env.cmd("make");
-            c.args(["-j8", &cc]);
-            c
-        }
-    };
-    cmd.current_dir(dir).env("DISTCC_HOSTS", hosts);
+        None => env.cmd(program),
+    }
+}
+
+/// `make -j8` through tcpb in `dir`, as `user` (None: this test's user).
+pub fn build_as(env: &TestEnv, dir: &Path, hosts: &str, user: Option<&str>) -> Command {
+    let mut cmd = as_user(env, user, "make");
+    cmd.args(["-j8", &format!("CC={TCPB} gcc")])
+        .current_dir(dir)
+        .env("DISTCC_HOSTS", hosts);
     cmd
 }
 
@@ -94,46 +96,14 @@ pub fn build_all(users: &[User], hosts: &str) -> Vec<Output> {
 
 /// Stops a user's broker as that user.
 pub fn stop(u: &User) {
-    let mut cmd = match u.user {
-        Some(name) => {
-            let mut c = u.env.cmd("runuser");
-            c.args(["-u", name, "--", TCPB, "stop"]);
-            c
-        }
-        None => {
-            let mut c = u.env.tcpb();
-            c.arg("stop");
-            c
-        }
-    };
-    let _ = output_within(cmd_quiet(&mut cmd), Duration::from_secs(30));
-}
-
-pub fn cmd_quiet(cmd: &mut Command) -> Command {
-    let mut c = Command::new(cmd.get_program());
-    c.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    if let Some(d) = cmd.get_current_dir() {
-        c.current_dir(d);
-    }
-    c
+    let mut cmd = as_user(&u.env, u.user, TCPB);
+    cmd.arg("stop");
+    let _ = output_within(cmd, Duration::from_secs(30));
 }
 
 /// `tcpb status --json` as `u`'s user.
 pub fn status_of(u: &User, hosts: &str) -> serde_json::Value {
-    let mut cmd = match u.user {
-        Some(name) => {
-            let mut c = u.env.cmd("runuser");
-            c.args(["-u", name, "--", TCPB]);
-            c
-        }
-        None => u.env.tcpb(),
-    };
+    let mut cmd = as_user(&u.env, u.user, TCPB);
     cmd.args(["status", "--json"]).env("DISTCC_HOSTS", hosts);
     let out = output_within(cmd, Duration::from_secs(30));
     assert!(out.status.success(), "{}", output_text(&out));

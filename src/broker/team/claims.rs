@@ -47,15 +47,6 @@ impl Claims {
         &self.me
     }
 
-    /// Every host's slots held now.
-    pub fn all(&self) -> Vec<(String, u32)> {
-        let held = self.lock();
-        held.iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(h, s)| (h.clone(), s.len() as u32))
-            .collect()
-    }
-
     /// Claims free slots of `host` (which has `slots`) or gives held ones
     /// back until this broker holds `want` of them, or no free slot is
     /// left; slots in `taken` are known to be held and not tried. Returns

@@ -90,8 +90,9 @@ impl Team {
         }))
     }
 
-    pub(super) fn wake_notify(&self) -> &Notify {
-        &self.wake
+    /// Wakes the team task: a compile asked or ended.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -85,11 +85,6 @@ impl Slots for TeamSlots {
 }
 
 impl Team {
-    /// Wakes the team task: a compile asked or ended.
-    pub(crate) fn wake(&self) {
-        self.wake_notify().notify_one();
-    }
-
     /// The team's part of `tcpb status`.
     pub(crate) fn status(&self) -> TeamStatus {
         let inner = self.lock();
