@@ -2,13 +2,17 @@
 //! slot it holds (N below the host's slots), made by a create-if-absent
 //! transaction bound to its lease, so two brokers can never hold the same
 //! slot and a dead broker's claims go with its lease. The claims are kept
-//! between compiles; `adjust` moves them toward what the broker should
-//! hold. Its lock never leaves this module and is never held across a call
+//! between compiles; `claim` adds to them, `take_back` and `free` return
+//! them. Its lock never leaves this module and is never held across a call
 //! to etcd.
 
 use super::etcd::{Etcd, EtcdError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+
+/// At most this many slots are claimed or freed in one transaction (etcd
+/// takes at most 128 operations in one by default).
+const BATCH: usize = 64;
 
 /// The slots one broker holds, by host.
 pub struct Claims {
@@ -47,13 +51,13 @@ impl Claims {
         &self.me
     }
 
-    /// Claims free slots of `host` (which has `slots`) or gives held ones
-    /// back until this broker holds `want` of them, or no free slot is
-    /// left; slots in `taken` are known to be held and not tried. Returns
-    /// how many it holds after. A slot given back stops counting as held
-    /// before etcd is asked to free it: if the answer is lost, the slot is
-    /// at worst held by nobody until the lease ends, never used by two.
-    pub async fn adjust(
+    /// Claims free slots of `host` (which has `slots`) until this broker
+    /// holds `want` of them, or no free slot is left; slots in `taken` are
+    /// known to be held and not tried. The slots that look free are asked
+    /// for in one transaction (one write); only when another broker took
+    /// one of them meanwhile is each tried alone. Returns how many it holds
+    /// after.
+    pub async fn claim(
         &self,
         etcd: &Etcd,
         lease: i64,
@@ -62,21 +66,21 @@ impl Claims {
         taken: &BTreeSet<u32>,
     ) -> Result<u32, EtcdError> {
         let want = want.min(slots);
-        let held = self.held(host);
-        if held > want {
-            let given = self.take_back(host, held - want);
-            self.free(etcd, host, &given).await?;
-        } else {
-            let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
-            let mut count = mine.len() as u32;
-            for n in (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n)) {
-                if count >= want {
-                    break;
-                }
-                if etcd.create(&self.key(host, n), &self.me, lease).await? {
-                    self.lock().entry(host.to_string()).or_default().insert(n);
-                    count += 1;
-                }
+        let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
+        let short = want.saturating_sub(mine.len() as u32) as usize;
+        let free = (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n));
+        let first: Vec<u32> = free.take(short.min(BATCH)).collect();
+        let keys: Vec<String> = first.iter().map(|n| self.key(host, *n)).collect();
+        if !first.is_empty() && etcd.create_all(&keys, &self.me, lease).await? {
+            self.keep(host, &first);
+        }
+        for n in (0..slots).filter(|n| !taken.contains(n)) {
+            if self.held(host) >= want {
+                break;
+            }
+            let held = self.lock().get(host).is_some_and(|s| s.contains(&n));
+            if !held && etcd.create(&self.key(host, n), &self.me, lease).await? {
+                self.keep(host, &[n]);
             }
         }
         Ok(self.held(host))
@@ -107,8 +111,9 @@ impl Claims {
 
     /// Frees slots taken back in etcd.
     pub async fn free(&self, etcd: &Etcd, host: &str, slots: &[u32]) -> Result<(), EtcdError> {
-        for n in slots {
-            etcd.delete(&self.key(host, *n)).await?;
+        for batch in slots.chunks(BATCH) {
+            let keys: Vec<String> = batch.iter().map(|n| self.key(host, *n)).collect();
+            etcd.delete_all(&keys).await?;
         }
         Ok(())
     }
@@ -123,14 +128,21 @@ impl Claims {
 mod tests {
     use super::*;
     use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    /// `adjust` on host `h:3632` of 3 slots, knowing of no other claim.
-    async fn adjust(c: &Claims, etcd: &Etcd, lease: i64, want: u32) -> u32 {
+    /// `claim` on host `h:3632` of 3 slots, knowing of no other claim.
+    async fn claim(c: &Claims, etcd: &Etcd, lease: i64, want: u32) -> u32 {
         let none = BTreeSet::new();
-        c.adjust(etcd, lease, ("h:3632", 3), want, &none)
+        c.claim(etcd, lease, ("h:3632", 3), want, &none)
             .await
             .unwrap()
+    }
+
+    /// Gives back `n` of `h:3632`'s slots.
+    async fn give_back(c: &Claims, etcd: &Etcd, n: u32) {
+        let given = c.take_back("h:3632", n);
+        c.free(etcd, "h:3632", &given).await.unwrap();
     }
 
     #[tokio::test]
@@ -140,17 +152,38 @@ mod tests {
         let (la, lb) = (first_lease(&c, 10).await, c.grant(10).await.unwrap());
         let (a, b) = (Claims::new("f", "a"), Claims::new("f", "b"));
         let in_etcd = || async { c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len() };
-        assert_eq!(adjust(&a, &c, la, 5).await, 3, "at most the slots");
-        assert_eq!(adjust(&b, &c, lb, 3).await, 0, "none left");
-        assert_eq!(adjust(&a, &c, la, 1).await, 1, "two given back");
-        assert_eq!(adjust(&b, &c, lb, 3).await, 2);
+        assert_eq!(claim(&a, &c, la, 5).await, 3, "at most the slots");
+        assert_eq!(claim(&b, &c, lb, 3).await, 0, "none left");
+        give_back(&a, &c, 2).await;
+        assert_eq!(a.held("h:3632"), 1, "two given back");
+        assert_eq!(claim(&b, &c, lb, 3).await, 2);
         assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
         assert_eq!(in_etcd().await, 3);
         // a's workstation dies: its claim goes with its lease.
         c.revoke(la).await.unwrap();
         a.forget();
-        assert_eq!(adjust(&b, &c, lb, 3).await, 3);
+        assert_eq!(claim(&b, &c, lb, 3).await, 3);
         assert_eq!((a.held("h:3632"), in_etcd().await), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn slots_are_claimed_and_freed_in_one_write_each_way() {
+        let Some(e) = start_etcd() else { return };
+        let c = client(&e);
+        let lease = first_lease(&c, 10).await;
+        let (a, b) = (Claims::new("f", "a"), Claims::new("f", "b"));
+        let writes = || c.counts().writes.load(Ordering::Relaxed);
+        let revision = || async { c.range("/none").await.unwrap().0 };
+        let (w0, r0) = (writes(), revision().await);
+        assert_eq!(claim(&a, &c, lease, 3).await, 3);
+        give_back(&a, &c, 3).await;
+        assert_eq!((writes() - w0, revision().await - r0), (2, 2));
+        // b believes slot 0 free, but a took it meanwhile: b's batch fails
+        // as a whole, and b still gets the other two, one at a time.
+        assert_eq!(claim(&a, &c, lease, 1).await, 1);
+        assert_eq!(claim(&b, &c, lease, 3).await, 2);
+        assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
+        assert_eq!(c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len(), 3);
     }
 
     #[tokio::test]
@@ -159,11 +192,11 @@ mod tests {
         let c = client(&e);
         let lease = first_lease(&c, 10).await;
         let a = Claims::new("f", "a");
-        assert_eq!(adjust(&a, &c, lease, 2).await, 2);
+        assert_eq!(claim(&a, &c, lease, 2).await, 2);
         e.stop();
         let quick = Etcd::new(std::slice::from_ref(&e.url), Duration::from_millis(300)).unwrap();
-        let none = BTreeSet::new();
-        let r = a.adjust(&quick, lease, ("h:3632", 3), 0, &none).await;
+        let given = a.take_back("h:3632", 2);
+        let r = a.free(&quick, "h:3632", &given).await;
         assert!(r.is_err(), "etcd is stopped");
         // Whether or not etcd freed them, this broker no longer uses them.
         assert_eq!(a.held("h:3632"), 0);

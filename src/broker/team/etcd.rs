@@ -128,6 +128,44 @@ impl Etcd {
         Ok(made)
     }
 
+    /// Creates every one of `keys` = `value` bound to `lease` in one
+    /// transaction (one write), only if none of them exists: true when
+    /// this call created them all, false when it created none.
+    pub async fn create_all(
+        &self,
+        keys: &[String],
+        value: &str,
+        lease: i64,
+    ) -> Result<bool, EtcdError> {
+        let keys: Vec<String> = keys.iter().map(|k| B64.encode(k)).collect();
+        let (value, lease) = (B64.encode(value), lease.to_string());
+        let body = json!({
+            "compare": keys.iter().map(|k| json!({
+                "key": k, "target": "CREATE", "create_revision": "0"
+            })).collect::<Vec<_>>(),
+            "success": keys.iter().map(|k| json!({ "requestPut": {
+                "key": k, "value": value, "lease": lease
+            } })).collect::<Vec<_>>(),
+        });
+        let v = self.post("/v3/kv/txn", body).await?;
+        let made = v["succeeded"].as_bool().unwrap_or(false);
+        if made {
+            self.wrote();
+        }
+        Ok(made)
+    }
+
+    /// Deletes every one of `keys` in one transaction (one write).
+    pub async fn delete_all(&self, keys: &[String]) -> Result<(), EtcdError> {
+        let ops: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "requestDeleteRange": { "key": B64.encode(k) } }))
+            .collect();
+        self.post("/v3/kv/txn", json!({ "success": ops })).await?;
+        self.wrote();
+        Ok(())
+    }
+
     /// Sets `key` = `value`, bound to `lease` (0: to none).
     pub async fn put(&self, key: &str, value: &str, lease: i64) -> Result<(), EtcdError> {
         let body = json!({

@@ -32,7 +32,7 @@ impl Team {
             }
             let after = self
                 .claims
-                .adjust(&self.etcd, lease, (&host, slots), target, &taken)
+                .claim(&self.etcd, lease, (&host, slots), target, &taken)
                 .await?;
             changed |= after != before;
         }
@@ -53,7 +53,7 @@ impl Team {
         self.claims.free(&self.etcd, host, free).await
     }
 
-    /// The plan's targets with what `adjust` needs to reach them, after
+    /// The plan's targets with what `claim` needs to reach them, after
     /// setting what may be filled of the claims held (true when that
     /// changed).
     fn plan(&self, demand: &TeamDemand, now: Instant) -> (Vec<Move>, bool) {
