@@ -59,6 +59,8 @@ pub(super) struct Inner {
     pub(super) caps: HashMap<String, u32>,
     /// Per host, when this broker last wrote its learned speed.
     pub(super) speed_written: HashMap<String, Instant>,
+    /// The shares last computed (`moving`).
+    pub(super) shares: super::moving::Cached,
     /// Per host, the health last agreed with the team (`health`).
     pub(super) synced: HashMap<String, crate::broker::sched::health::Health>,
 }

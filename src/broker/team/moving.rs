@@ -2,10 +2,11 @@
 
 use super::driver::{LINGER, Team};
 use super::etcd::EtcdError;
-use super::plan::{self, Me};
+use super::plan::{self, Me, Shares};
+use super::view::{Published, View};
 use crate::broker::state::{Broker, TeamDemand};
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One host's claims to change: name, the team's slots, the target, the
 /// slot indexes known to be held.
@@ -73,6 +74,7 @@ impl Team {
             demand: &mine,
             queued: demand.queued,
         };
+        let inner = &mut *inner;
         let lingered = |h: &str| {
             inner
                 .idle_since
@@ -80,9 +82,17 @@ impl Team {
                 .is_some_and(|at| now.duration_since(*at) >= LINGER)
         };
         let held = |h: &str| self.claims.held(h);
-        let shares = plan::shares(&inner.view, &me);
-        let targets = plan::targets(&inner.view, &me, &demand.needs, (&shares, held), lingered);
-        let caps = plan::usable(&inner.view, &me, &demand.needs, &shares);
+        let shares = inner.shares.fresh(&inner.view, &mine, now);
+        let shares = match shares {
+            Some(s) => s,
+            None => {
+                let s = plan::shares(&inner.view, &me);
+                inner.shares = Cached::new(&inner.view, &mine, now, s);
+                &inner.shares.shares
+            }
+        };
+        let targets = plan::targets(&inner.view, &me, &demand.needs, (shares, held), lingered);
+        let caps = plan::usable(&inner.view, &me, &demand.needs, shares);
         let caps: HashMap<String, u32> = caps.into_iter().collect();
         let caps_changed = caps != inner.caps;
         inner.caps = caps;
@@ -95,5 +105,39 @@ impl Team {
             })
             .collect();
         (moves, caps_changed)
+    }
+}
+
+/// Shares are computed again at most this often while only claims move
+/// and service grows (it costs O(hosts × brokers)); at once when a host,
+/// a broker's demand or this broker's own demand changes.
+const SHARES_EVERY: Duration = Duration::from_millis(100);
+
+/// The shares last computed, and from what.
+#[derive(Default)]
+pub(super) struct Cached {
+    at: Option<Instant>,
+    generation: u64,
+    mine: Option<Published>,
+    shares: Shares,
+}
+
+impl Cached {
+    fn new(view: &View, mine: &Published, now: Instant, shares: Shares) -> Cached {
+        Cached {
+            at: Some(now),
+            generation: view.generation(),
+            mine: Some(mine.clone()),
+            shares,
+        }
+    }
+
+    /// The shares, unless they are due to be computed again.
+    fn fresh(&self, view: &View, mine: &Published, now: Instant) -> Option<&Shares> {
+        let young = self
+            .at
+            .is_some_and(|at| now.duration_since(at) < SHARES_EVERY);
+        let same = self.generation == view.generation() && self.mine.as_ref() == Some(mine);
+        (young && same).then_some(&self.shares)
     }
 }

@@ -15,7 +15,7 @@
 
 use super::share::{Demand, Slots, split};
 use super::view::{Published, View};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One farm host as this broker sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +55,29 @@ pub struct Me<'a> {
     pub queued: u32,
 }
 
-/// Each broker's fair share of each host: broker id, then host name.
-pub type Shares = BTreeMap<String, BTreeMap<String, u32>>;
+/// Each broker's fair share of each of the team's hosts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shares {
+    /// The hosts shared, in name order (as `View::hosts`).
+    hosts: Vec<String>,
+    /// Per broker id, its share of each host in `hosts`' order.
+    brokers: BTreeMap<String, Vec<u32>>,
+}
+
+impl Shares {
+    /// `id`'s share of `host`.
+    pub fn of(&self, id: &str, host: &str) -> u32 {
+        let Ok(h) = self.hosts.binary_search_by(|n| n.as_str().cmp(host)) else {
+            return 0;
+        };
+        self.brokers.get(id).map_or(0, |s| s[h])
+    }
+
+    /// `id`'s share of the whole farm.
+    pub fn total(&self, id: &str) -> u32 {
+        self.brokers.get(id).map_or(0, |s| s.iter().sum())
+    }
+}
 
 /// The fair shares of the team's hosts between the live brokers (with
 /// `me`'s demand as it is now), as every broker computes them alike.
@@ -82,35 +103,35 @@ pub fn shares(view: &View, me: &Me) -> Shares {
             )
         })
         .collect();
+    let index: HashMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.as_str(), i))
+        .collect();
     let slots: Vec<Slots> = hosts.iter().map(|h| h.1).collect();
     let demands: Vec<Demand> = brokers
         .iter()
-        .map(|(id, p)| Demand {
-            user: p.user.clone(),
-            weight: p.weight,
-            want: p.want,
-            service: view.service.get(*id).copied().unwrap_or(0.0),
-            holds: hosts.iter().map(|(h, _)| view.held_on(h, id)).collect(),
+        .map(|(id, p)| {
+            let mut holds = vec![0; hosts.len()];
+            for (host, n) in view.holdings(id) {
+                if let Some(i) = index.get(host) {
+                    holds[*i] = n;
+                }
+            }
+            Demand {
+                user: p.user.clone(),
+                weight: p.weight,
+                want: p.want,
+                service: view.service.get(*id).copied().unwrap_or(0.0),
+                holds,
+            }
         })
         .collect();
     let got = split(&slots, &demands);
-    brokers
-        .keys()
-        .zip(got)
-        .map(|(id, per_host)| {
-            let mine = hosts.iter().zip(per_host).map(|(h, n)| (h.0.clone(), n));
-            (id.to_string(), mine.collect())
-        })
-        .collect()
-}
-
-/// `id`'s share of `host` in `shares`.
-pub fn share_of(shares: &Shares, id: &str, host: &str) -> u32 {
-    shares
-        .get(id)
-        .and_then(|s| s.get(host))
-        .copied()
-        .unwrap_or(0)
+    Shares {
+        hosts: hosts.into_iter().map(|(name, _)| name.clone()).collect(),
+        brokers: brokers.keys().map(|id| id.to_string()).zip(got).collect(),
+    }
 }
 
 /// True when a broker other than `me` wants more slots than it holds.
@@ -131,7 +152,7 @@ pub fn usable(view: &View, me: &Me, needs: &[Need], shares: &Shares) -> Vec<(Str
     needs
         .iter()
         .filter(|n| view.hosts.contains_key(&n.name))
-        .map(|n| (n.name.clone(), share_of(shares, me.id, &n.name)))
+        .map(|n| (n.name.clone(), shares.of(me.id, &n.name)))
         .collect()
 }
 
@@ -153,7 +174,7 @@ pub fn targets(
         };
         let cap = team.slots.min(n.slots);
         let have = held(&n.name);
-        let share = share_of(shares, me.id, &n.name);
+        let share = shares.of(me.id, &n.name);
         let idle = have.saturating_sub(n.busy);
         let mut t = have;
         if idle > 0 && waiting && have > share {
@@ -211,7 +232,7 @@ fn claim_for_queue(
         let free = team.saturating_sub(view.claimed(&n.name));
         let mut room = free.min(cap.saturating_sub(*t));
         if room_for.waiting {
-            let share = share_of(room_for.shares, me.id, &n.name);
+            let share = room_for.shares.of(me.id, &n.name);
             room = room.min(share.saturating_sub(held(&n.name)));
         }
         let add = room.min(left).min(n.queued);

@@ -175,8 +175,7 @@ fn equal_brokers_have_equal_shares_across_the_farm() {
         queued: 12,
     };
     let all = shares(&v, &me);
-    let total = |id: &str| -> u32 { all[id].values().sum() };
-    assert_eq!((total("a"), total("b")), (6, 6));
+    assert_eq!((all.total("a"), all.total("b")), (6, 6));
 }
 
 #[test]

@@ -13,6 +13,9 @@
 //! deterministic: every broker that reads the same demands computes the
 //! same split.
 
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
 /// Seconds of service that one unit of capacity held now is worth when
 /// comparing brokers.
 pub const HORIZON: f64 = 4.0;
@@ -46,7 +49,9 @@ pub struct Slots {
 
 /// For each of `demands`, how many slots of each of `hosts` (in their
 /// order) it may hold: never more slots in all than it wants, never more
-/// than a host's slots per host.
+/// than a host's slots per host. Per host, the brokers that want more wait
+/// in a heap by level, so a farm of S slots and B brokers costs
+/// O(hosts × B + S × log B).
 pub fn split(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
     let n = demands.len();
     let mut out = vec![vec![0u32; hosts.len()]; n];
@@ -64,23 +69,49 @@ pub fn split(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
     let mut count = vec![0u32; n];
     for h in order {
         let speed = hosts[h].speed.max(1e-9);
+        let level = |i: usize, out: &[Vec<u32>], capacity: &[f64]| {
+            let d = &demands[i];
+            let holder = d.holds.get(h).is_some_and(|held| out[i][h] < *held);
+            let ahead = if holder { MARGIN } else { 0.0 };
+            let level = (d.service - floor - ahead + HORIZON * (capacity[i] + speed)) / weights[i];
+            Reverse(Level(level, i))
+        };
+        let mut wanting: BinaryHeap<Reverse<Level>> = (0..n)
+            .filter(|i| count[*i] < demands[*i].want)
+            .map(|i| level(i, &out, &capacity))
+            .collect();
         for _ in 0..hosts[h].slots {
-            let level = |i: usize| {
-                let d = &demands[i];
-                let holder = d.holds.get(h).is_some_and(|held| out[i][h] < *held);
-                let ahead = if holder { MARGIN } else { 0.0 };
-                (d.service - floor - ahead + HORIZON * (capacity[i] + speed)) / weights[i]
+            let Some(Reverse(Level(_, i))) = wanting.pop() else {
+                return out;
             };
-            let next = (0..n)
-                .filter(|i| count[*i] < demands[*i].want)
-                .reduce(|best, i| if level(i) < level(best) { i } else { best });
-            let Some(i) = next else { return out };
             out[i][h] += 1;
             count[i] += 1;
             capacity[i] += speed;
+            if count[i] < demands[i].want {
+                wanting.push(level(i, &out, &capacity));
+            }
         }
     }
     out
+}
+
+/// A broker's level and index: the lowest level first, then the lowest
+/// index (so every broker breaks ties alike).
+#[derive(PartialEq)]
+struct Level(f64, usize);
+
+impl Eq for Level {}
+
+impl PartialOrd for Level {
+    fn partial_cmp(&self, other: &Level) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Level {
+    fn cmp(&self, other: &Level) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
 }
 
 /// Each broker's weight: its user's weight, split evenly between the

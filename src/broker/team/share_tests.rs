@@ -120,3 +120,64 @@ fn never_more_than_the_slots_or_the_demand() {
         }
     }
 }
+
+/// The split as first written: every slot scans every broker. `split`
+/// must give exactly what this gives.
+fn reference(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
+    let n = demands.len();
+    let mut out = vec![vec![0u32; hosts.len()]; n];
+    if n == 0 {
+        return out;
+    }
+    let weights = per_broker_weights(demands);
+    let floor = demands
+        .iter()
+        .map(|d| d.service)
+        .fold(f64::INFINITY, f64::min);
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
+    order.sort_by(|a, b| hosts[*b].speed.total_cmp(&hosts[*a].speed).then(a.cmp(b)));
+    let (mut capacity, mut count) = (vec![0.0f64; n], vec![0u32; n]);
+    for h in order {
+        let speed = hosts[h].speed.max(1e-9);
+        for _ in 0..hosts[h].slots {
+            let level = |i: usize| {
+                let d = &demands[i];
+                let holder = d.holds.get(h).is_some_and(|held| out[i][h] < *held);
+                let ahead = if holder { MARGIN } else { 0.0 };
+                (d.service - floor - ahead + HORIZON * (capacity[i] + speed)) / weights[i]
+            };
+            let next = (0..n)
+                .filter(|i| count[*i] < demands[*i].want)
+                .reduce(|best, i| if level(i) < level(best) { i } else { best });
+            let Some(i) = next else { return out };
+            out[i][h] += 1;
+            count[i] += 1;
+            capacity[i] += speed;
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_heap_split_is_the_scanning_split(
+        hosts in proptest::collection::vec((1u32..=8, 1u32..=6), 1..8),
+        demands in proptest::collection::vec(
+            (0u8..3, 1u32..=4, 0u32..=20, 0u32..=40, proptest::collection::vec(0u32..=4, 0..8)),
+            1..7,
+        ),
+    ) {
+        let hosts: Vec<Slots> = hosts.iter().map(|(s, n)| h(f64::from(*s) / 2.0, *n)).collect();
+        let demands: Vec<Demand> = demands
+            .iter()
+            .map(|(user, weight, want, service, holds)| Demand {
+                user: format!("u{user}"),
+                weight: f64::from(*weight) / 2.0,
+                want: *want,
+                service: f64::from(*service),
+                holds: holds.clone(),
+            })
+            .collect();
+        proptest::prop_assert_eq!(split(&hosts, &demands), reference(&hosts, &demands));
+    }
+}

@@ -100,7 +100,7 @@ impl Team {
                 builds: b.builds,
                 demand: b.want,
                 held: view.held_by(id),
-                share: shares.get(id).map_or(0, |s| s.values().sum()),
+                share: shares.total(id),
                 service: view.service.get(id).copied().unwrap_or(0.0),
             })
             .collect();
@@ -141,7 +141,7 @@ impl Team {
 /// The shares of the brokers as they published their demand.
 fn own_shares(view: &super::view::View) -> plan::Shares {
     let Some((id, first)) = view.brokers.iter().next() else {
-        return plan::Shares::new();
+        return plan::Shares::default();
     };
     let me = Me {
         id,

@@ -100,6 +100,10 @@ pub struct View {
     pub service: BTreeMap<String, f64>,
     /// When `service` was last brought up to date.
     clock: Option<std::time::Instant>,
+    /// `slots` counted by holder, then host (kept with `slots`).
+    by_holder: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Counts changes to what shares are computed from, but claims.
+    generation: u64,
 }
 
 /// A host's speed as a broker of the team learned it (`speeds/NAME`).
@@ -129,7 +133,9 @@ impl View {
     pub fn clear(&mut self) {
         self.hosts.clear();
         self.brokers.clear();
+        self.generation += 1;
         self.slots.clear();
+        self.by_holder.clear();
         self.service.clear();
         self.health.clear();
         self.probers.clear();
@@ -146,18 +152,12 @@ impl View {
         if dt <= 0.0 {
             return;
         }
-        let mut capacity: BTreeMap<&str, f64> = BTreeMap::new();
-        for (host, held) in &self.slots {
-            let speed = self.speed(host);
-            for holder in held.values() {
-                *capacity.entry(holder.as_str()).or_default() += speed;
-            }
-        }
-        for (id, b) in &self.brokers {
-            if b.want > 0 {
-                let cap = capacity.get(id.as_str()).copied().unwrap_or(0.0);
-                *self.service.entry(id.clone()).or_default() += cap * dt;
-            }
+        let capacity: Vec<(String, f64)> = (self.brokers.iter())
+            .filter(|(_, b)| b.want > 0)
+            .map(|(id, _)| (id.clone(), self.capacity_of(id)))
+            .collect();
+        for (id, cap) in capacity {
+            *self.service.entry(id).or_default() += cap * dt;
         }
     }
 
@@ -190,6 +190,9 @@ impl View {
             return Err(format!("key {key:?} is not under {}", self.prefix));
         };
         let bad = |why: String| format!("ignored {key:?}: {why}");
+        if !rest.starts_with("slots/") {
+            self.generation += 1;
+        }
         if let Some(name) = rest.strip_prefix("hosts/") {
             return self.apply_host(name, value).map_err(bad);
         }
@@ -253,16 +256,27 @@ impl View {
         let (host, n) = slot.rsplit_once('/').ok_or("no slot index")?;
         let n: u32 = n.parse().map_err(|_| format!("slot index {n:?}"))?;
         let held = self.slots.entry(host.to_string()).or_default();
-        match value {
-            Some(holder) => {
-                held.insert(n, holder.to_string());
+        let before = match value {
+            Some(holder) => held.insert(n, holder.to_string()),
+            None => held.remove(&n),
+        };
+        if held.is_empty() {
+            self.slots.remove(host);
+        }
+        if let Some(old) = before {
+            let mine = self.by_holder.get_mut(&old).expect("counted with slots");
+            let count = mine.get_mut(host).expect("counted with slots");
+            *count -= 1;
+            if *count == 0 {
+                mine.remove(host);
             }
-            None => {
-                held.remove(&n);
-                if held.is_empty() {
-                    self.slots.remove(host);
-                }
+            if mine.is_empty() {
+                self.by_holder.remove(&old);
             }
+        }
+        if let Some(holder) = value {
+            let mine = self.by_holder.entry(holder.to_string()).or_default();
+            *mine.entry(host.to_string()).or_default() += 1;
         }
         Ok(())
     }
@@ -294,14 +308,32 @@ impl View {
 
     /// Slots of `host` held by broker `id`.
     pub fn held_on(&self, host: &str, id: &str) -> u32 {
-        let held = self.slots.get(host);
-        held.map_or(0, |s| s.values().filter(|h| *h == id).count() as u32)
+        let mine = self.by_holder.get(id);
+        mine.and_then(|m| m.get(host)).copied().unwrap_or(0)
     }
 
     /// Slots held by broker `id`, on every host.
     pub fn held_by(&self, id: &str) -> u32 {
-        let of = |s: &BTreeMap<u32, String>| s.values().filter(|h| *h == id).count() as u32;
-        self.slots.values().map(of).sum()
+        self.by_holder.get(id).map_or(0, |m| m.values().sum())
+    }
+
+    /// Changes so far to the hosts, brokers, speeds and health (not to
+    /// the claims): shares computed at one generation stay right until
+    /// the next, but for claims moving and service growing.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The hosts where broker `id` holds slots, with how many.
+    pub fn holdings(&self, id: &str) -> impl Iterator<Item = (&str, u32)> {
+        let mine = self.by_holder.get(id).into_iter().flatten();
+        mine.map(|(host, n)| (host.as_str(), *n))
+    }
+
+    /// Capacity (slots × the team's speed) held by broker `id`.
+    pub fn capacity_of(&self, id: &str) -> f64 {
+        let mine = self.by_holder.get(id).into_iter().flatten();
+        mine.map(|(host, n)| self.speed(host) * f64::from(*n)).sum()
     }
 
     /// Slots of `host` held by each broker, most first.
@@ -357,6 +389,16 @@ mod tests {
         v.apply("/tcpb/lab/brokers/ann@ws1:7", None).unwrap();
         assert_eq!((v.claimed("b:3632"), v.brokers.len()), (1, 0));
         assert_eq!(v.holders("b:3632"), [("bob@ws2:9".to_string(), 1)]);
+        // A slot that changes holders (a new lease's key over an old one)
+        // and deletes of keys never seen keep the counts true.
+        v.apply("/tcpb/lab/slots/b:3632/3", Some("ann@ws1:8"))
+            .unwrap();
+        v.apply("/tcpb/lab/slots/b:3632/2", None).unwrap();
+        let counts = |v: &View| (v.held_by("bob@ws2:9"), v.held_on("b:3632", "ann@ws1:8"));
+        assert_eq!(counts(&v), (0, 1));
+        assert_eq!(v.capacity_of("ann@ws1:8"), 1.0);
+        v.apply("/tcpb/lab/slots/b:3632/3", None).unwrap();
+        assert_eq!((counts(&v), v.by_holder.len()), ((0, 0), 0));
     }
 
     #[test]
