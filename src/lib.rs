@@ -48,7 +48,8 @@
 //!     (`observe`).
 //!   - `slots`: what this broker may use of each host (all of it alone;
 //!     team mode: its claims). `team/`: team mode (`[team]`): etcd's
-//!     gateway calls (`etcd`), the broker's lease (`session`), its slot
+//!     gateway calls (`etcd`) on kept-alive connections (`gateway`), the
+//!     broker's lease (`session`), its slot
 //!     claims (`claims`), the team's farm as read from etcd (`view`), the
 //!     fair shares every broker computes alike (`share`), what to hold
 //!     (`plan`, pure), the task that drives them (`driver`, `moving`) and

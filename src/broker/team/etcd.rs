@@ -7,13 +7,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// An etcd cluster, by the client URLs of its members.
 #[derive(Debug, Clone)]
@@ -24,6 +22,8 @@ pub struct Etcd {
     timeout: Duration,
     /// Calls made, for status and metrics.
     counts: Arc<Counts>,
+    /// Connections kept for the next call.
+    pool: Arc<super::gateway::Pool>,
 }
 
 /// What a client has done so far.
@@ -75,12 +75,18 @@ impl Etcd {
             endpoints,
             timeout,
             counts: Arc::default(),
+            pool: Arc::default(),
         })
     }
 
     /// What this client (and its clones) did so far.
     pub fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// Connections opened to members so far (watches not counted).
+    pub fn connections(&self) -> u64 {
+        self.pool.opened.load(Ordering::Relaxed)
     }
 
     fn wrote(&self) {
@@ -211,7 +217,7 @@ impl Etcd {
     async fn post(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
         let body = &body;
         let answer = |ep: String| async move {
-            let (status, v) = post_to(&ep, path, body).await?;
+            let (status, v) = self.pool.post(&ep, path, body).await?;
             Ok((ep, status, v))
         };
         match self.on_a_member(answer).await? {
@@ -268,47 +274,6 @@ fn endpoint(url: &str) -> Result<String, String> {
             format!("{hp}:2379")
         }),
         _ => Err(format!("endpoint \"{url}\" is not http://HOST:PORT")),
-    }
-}
-
-/// One HTTP/1.1 POST of `body` to `endpoint` (`host:port`): the status and
-/// the whole answer as JSON.
-async fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<(u16, Value), String> {
-    let (status, answer, conn) = send(endpoint, path, body).await?;
-    let bytes = answer.collect().await.map_err(|e| e.to_string())?;
-    conn.abort();
-    let v = serde_json::from_slice(&bytes.to_bytes()).map_err(|e| format!("not JSON: {e}"))?;
-    Ok((status, v))
-}
-
-/// Sends a POST of `body` to `endpoint`; the answer's status and body are
-/// read as they come, on the connection task returned.
-async fn send(
-    endpoint: &str,
-    path: &str,
-    body: &Value,
-) -> Result<(u16, hyper::body::Incoming, tokio::task::JoinHandle<()>), String> {
-    let stream = TcpStream::connect(endpoint)
-        .await
-        .map_err(|e| e.to_string())?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::post(path)
-        .header("host", endpoint)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    match sender.send_request(req).await {
-        Ok(resp) => Ok((resp.status().as_u16(), resp.into_body(), conn)),
-        Err(e) => {
-            conn.abort();
-            Err(e.to_string())
-        }
     }
 }
 
@@ -388,7 +353,7 @@ fn changes(result: &Value) -> Vec<Change> {
 
 /// Opens a streaming POST of `body` to `endpoint`.
 async fn open_stream(endpoint: &str, path: &str, body: &Value) -> Result<Watcher, String> {
-    let (status, body, conn) = send(endpoint, path, body).await?;
+    let (status, body, conn) = super::gateway::stream(endpoint, path, body).await?;
     if status != 200 {
         conn.abort();
         return Err(format!("answered {status}"));

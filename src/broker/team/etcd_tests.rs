@@ -191,3 +191,35 @@ async fn a_watch_sees_claims_come_and_go_in_order() {
     );
     assert!(seen[0].revision < seen[1].revision);
 }
+
+#[tokio::test]
+async fn calls_reuse_their_connections_and_survive_a_stop() {
+    let Some(e) = start_etcd() else { return };
+    let c = client(&e);
+    let lease = first_lease(&c, 10).await;
+    for n in 0..50 {
+        c.put(&format!("/tcpb/f/k{n}"), "v", lease).await.unwrap();
+    }
+    assert_eq!(
+        c.connections(),
+        1,
+        "one connection for the lease and 50 calls"
+    );
+    let at_once: Vec<_> = (0..8)
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(async move { c.put(&format!("/tcpb/f/k{n}"), "w", lease).await })
+        })
+        .collect();
+    for call in at_once {
+        call.await.unwrap().unwrap();
+    }
+    assert!(c.connections() <= 8, "{} connections", c.connections());
+    // A call that times out drops its connection; the next call opens a
+    // new one once etcd answers again.
+    e.stop();
+    let quick = Etcd::new(std::slice::from_ref(&e.url), Duration::from_millis(300)).unwrap();
+    quick.range("/tcpb/f/").await.unwrap_err();
+    e.resume();
+    assert_eq!(quick.range("/tcpb/f/").await.unwrap().1.len(), 50);
+}

@@ -1,6 +1,7 @@
 //! Team mode: brokers on many workstations sharing one farm through etcd.
 //! The calls to etcd (`etcd`: leases, create-if-absent keys bound to a
-//! lease, ranges and watches, through etcd's JSON gateway); the broker's
+//! lease, ranges and watches, through etcd's JSON gateway, on kept-alive
+//! connections: `gateway`); the broker's
 //! lease and what it is sure of (`session`: a claim counts until the last
 //! confirmed keep-alive plus the TTL, minus a margin); its slot claims
 //! (`claims`: one key per slot held, never two holders); the team's farm
@@ -15,6 +16,7 @@ mod admin;
 pub mod claims;
 pub(crate) mod driver;
 pub mod etcd;
+mod gateway;
 mod health;
 mod moving;
 pub mod plan;
