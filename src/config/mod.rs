@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod team;
-pub(crate) use team::{Offline, TeamConfig};
+pub use team::{Offline, TeamConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

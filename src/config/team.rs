@@ -6,7 +6,7 @@ use serde::Deserialize;
 /// What a broker uses of a farm host while etcd cannot confirm its claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Offline {
+pub enum Offline {
     /// The claims it held when etcd went away, never more: builds go on at
     /// the last fair share. While etcd is down for everyone, those shares
     /// add up to at most each host's slots; a workstation cut off alone may
@@ -20,7 +20,7 @@ pub(crate) enum Offline {
 /// The `[team]` table.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TeamConfig {
+pub struct TeamConfig {
     /// etcd's client URLs, `http://HOST:PORT`, tried in order.
     pub endpoints: Vec<String>,
     /// The team's farm: the namespace of its keys, so several farms can
@@ -64,7 +64,7 @@ pub(crate) const MAX_TTL_S: u64 = 3600;
 
 impl TeamConfig {
     /// Every value usable, or what is wrong with the first that is not.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         if self.endpoints.is_empty() {
             return Err("[team] endpoints is empty: name etcd's http://HOST:PORT".to_string());
         }

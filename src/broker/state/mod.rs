@@ -19,7 +19,6 @@ mod lists;
 mod relayed;
 mod stats;
 mod team;
-pub(crate) use team::TeamDemand;
 mod view;
 
 pub(crate) use admin::AdminError;

@@ -1,33 +1,18 @@
-//! What team mode needs from the broker's state: per farm host, the
-//! compiles running there and queued for it (`team_demand`).
+//! What team mode needs from the broker's state (`Member`): per farm
+//! host, the compiles running there and queued for it.
 
 use super::{Broker, State};
-use crate::broker::sched::health::Health;
+use crate::broker::team::member::{Member, TeamDemand, Told};
 use crate::broker::team::plan::Need;
 use crate::protocol::HostCmd;
 use std::collections::{BTreeSet, HashMap};
 
-/// This broker's demand on the farm.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct TeamDemand {
-    /// Every farm host of its lists (not `localhost`).
-    pub needs: Vec<Need>,
-    /// Compiles running on farm hosts.
-    pub running: u32,
-    /// Compiles waiting in the queue.
-    pub queued: u32,
-    /// Builds with compiles running or waiting.
-    pub builds: u32,
-}
-
-impl Broker {
-    /// What this broker needs of each farm host now.
-    pub(crate) fn team_demand(&self) -> TeamDemand {
+impl Member for Broker {
+    fn demand(&self) -> TeamDemand {
         demand(&self.lock())
     }
 
-    /// Compiles running (or placed) on farm host `name`.
-    pub(crate) fn busy_on(&self, name: &str) -> u32 {
+    fn busy_on(&self, name: &str) -> u32 {
         let state = self.lock();
         state
             .sched
@@ -35,16 +20,18 @@ impl Broker {
             .map_or(0, |id| state.sched.host(id).busy)
     }
 
-    /// The team changed its hosts' definitions: the farm is built again.
-    pub(crate) fn team_hosts_changed(&self) {
+    fn capacity_changed(&self) {
+        self.refresh_capacity();
+    }
+
+    fn hosts_changed(&self) {
         let now = std::time::Instant::now();
         let mut state = self.lock();
         let placed = super::farm::refresh(&mut state, now);
         super::deliver(&mut state, &self.shared.relay, placed, None);
     }
 
-    /// Other brokers of the team found these hosts in these states.
-    pub(crate) fn team_health(&self, found: Vec<(String, Health, Option<String>)>) {
+    fn told(&self, found: Vec<Told>) {
         let now = std::time::Instant::now();
         let mut state = self.lock();
         let mut placed = Vec::new();
@@ -53,7 +40,9 @@ impl Broker {
         }
         super::deliver(&mut state, &self.shared.relay, placed, None);
     }
+}
 
+impl Broker {
     /// `tcpb host … --team`: the change goes to etcd (no lock held while
     /// it does); every broker of the team applies it from its watch.
     pub(crate) async fn team_admin(&self, cmd: &HostCmd) -> Result<String, String> {

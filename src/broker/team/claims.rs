@@ -46,6 +46,11 @@ impl Claims {
         self.lock().get(host).map_or(0, |s| s.len() as u32)
     }
 
+    /// Slots held now on all hosts.
+    pub fn held_total(&self) -> u32 {
+        self.lock().values().map(|s| s.len() as u32).sum()
+    }
+
     /// The id this broker's claims carry.
     pub fn me(&self) -> &str {
         &self.me

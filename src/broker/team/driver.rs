@@ -11,9 +11,9 @@
 use super::claims::Claims;
 use super::etcd::{Change, Etcd, EtcdError, Watcher};
 use super::health::Told;
+use super::member::{Member, TeamDemand};
 use super::session::{Session, TeamState};
 use super::view::{Published, TeamHost, View};
-use crate::broker::state::{Broker, TeamDemand};
 use crate::config::{Offline, TeamConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,7 @@ const PUBLISH_UP_EVERY: Duration = Duration::from_millis(100);
 const PERIOD: Duration = Duration::from_millis(200);
 
 /// One broker's membership of its team.
-pub(crate) struct Team {
+pub struct Team {
     pub(super) config: TeamConfig,
     pub(super) etcd: Etcd,
     pub(super) session: Session,
@@ -66,17 +66,24 @@ pub(super) struct Inner {
 }
 
 impl Team {
-    /// A team member for `config`, each call to etcd bounded by `timeout`.
-    pub(crate) fn new(config: &TeamConfig, timeout: Duration) -> Result<Arc<Team>, String> {
+    /// A team member for `config`, each call to etcd bounded by `timeout`:
+    /// this user's broker on this workstation.
+    pub fn new(config: &TeamConfig, timeout: Duration) -> Result<Arc<Team>, String> {
+        let who = (crate::sys::user_name(), crate::sys::host_name());
+        Team::named(config, timeout, who, std::process::id())
+    }
+
+    /// A team member for `config` as broker `instance` of `user` on
+    /// `workstation` (the scale benchmark runs many in one process).
+    pub fn named(
+        config: &TeamConfig,
+        timeout: Duration,
+        (user, workstation): (String, String),
+        instance: u32,
+    ) -> Result<Arc<Team>, String> {
         let etcd = Etcd::new(&config.endpoints, timeout)?;
-        let (user, workstation) = (crate::sys::user_name(), crate::sys::host_name());
         let clean = |s: &str| s.replace(['/', '@', ':'], "_");
-        let me = format!(
-            "{}@{}:{}",
-            clean(&user),
-            clean(&workstation),
-            std::process::id()
-        );
+        let me = format!("{}@{}:{instance}", clean(&user), clean(&workstation));
         Ok(Arc::new(Team {
             session: Session::new(etcd.clone(), config.lease_ttl_s),
             claims: Claims::new(&config.farm, &me),
@@ -92,8 +99,38 @@ impl Team {
         }))
     }
 
+    /// Slots of `host` (which its list gives `slots`) the broker may use
+    /// now: its claims there, within what the plan lets it fill; while
+    /// etcd cannot confirm them, as `[team] offline` says.
+    pub fn usable(&self, host: &str, slots: u32) -> u32 {
+        let cap = {
+            let inner = self.lock();
+            if !inner.view.hosts.contains_key(host) {
+                return 0;
+            }
+            inner.caps.get(host).copied().unwrap_or(u32::MAX)
+        };
+        let sure = self.session.lease(Instant::now()).is_some();
+        match (sure, self.config.offline) {
+            // Unsure: the claims held when etcd went away, never more
+            // (none are made until it answers).
+            (true, _) | (false, Offline::Share) => self.claims.held(host).min(cap).min(slots),
+            (false, Offline::Local) => 0,
+        }
+    }
+
+    /// Slots this broker holds on all hosts.
+    pub fn held_total(&self) -> u32 {
+        self.claims.held_total()
+    }
+
+    /// What its etcd client did so far.
+    pub fn counts(&self) -> &super::etcd::Counts {
+        self.etcd.counts()
+    }
+
     /// Wakes the team task: a compile asked or ended.
-    pub(crate) fn wake(&self) {
+    pub fn wake(&self) {
         self.wake.notify_one();
     }
 
@@ -102,7 +139,7 @@ impl Team {
     }
 
     /// This broker's id in the team.
-    pub(crate) fn me(&self) -> &str {
+    pub fn me(&self) -> &str {
         self.claims.me()
     }
 
@@ -111,7 +148,7 @@ impl Team {
     }
 
     /// Revokes the lease: every claim goes at once (`tcpb stop`, idle exit).
-    pub(crate) async fn end(&self) {
+    pub async fn end(&self) {
         match self.session.end().await {
             Ok(()) => tracing::info!("team: left {}, claims returned", self.config.farm),
             Err(e) => tracing::warn!("team: could not return the claims: {e}"),
@@ -209,7 +246,7 @@ fn bad_value(why: &str) {
 }
 
 /// Runs the team task until the broker stops.
-pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
+pub async fn run(team: Arc<Team>, broker: impl Member) {
     let mut watcher: Option<Watcher> = None;
     let mut next_tick = Instant::now();
     loop {
@@ -227,14 +264,14 @@ pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
             match team.load().await {
                 Ok((w, told)) => {
                     watcher = Some(w);
-                    broker.team_hosts_changed();
-                    broker.team_health(told);
+                    broker.hosts_changed();
+                    broker.told(told);
                 }
                 Err(e) => team.session.failed(&e),
             }
         }
         if watcher.is_some() && team.reconcile(&broker).await {
-            broker.refresh_capacity();
+            broker.capacity_changed();
         }
         let wait = next_tick.min(Instant::now() + PERIOD);
         tokio::select! {
@@ -243,10 +280,10 @@ pub(crate) async fn run(team: Arc<Team>, broker: Broker) {
                 Ok(changes) => {
                     let (redefined, told) = team.apply(&changes);
                     if redefined {
-                        broker.team_hosts_changed();
+                        broker.hosts_changed();
                     }
                     if !told.is_empty() {
-                        broker.team_health(told);
+                        broker.told(told);
                     }
                 }
                 Err(e) => {
@@ -270,12 +307,12 @@ async fn next_change(watcher: &mut Option<Watcher>) -> Result<Vec<Change>, Strin
 impl Team {
     /// Publishes what changed and moves the claims toward the plan; true
     /// when the claims held changed.
-    async fn reconcile(&self, broker: &Broker) -> bool {
+    async fn reconcile(&self, broker: &impl Member) -> bool {
         let now = Instant::now();
         let Some(lease) = self.session.lease(now) else {
             return false;
         };
-        let demand = broker.team_demand();
+        let demand = broker.demand();
         let done = async {
             self.publish_hosts(&demand).await?;
             self.publish_demand(&demand, lease, now).await?;

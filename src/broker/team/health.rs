@@ -15,10 +15,10 @@
 
 use super::driver::Team;
 use super::etcd::EtcdError;
+use super::member::TeamDemand;
 use super::plan::Need;
 use super::view::{TeamHealth, TeamSpeed};
 use crate::broker::sched::health::Health;
-use crate::broker::state::TeamDemand;
 use std::time::{Duration, Instant};
 
 /// A learned speed this far (as a ratio) from the team's is written.
@@ -26,8 +26,7 @@ const SPEED_MOVED: f64 = 1.3;
 /// At most one speed written per host this often.
 const SPEED_EVERY: Duration = Duration::from_secs(30);
 
-/// A host's health as another broker found it: name, health, why.
-pub(crate) type Told = (String, Health, Option<String>);
+pub(crate) use super::member::Told;
 
 impl Team {
     /// Writes the health this broker found where it moved away from what

@@ -2,9 +2,9 @@
 
 use super::driver::{LINGER, Team};
 use super::etcd::EtcdError;
+use super::member::{Member, TeamDemand};
 use super::plan::{self, Me, Shares};
 use super::view::{Published, View};
-use crate::broker::state::{Broker, TeamDemand};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ impl Team {
     /// true when any count changed.
     pub(super) async fn move_claims(
         &self,
-        broker: &Broker,
+        broker: &impl Member,
         demand: &TeamDemand,
         lease: i64,
         now: Instant,
@@ -44,9 +44,9 @@ impl Team {
     /// broker first, then any that a compile took meanwhile are kept, and
     /// only the rest are freed in etcd, so no slot is ever used by this
     /// broker after another may have claimed it.
-    async fn give_back(&self, broker: &Broker, host: &str, n: u32) -> Result<(), EtcdError> {
+    async fn give_back(&self, broker: &impl Member, host: &str, n: u32) -> Result<(), EtcdError> {
         let given = self.claims.take_back(host, n);
-        broker.refresh_capacity();
+        broker.capacity_changed();
         let busy = broker.busy_on(host);
         let short = busy.saturating_sub(self.claims.held(host)) as usize;
         let (keep, free) = given.split_at(short.min(given.len()));

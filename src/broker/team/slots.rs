@@ -11,33 +11,16 @@ use crate::farm::{Admin, Farm, HostSpec};
 use crate::protocol::{TeamBroker, TeamHostStatus, TeamStatus};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// The broker's slot source in team mode.
 pub(crate) struct TeamSlots(pub(crate) Arc<Team>);
 
 impl Slots for TeamSlots {
     fn usable(&self, host: &HostSpec) -> u32 {
-        let team = &self.0;
         if host.is_local() {
             return host.slots;
         }
-        let cap = {
-            let inner = team.lock();
-            if !inner.view.hosts.contains_key(&host.name) {
-                return 0;
-            }
-            inner.caps.get(&host.name).copied().unwrap_or(u32::MAX)
-        };
-        let sure = team.session.lease(Instant::now()).is_some();
-        match (sure, team.config.offline) {
-            // Unsure: the claims held when etcd went away, never more
-            // (none are made until it answers).
-            (true, _) | (false, Offline::Share) => {
-                team.claims.held(&host.name).min(cap).min(host.slots)
-            }
-            (false, Offline::Local) => 0,
-        }
+        self.0.usable(&host.name, host.slots)
     }
 
     fn may_grow(&self) -> bool {
