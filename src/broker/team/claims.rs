@@ -6,13 +6,15 @@
 //! them. Its lock never leaves this module and is never held across a call
 //! to etcd.
 
-use super::etcd::{Etcd, EtcdError};
+use super::etcd::{Batch, Etcd, EtcdError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// At most this many slots are claimed or freed in one transaction (etcd
 /// takes at most 128 operations in one by default).
 const BATCH: usize = 64;
+/// Calls one `claim` makes at most.
+const TRIES: usize = 4;
 
 /// The slots one broker holds, by host.
 pub struct Claims {
@@ -46,6 +48,15 @@ impl Claims {
         self.lock().get(host).map_or(0, |s| s.len() as u32)
     }
 
+    /// The hosts where slots are held now.
+    pub fn hosts(&self) -> Vec<String> {
+        let held = self.lock();
+        held.iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
     /// Slots held now on all hosts.
     pub fn held_total(&self) -> u32 {
         self.lock().values().map(|s| s.len() as u32).sum()
@@ -59,8 +70,9 @@ impl Claims {
     /// Claims free slots of `host` (which has `slots`) until this broker
     /// holds `want` of them, or no free slot is left; slots in `taken` are
     /// known to be held and not tried. The slots that look free are asked
-    /// for in one transaction (one write); only when another broker took
-    /// one of them meanwhile is each tried alone. Returns how many it holds
+    /// for in one transaction (one write); when another broker took one
+    /// meanwhile, the answer says which are taken now and the rest are
+    /// asked for again (at most `TRIES` calls). Returns how many it holds
     /// after.
     pub async fn claim(
         &self,
@@ -71,21 +83,23 @@ impl Claims {
         taken: &BTreeSet<u32>,
     ) -> Result<u32, EtcdError> {
         let want = want.min(slots);
-        let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
-        let short = want.saturating_sub(mine.len() as u32) as usize;
-        let free = (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n));
-        let first: Vec<u32> = free.take(short.min(BATCH)).collect();
-        let keys: Vec<String> = first.iter().map(|n| self.key(host, *n)).collect();
-        if !first.is_empty() && etcd.create_all(&keys, &self.me, lease).await? {
-            self.keep(host, &first);
-        }
-        for n in (0..slots).filter(|n| !taken.contains(n)) {
-            if self.held(host) >= want {
+        let mut taken = taken.clone();
+        let prefix = format!("{}{host}/", self.prefix);
+        for _ in 0..TRIES {
+            let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
+            let short = want.saturating_sub(mine.len() as u32) as usize;
+            let free = (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n));
+            let batch: Vec<u32> = free.take(short.min(BATCH)).collect();
+            if batch.is_empty() {
                 break;
             }
-            let held = self.lock().get(host).is_some_and(|s| s.contains(&n));
-            if !held && etcd.create(&self.key(host, n), &self.me, lease).await? {
-                self.keep(host, &[n]);
+            let keys: Vec<String> = batch.iter().map(|n| self.key(host, *n)).collect();
+            match etcd.create_all(&keys, (&self.me, lease), &prefix).await? {
+                Batch::Created => self.keep(host, &batch),
+                Batch::Taken(now) => {
+                    let index = |k: &String| k.strip_prefix(&prefix)?.parse().ok();
+                    taken = now.iter().filter_map(index).collect();
+                }
             }
         }
         Ok(self.held(host))
@@ -184,9 +198,13 @@ mod tests {
         give_back(&a, &c, 3).await;
         assert_eq!((writes() - w0, revision().await - r0), (2, 2));
         // b believes slot 0 free, but a took it meanwhile: b's batch fails
-        // as a whole, and b still gets the other two, one at a time.
+        // as a whole, its answer says what is taken, and b gets the other
+        // two in a second call.
         assert_eq!(claim(&a, &c, lease, 1).await, 1);
+        let (w1, calls1) = (writes(), c.counts().calls.load(Ordering::Relaxed));
         assert_eq!(claim(&b, &c, lease, 3).await, 2);
+        let calls = c.counts().calls.load(Ordering::Relaxed) - calls1;
+        assert_eq!((writes() - w1, calls), (1, 2));
         assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
         assert_eq!(c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len(), 3);
     }

@@ -37,6 +37,15 @@ pub struct Counts {
     pub writes: AtomicU64,
 }
 
+/// What `create_all` did.
+#[derive(Debug, PartialEq)]
+pub enum Batch {
+    /// Every key was created.
+    Created,
+    /// None was: some existed. The keys under the prefix asked about.
+    Taken(Vec<String>),
+}
+
 /// Why a call to etcd failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -135,14 +144,15 @@ impl Etcd {
     }
 
     /// Creates every one of `keys` = `value` bound to `lease` in one
-    /// transaction (one write), only if none of them exists: true when
-    /// this call created them all, false when it created none.
+    /// transaction (one write), only if none of them exists. When one
+    /// does, nothing is created and the answer lists the keys under
+    /// `prefix` as they are now (in the same call).
     pub async fn create_all(
         &self,
         keys: &[String],
-        value: &str,
-        lease: i64,
-    ) -> Result<bool, EtcdError> {
+        (value, lease): (&str, i64),
+        prefix: &str,
+    ) -> Result<Batch, EtcdError> {
         let keys: Vec<String> = keys.iter().map(|k| B64.encode(k)).collect();
         let (value, lease) = (B64.encode(value), lease.to_string());
         let body = json!({
@@ -152,13 +162,22 @@ impl Etcd {
             "success": keys.iter().map(|k| json!({ "requestPut": {
                 "key": k, "value": value, "lease": lease
             } })).collect::<Vec<_>>(),
+            "failure": [{ "requestRange": {
+                "key": B64.encode(prefix),
+                "range_end": B64.encode(prefix_end(prefix)),
+                "keys_only": true,
+            } }],
         });
         let v = self.post("/v3/kv/txn", body).await?;
-        let made = v["succeeded"].as_bool().unwrap_or(false);
-        if made {
+        if v["succeeded"].as_bool().unwrap_or(false) {
             self.wrote();
+            return Ok(Batch::Created);
         }
-        Ok(made)
+        let kvs = v["responses"][0]["response_range"]["kvs"].as_array();
+        let kvs = kvs.map_or(&[][..], Vec::as_slice);
+        Ok(Batch::Taken(
+            kvs.iter().map(|kv| text(&kv["key"])).collect(),
+        ))
     }
 
     /// Deletes every one of `keys` in one transaction (one write).

@@ -35,7 +35,12 @@ impl Team {
                 .claims
                 .claim(&self.etcd, lease, (&host, slots), target, &taken)
                 .await?;
-            changed |= after != before;
+            if after != before {
+                // Compiles start on this host's new claims while the
+                // next hosts' claims are made.
+                broker.capacity_changed();
+                changed = true;
+            }
         }
         Ok(changed)
     }
