@@ -52,7 +52,8 @@
 //!     broker's lease (`session`), its slot
 //!     claims (`claims`), the team's farm as read from etcd (`view`), the
 //!     fair shares every broker computes alike (`share`), what to hold
-//!     (`plan`, pure), the task that drives them (`driver`, `moving`) from what it needs of
+//!     (`plan`, pure), the task that drives them (`task`: its loop; `driver`, `moving`) from
+//!     what it needs of
 //!     the broker (`member`, also driven by the scale benchmark) and
 //!     the `Slots` it answers with, plus status (`slots`); the state's
 //!     side is `state/team` (the broker's demand per host). `control`:

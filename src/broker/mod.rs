@@ -158,7 +158,7 @@ async fn run(
         tokio::spawn(relay_reports(broker.clone(), reports)),
     ];
     if let Some(t) = &team {
-        tasks.push(tokio::spawn(team::driver::run(t.clone(), broker.clone())));
+        tasks.push(tokio::spawn(team::task::run(t.clone(), broker.clone())));
     }
     // Changes to [http] take effect when the broker restarts.
     let http = http_addr.map(|addr| tokio::spawn(http::serve(broker.clone(), addr)));

@@ -28,8 +28,6 @@ const PUBLISH_DOWN_EVERY: Duration = Duration::from_millis(500);
 /// A higher one at most this often (from none, at once): a build's first
 /// compiles arrive within this and make one write, not one each.
 const PUBLISH_UP_EVERY: Duration = Duration::from_millis(100);
-/// The longest the task sleeps with nothing to wake it.
-const PERIOD: Duration = Duration::from_millis(200);
 
 /// One broker's membership of its team.
 pub struct Team {
@@ -39,7 +37,7 @@ pub struct Team {
     pub(super) claims: Claims,
     pub(super) user: String,
     pub(super) workstation: String,
-    wake: Notify,
+    pub(super) wake: Notify,
     inner: Mutex<Inner>,
 }
 
@@ -119,6 +117,16 @@ impl Team {
         }
     }
 
+    /// Slots of `host` this broker holds.
+    pub fn held(&self, host: &str) -> u32 {
+        self.claims.held(host)
+    }
+
+    /// The hosts where this broker holds slots.
+    pub fn claimed_hosts(&self) -> Vec<String> {
+        self.claims.hosts()
+    }
+
     /// Slots this broker holds on all hosts.
     pub fn held_total(&self) -> u32 {
         self.claims.held_total()
@@ -157,7 +165,7 @@ impl Team {
     }
 
     /// Keeps the lease alive; a new lease drops the old one's claims.
-    async fn keep_alive(&self) {
+    pub(super) async fn keep_alive(&self) {
         let before = self.session.state();
         let after = self.session.tick().await;
         let id = self.session.id();
@@ -199,7 +207,7 @@ impl Team {
 
     /// Reads the whole farm anew and watches it from there; also returns
     /// the hosts' health as the team found it.
-    async fn load(&self) -> Result<(Watcher, Vec<Told>), EtcdError> {
+    pub(super) async fn load(&self) -> Result<(Watcher, Vec<Told>), EtcdError> {
         let prefix = self.key("");
         let (revision, pairs) = self.etcd.range(&prefix).await?;
         {
@@ -218,7 +226,7 @@ impl Team {
 
     /// Applies watched changes: whether a host's definition changed, and
     /// what other brokers found of hosts' health.
-    fn apply(&self, changes: &[Change]) -> (bool, Vec<Told>) {
+    pub(super) fn apply(&self, changes: &[Change]) -> (bool, Vec<Told>) {
         let (hosts, speeds) = (self.key("hosts/"), self.key("speeds/"));
         {
             let mut inner = self.lock();
@@ -245,69 +253,10 @@ fn bad_value(why: &str) {
     }
 }
 
-/// Runs the team task until the broker stops.
-pub async fn run(team: Arc<Team>, broker: impl Member) {
-    let mut watcher: Option<Watcher> = None;
-    let mut next_tick = Instant::now();
-    loop {
-        if Instant::now() >= next_tick {
-            team.keep_alive().await;
-            next_tick = Instant::now() + team.session.period();
-        }
-        let reachable = matches!(
-            team.session.state(),
-            TeamState::Connected | TeamState::Rejoining
-        );
-        if !reachable {
-            watcher = None;
-        } else if watcher.is_none() {
-            match team.load().await {
-                Ok((w, told)) => {
-                    watcher = Some(w);
-                    broker.hosts_changed();
-                    broker.told(told);
-                }
-                Err(e) => team.session.failed(&e),
-            }
-        }
-        if watcher.is_some() && team.reconcile(&broker).await {
-            broker.capacity_changed();
-        }
-        let wait = next_tick.min(Instant::now() + PERIOD);
-        tokio::select! {
-            _ = team.wake.notified() => {}
-            changes = next_change(&mut watcher) => match changes {
-                Ok(changes) => {
-                    let (redefined, told) = team.apply(&changes);
-                    if redefined {
-                        broker.hosts_changed();
-                    }
-                    if !told.is_empty() {
-                        broker.told(told);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("team: {e}; reading the farm again");
-                    watcher = None;
-                }
-            },
-            _ = tokio::time::sleep_until(wait.into()) => {}
-        }
-    }
-}
-
-/// The next watched changes; never, without a watch.
-async fn next_change(watcher: &mut Option<Watcher>) -> Result<Vec<Change>, String> {
-    match watcher {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Team {
     /// Publishes what changed and moves the claims toward the plan; true
     /// when the claims held changed.
-    async fn reconcile(&self, broker: &impl Member) -> bool {
+    pub(super) async fn reconcile(&self, broker: &impl Member) -> bool {
         let now = Instant::now();
         let Some(lease) = self.session.lease(now) else {
             return false;

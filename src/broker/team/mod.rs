@@ -7,7 +7,7 @@
 //! never two holders); the team's farm as read from etcd (`view`); the
 //! fair shares every broker computes alike from the same demands
 //! (`share`) and what each broker should hold (`plan`, pure); the task
-//! that drives them (`driver`, `moving`) from what it needs of the broker
+//! that drives them (`task`, its loop; `driver`, `moving`) from what it needs of the broker
 //! (`member`); host health found by one broker for all and one prober per
 //! host (`health`); the broker's `Slots` in team mode with the team's part
 //! of status (`slots`); and `tcpb host … --team` (`admin`).
@@ -24,4 +24,5 @@ pub mod plan;
 pub mod session;
 pub mod share;
 pub(crate) mod slots;
+pub mod task;
 pub mod view;

@@ -69,7 +69,7 @@ impl Slots for TeamSlots {
 
 impl Team {
     /// The team's part of `tcpb status`.
-    pub(crate) fn status(&self) -> TeamStatus {
+    pub fn status(&self) -> TeamStatus {
         let inner = self.lock();
         let view = &inner.view;
         let shares = own_shares(view);

@@ -1,0 +1,104 @@
+//! The team task's loop: keeps the lease alive, (re)reads the farm and
+//! watches it, and reconciles after every wake — a compile asked or
+//! ended, a change to the farm's keys, or `PERIOD`. Every change already
+//! received is applied before reconciling: a busy broker wakes far more
+//! often than one change at a time would let its view keep up.
+
+use super::driver::Team;
+use super::etcd::{Change, Watcher};
+use super::member::Member;
+use super::session::TeamState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest the task sleeps with nothing to wake it.
+const PERIOD: Duration = Duration::from_millis(200);
+/// Watch answers applied at most between two reconciles.
+const DRAIN: usize = 10_000;
+
+/// Runs the team task until the broker stops.
+pub async fn run(team: Arc<Team>, member: impl Member) {
+    let mut watcher: Option<Watcher> = None;
+    let mut next_tick = Instant::now();
+    loop {
+        if Instant::now() >= next_tick {
+            team.keep_alive().await;
+            next_tick = Instant::now() + team.session.period();
+        }
+        let reachable = matches!(
+            team.session.state(),
+            TeamState::Connected | TeamState::Rejoining
+        );
+        if !reachable {
+            watcher = None;
+        } else if watcher.is_none() {
+            match team.load().await {
+                Ok((w, told)) => {
+                    watcher = Some(w);
+                    member.hosts_changed();
+                    member.told(told);
+                }
+                Err(e) => team.session.failed(&e),
+            }
+        }
+        if watcher.is_some() && team.reconcile(&member).await {
+            member.capacity_changed();
+        }
+        let wait = next_tick.min(Instant::now() + PERIOD);
+        tokio::select! {
+            _ = team.wake.notified() => {}
+            changes = next_change(&mut watcher) => changed(&team, &member, changes, &mut watcher),
+            _ = tokio::time::sleep_until(wait.into()) => {}
+        }
+        drain(&team, &member, &mut watcher).await;
+    }
+}
+
+/// Applies every watch answer already received (none is waited for).
+async fn drain(team: &Team, member: &impl Member, watcher: &mut Option<Watcher>) {
+    for _ in 0..DRAIN {
+        let Some(w) = watcher.as_mut() else { return };
+        // A zero timeout polls the read once: it takes what is here.
+        match tokio::time::timeout(Duration::ZERO, w.next()).await {
+            Ok(changes) => changed(team, member, changes, watcher),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Applies one watch answer; a broken watch is dropped (the loop reads the
+/// farm again).
+fn changed(
+    team: &Team,
+    member: &impl Member,
+    changes: Result<Vec<Change>, String>,
+    watcher: &mut Option<Watcher>,
+) {
+    match changes {
+        Ok(changes) => {
+            let (redefined, told) = team.apply(&changes);
+            if redefined {
+                member.hosts_changed();
+            }
+            if !told.is_empty() {
+                member.told(told);
+            }
+        }
+        Err(e) => {
+            tracing::warn!("team: {e}; reading the farm again");
+            *watcher = None;
+        }
+    }
+}
+
+/// The next watched changes; never, without a watch.
+async fn next_change(watcher: &mut Option<Watcher>) -> Result<Vec<Change>, String> {
+    match watcher {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+#[path = "task_tests.rs"]
+mod tests;
