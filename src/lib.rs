@@ -49,18 +49,17 @@
 //!   - `slots`: what this broker may use of each host (all of it alone;
 //!     team mode: its claims). `team/`: team mode (`[team]`): etcd's
 //!     gateway calls (`etcd`) on kept-alive connections (`gateway`), the
-//!     broker's lease (`session`), its slot
-//!     claims (`claims`), the team's farm as read from etcd (`view`), the
-//!     fair shares every broker computes alike (`share`), what to hold
-//!     (`plan`, pure), the task that drives them (`task`: its loop; `driver`, `moving`) from
-//!     what it needs of
-//!     the broker (`member`, also driven by the scale benchmark) and
-//!     the `Slots` it answers with, plus status (`slots`); the state's
-//!     side is `state/team` (the broker's demand per host). `control`:
-//!     one control connection.
-//!     `overlay`: runtime farm changes. `store`: state files, written on a
-//!     thread of their own. `http`: `/status` and `/metrics`
-//!     (`http_team`: team mode's metrics).
+//!     broker's lease (`session`), its slot claims (`claims`), the team's
+//!     farm as read from etcd (`view`), the fair shares every broker
+//!     computes alike (`share`), what to hold (`plan`, pure), the task
+//!     that drives them (`task`: its loop; `driver`, `moving`) from what
+//!     it needs of the broker (`member`, also driven by the scale
+//!     benchmark) and the `Slots` it answers with, plus status (`slots`);
+//!     the state's side is `state/team` (the broker's demand per host).
+//!     `control`: one control connection. `overlay`: runtime farm
+//!     changes. `store`: state files, written on a thread of their own.
+//!     `http`: `/status` and `/metrics` (`http_team`: team mode's
+//!     metrics).
 //! - `status`: `tcpb status` and `tcpb stop` (`status_team`: its team
 //!   section); `watch`: `tcpb top`;
 //!   `admin`: `tcpb host …` and `tcpb reload`; `logview`: `tcpb log`;

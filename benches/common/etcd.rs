@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 /// Starts etcd with its data under `root`; returns it and its client URL.
 pub fn start_etcd(root: &Path) -> (Guard, String) {
+    start_etcd_with(root, &[])
+}
+
+/// Starts etcd as `start_etcd` does, with `extra` arguments.
+pub fn start_etcd_with(root: &Path, extra: &[&str]) -> (Guard, String) {
     let (client, peer) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
@@ -24,6 +29,7 @@ pub fn start_etcd(root: &Path) -> (Guard, String) {
         .args(["--initial-advertise-peer-urls", &peer_url])
         .arg("--initial-cluster")
         .arg(format!("default={peer_url}"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -39,13 +45,25 @@ pub fn start_etcd(root: &Path) -> (Guard, String) {
 
 /// The store's revision: one more for every write it took.
 pub fn revision(url: &str) -> Option<i64> {
+    let v = post(url, "/v3/kv/range", r#"{"key":"AA=="}"#)?;
+    v["header"]["revision"].as_str()?.parse().ok()
+}
+
+/// The size of etcd's database file and the part of it in use, in bytes.
+pub fn db_size(url: &str) -> Option<(u64, u64)> {
+    let v = post(url, "/v3/maintenance/status", "{}")?;
+    let n = |f: &str| v[f].as_str().and_then(|s| s.parse().ok());
+    Some((n("dbSize")?, n("dbSizeInUse")?))
+}
+
+/// One POST of `body` to `path` on `url`'s gateway; its answer as JSON.
+fn post(url: &str, path: &str, body: &str) -> Option<serde_json::Value> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let body = r#"{"key":"AA=="}"#;
     let req = format!(
-        "POST /v3/kv/range HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -53,6 +71,5 @@ pub fn revision(url: &str) -> Option<i64> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let json = out.split_once("\r\n\r\n")?.1;
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v["header"]["revision"].as_str()?.parse().ok()
+    serde_json::from_str(json).ok()
 }
