@@ -1,5 +1,5 @@
-//! The team task's loop: keeps the lease alive, (re)reads the farm and
-//! watches it, and reconciles after every wake — a compile asked or
+//! The team task's loop: keeps the lease alive (on a task of its own),
+//! (re)reads the farm and watches it, and reconciles after every wake — a compile asked or
 //! ended, a change to the farm's keys, or `PERIOD`. Every change already
 //! received is applied before reconciling: a busy broker wakes far more
 //! often than one change at a time would let its view keep up.
@@ -18,13 +18,9 @@ const DRAIN: usize = 10_000;
 
 /// Runs the team task until the broker stops.
 pub async fn run(team: Arc<Team>, member: impl Member) {
+    let _lease = Abort(tokio::spawn(keep_alive(team.clone())));
     let mut watcher: Option<Watcher> = None;
-    let mut next_tick = Instant::now();
     loop {
-        if Instant::now() >= next_tick {
-            team.keep_alive().await;
-            next_tick = Instant::now() + team.session.period();
-        }
         let reachable = matches!(
             team.session.state(),
             TeamState::Connected | TeamState::Rejoining
@@ -44,13 +40,36 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
         if watcher.is_some() && team.reconcile(&member).await {
             member.capacity_changed();
         }
-        let wait = next_tick.min(Instant::now() + PERIOD);
+        let wait = Instant::now() + PERIOD;
         tokio::select! {
             _ = team.wake.notified() => {}
             changes = next_change(&mut watcher) => changed(&team, &member, changes, &mut watcher),
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
         drain(&team, &member, &mut watcher).await;
+    }
+}
+
+/// Keeps the lease alive every third of its TTL, on a task of its own: a
+/// reconcile slowed by a slow etcd must not let the lease, and with it
+/// every claim, expire. Wakes the team task when the state changes.
+async fn keep_alive(team: Arc<Team>) {
+    loop {
+        let before = team.session.state();
+        team.keep_alive().await;
+        if team.session.state() != before {
+            team.wake();
+        }
+        tokio::time::sleep(team.session.period()).await;
+    }
+}
+
+/// Aborts a task when dropped (the team task's end ends its keep-alive).
+struct Abort(tokio::task::JoinHandle<()>);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

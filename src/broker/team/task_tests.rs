@@ -5,13 +5,15 @@ use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
 use crate::broker::team::member::{TeamDemand, Told};
 use crate::config::{Offline, TeamConfig};
 
-/// A broker whose every reconcile is slow (its demand takes 50 ms), as a
-/// busy broker's reconciles are when each makes calls to etcd.
-struct Slow;
+/// A broker whose every reconcile is slow (its demand takes this long),
+/// as a busy broker's reconciles are when each makes calls to a slow etcd.
+struct Slow(Duration);
 
 impl Member for Slow {
     fn demand(&self) -> TeamDemand {
-        std::thread::sleep(Duration::from_millis(50));
+        // Other tasks move to another worker meanwhile, as they would
+        // while a reconcile awaits etcd.
+        tokio::task::block_in_place(|| std::thread::sleep(self.0));
         TeamDemand::default()
     }
     fn busy_on(&self, _host: &str) -> u32 {
@@ -22,15 +24,16 @@ impl Member for Slow {
     fn told(&self, _found: Vec<Told>) {}
 }
 
-fn config(url: &str) -> TeamConfig {
+fn config(url: &str, lease_ttl_s: u64) -> TeamConfig {
     TeamConfig {
         endpoints: vec![url.to_string()],
         farm: "t".to_string(),
-        lease_ttl_s: 10,
+        lease_ttl_s,
         weight: 1.0,
         offline: Offline::Share,
         user: None,
         password_file: None,
+        password: None,
         ca: None,
         cert: None,
         key: None,
@@ -43,13 +46,13 @@ async fn a_busy_broker_sees_every_change_as_it_comes() {
     let c = client(&e);
     let lease = first_lease(&c, 10).await;
     let team = Team::named(
-        &config(&e.url),
+        &config(&e.url, 10),
         Duration::from_secs(5),
         ("u".into(), "w".into()),
         1,
     )
     .unwrap();
-    let task = tokio::spawn(run(team.clone(), Slow));
+    let task = tokio::spawn(run(team.clone(), Slow(Duration::from_millis(50))));
     let waker = {
         let team = team.clone();
         tokio::spawn(async move {
@@ -77,4 +80,27 @@ async fn a_busy_broker_sees_every_change_as_it_comes() {
     waker.abort();
     task.abort();
     assert_eq!(seen(), 200, "the view fell behind the farm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_lives_through_reconciles_longer_than_its_ttl() {
+    let Some(e) = start_etcd() else { return };
+    first_lease(&client(&e), 10).await;
+    let who = ("u".to_string(), "w".to_string());
+    let team = Team::named(&config(&e.url, 2), Duration::from_secs(5), who, 1).unwrap();
+    let task = tokio::spawn(run(team.clone(), Slow(Duration::from_millis(2500))));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while team.session.id().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lease = team.session.id();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (now, state) = (team.session.id(), team.session.state());
+    task.abort();
+    assert!(lease.is_some());
+    assert_eq!(
+        (now, state),
+        (lease, TeamState::Connected),
+        "the lease expired"
+    );
 }
