@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod team;
-pub use team::{Offline, TeamConfig};
+pub use team::{Offline, Secret, TeamConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -191,7 +191,16 @@ impl Config {
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &shown),
+            Ok(text) => {
+                let mut config = Config::parse(&text, &shown)?;
+                if let Some(t) = config.team.as_mut() {
+                    t.read_password().map_err(|message| ConfigError::Invalid {
+                        path: shown.clone(),
+                        message,
+                    })?;
+                }
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(source) => Err(ConfigError::Read {
                 path: shown,

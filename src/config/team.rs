@@ -36,17 +36,31 @@ pub struct TeamConfig {
     /// What the broker uses while etcd cannot confirm its claims.
     #[serde(default)]
     pub offline: Offline,
-    /// etcd authentication and TLS: named so that a config asking for them
-    /// is refused with the reason rather than as an unknown key.
+    /// The etcd user calls are made as (with `password_file`).
     pub user: Option<String>,
-    /// See `user`.
+    /// An absolute path to a file only its owner can read, holding the
+    /// user's password (one line).
     pub password_file: Option<String>,
-    /// See `user`.
+    /// The password, read from `password_file` by `Config::load`.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// etcd over TLS: named so that a config asking for it is refused
+    /// with the reason rather than as an unknown key.
     pub ca: Option<String>,
-    /// See `user`.
+    /// See `ca`.
     pub cert: Option<String>,
-    /// See `user`.
+    /// See `ca`.
     pub key: Option<String>,
+}
+
+/// A password: never shown by `{:?}`.
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 fn default_ttl() -> u64 {
@@ -94,19 +108,51 @@ impl TeamConfig {
                 self.weight
             ));
         }
-        let asked = [
-            ("user", &self.user),
-            ("password_file", &self.password_file),
-            ("ca", &self.ca),
-            ("cert", &self.cert),
-            ("key", &self.key),
-        ];
+        match (&self.user, &self.password_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("[team] user and password_file go together".to_string());
+            }
+            (Some(u), Some(_)) if u.is_empty() => {
+                return Err("[team] user is empty".to_string());
+            }
+            (_, Some(f)) if !f.starts_with('/') => {
+                return Err(format!(
+                    "[team] password_file = {f:?}: use an absolute path"
+                ));
+            }
+            _ => {}
+        }
+        let asked = [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)];
         if let Some((key, _)) = asked.iter().find(|(_, v)| v.is_some()) {
             return Err(format!(
-                "[team] {key}: etcd authentication and TLS are not supported (tcpb reaches \
-                 etcd's JSON gateway over plain HTTP); run the team's etcd on a trusted network"
+                "[team] {key}: etcd over TLS is not supported (tcpb reaches etcd's JSON \
+                 gateway over plain HTTP); run the team's etcd on a trusted network"
             ));
         }
+        Ok(())
+    }
+
+    /// Reads the password from `password_file`, which only its owner may
+    /// be able to read (as ssh wants of a private key).
+    pub(crate) fn read_password(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(file) = &self.password_file else {
+            return Ok(());
+        };
+        let bad = |why: String| format!("[team] password_file {file}: {why}");
+        let meta = std::fs::metadata(file).map_err(|e| bad(e.to_string()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "other users can read it (mode {mode:o}): chmod 600 it"
+            )));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+        let password = text.trim_end_matches(['\n', '\r']);
+        if password.is_empty() || password.contains('\n') {
+            return Err(bad("it must hold the password on one line".to_string()));
+        }
+        self.password = Some(Secret(password.to_string()));
         Ok(())
     }
 }
@@ -143,7 +189,9 @@ mod tests {
             ("weight = 0.0\n", "weight = 0"),
             ("weight = nan\n", "weight = NaN"),
             ("offline = \"maybe\"\n", "maybe"),
-            ("password_file = \"/p\"\n", "password_file"),
+            ("password_file = \"/p\"\n", "go together"),
+            ("user = \"u\"\n", "go together"),
+            ("user = \"u\"\npassword_file = \"p\"\n", "absolute path"),
             ("ca = \"/ca.pem\"\n", "TLS"),
         ] {
             let e = parse(&format!("{base}{extra}")).unwrap_err();
@@ -169,5 +217,36 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert!(e.contains(named), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_password_file_must_be_private_and_the_password_is_never_shown() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let text = format!(
+            "[team]\nendpoints = [\"http://e\"]\nfarm = \"l\"\nuser = \"ann\"\n\
+             password_file = \"{}\"\n",
+            file.display()
+        );
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, &text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::load(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("config.toml") && e.contains("pw") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let t = Config::load(&config).unwrap().team.unwrap();
+        assert_eq!(t.password, Some(super::Secret("s3cret".into())));
+        assert!(!format!("{t:?}").contains("s3cret"));
+        std::fs::remove_file(&file).unwrap();
+        let e = Config::load(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("password_file") && e.contains("No such file"),
+            "{e}"
+        );
     }
 }

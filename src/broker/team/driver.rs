@@ -80,6 +80,15 @@ impl Team {
         instance: u32,
     ) -> Result<Arc<Team>, String> {
         let etcd = Etcd::new(&config.endpoints, timeout)?;
+        let etcd = match (&config.user, &config.password) {
+            (None, _) => etcd,
+            (Some(user), Some(password)) => etcd.with_auth(user, &password.0),
+            (Some(user), None) => {
+                return Err(format!(
+                    "[team] user {user}: no password read from password_file"
+                ));
+            }
+        };
         let clean = |s: &str| s.replace(['/', '@', ':'], "_");
         let me = format!("{}@{}:{instance}", clean(&user), clean(&workstation));
         Ok(Arc::new(Team {

@@ -24,6 +24,8 @@ pub struct Etcd {
     counts: Arc<Counts>,
     /// Connections kept for the next call.
     pool: Arc<super::gateway::Pool>,
+    /// The user calls are made as, if etcd wants one.
+    auth: Option<Arc<super::auth::Auth>>,
 }
 
 /// What a client has done so far.
@@ -85,7 +87,14 @@ impl Etcd {
             timeout,
             counts: Arc::default(),
             pool: Arc::default(),
+            auth: None,
         })
+    }
+
+    /// This client, making its calls as `user` with `password`.
+    pub fn with_auth(mut self, user: &str, password: &str) -> Etcd {
+        self.auth = Some(Arc::new(super::auth::Auth::new(user, password)));
+        self
     }
 
     /// What this client (and its clones) did so far.
@@ -227,29 +236,68 @@ impl Etcd {
             "range_end": B64.encode(prefix_end(prefix)),
             "start_revision": from.to_string(),
         } });
-        let body = &body;
-        self.on_a_member(|ep| async move { open_stream(&ep, "/v3/watch", body).await })
+        let token = self.token().await?;
+        let (body, token) = (&body, token.as_deref());
+        self.on_a_member(|ep| async move { open_stream(&ep, "/v3/watch", body, token).await })
             .await
     }
 
-    /// Posts `body` to `path` on the first member that answers.
+    /// Posts `body` to `path` on the first member that answers, with the
+    /// auth token when there is a user (obtained first, and again once if
+    /// etcd no longer knows it).
     async fn post(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
-        let body = &body;
+        let token = self.token().await?;
+        match self.post_as(path, &body, token.as_deref()).await? {
+            (_, 200, v) => Ok(v),
+            (_, 401, _) if self.auth.is_some() => {
+                self.auth.as_ref().expect("checked").set(None);
+                let token = self.token().await?;
+                let (endpoint, status, v) = self.post_as(path, &body, token.as_deref()).await?;
+                refused(endpoint, status, path, v)
+            }
+            (endpoint, status, v) => refused(endpoint, status, path, v),
+        }
+    }
+
+    /// The auth token to send: none without a user; the one held, or a new
+    /// one from etcd.
+    async fn token(&self) -> Result<Option<String>, EtcdError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        if let Some(t) = auth.token() {
+            return Ok(Some(t));
+        }
+        let path = "/v3/auth/authenticate";
+        let (endpoint, status, v) = self.post_as(path, &auth.body(), None).await?;
+        let v = refused(endpoint, status, path, v).map_err(|e| match e {
+            EtcdError::Refused {
+                endpoint, message, ..
+            } => EtcdError::Refused {
+                endpoint,
+                path: format!("user {}", auth.user()),
+                message,
+            },
+            other => other,
+        })?;
+        let token = v["token"].as_str().map(str::to_string);
+        auth.set(token.clone());
+        Ok(token)
+    }
+
+    /// One POST on the first member that answers: which, its status and
+    /// its answer.
+    async fn post_as(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<(String, u16, Value), EtcdError> {
         let answer = |ep: String| async move {
-            let (status, v) = self.pool.post(&ep, path, body).await?;
+            let (status, v) = self.pool.post(&ep, path, body, token).await?;
             Ok((ep, status, v))
         };
-        match self.on_a_member(answer).await? {
-            (_, 200, v) => Ok(v),
-            (endpoint, _, v) => {
-                let message = v["message"].as_str().or(v["error"].as_str());
-                Err(EtcdError::Refused {
-                    endpoint,
-                    path: path.to_string(),
-                    message: message.unwrap_or("no message").to_string(),
-                })
-            }
-        }
+        self.on_a_member(answer).await
     }
 
     /// `call` on each member in turn, each within the timeout, until one
@@ -276,6 +324,19 @@ impl Etcd {
             why: last,
         })
     }
+}
+
+/// The answer of a call that succeeded, or etcd's reason for refusing it.
+fn refused(endpoint: String, status: u16, path: &str, v: Value) -> Result<Value, EtcdError> {
+    if status == 200 {
+        return Ok(v);
+    }
+    let message = v["message"].as_str().or(v["error"].as_str());
+    Err(EtcdError::Refused {
+        endpoint,
+        path: path.to_string(),
+        message: message.unwrap_or("no message").to_string(),
+    })
 }
 
 /// `http://HOST[:PORT][/]` as `HOST:PORT` (etcd's port 2379 by default).
@@ -371,8 +432,13 @@ fn changes(result: &Value) -> Vec<Change> {
 }
 
 /// Opens a streaming POST of `body` to `endpoint`.
-async fn open_stream(endpoint: &str, path: &str, body: &Value) -> Result<Watcher, String> {
-    let (status, body, conn) = super::gateway::stream(endpoint, path, body).await?;
+async fn open_stream(
+    endpoint: &str,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> Result<Watcher, String> {
+    let (status, body, conn) = super::gateway::stream(endpoint, path, body, token).await?;
     if status != 200 {
         conn.abort();
         return Err(format!("answered {status}"));

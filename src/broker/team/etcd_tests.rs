@@ -40,6 +40,11 @@ fn free_port() -> u16 {
 
 /// Starts etcd, or `None` (loudly) when it is not installed outside CI.
 pub(crate) fn start_etcd() -> Option<TestEtcd> {
+    start_etcd_with(&[])
+}
+
+/// Starts etcd with `extra` arguments, as `start_etcd`.
+pub(crate) fn start_etcd_with(extra: &[&str]) -> Option<TestEtcd> {
     if which::which("etcd").is_err() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("etcd not installed, and CI=true: .ci/run must install etcd-server");
@@ -71,6 +76,7 @@ pub(crate) fn start_etcd() -> Option<TestEtcd> {
             ])
             .arg("--initial-cluster")
             .arg(format!("default={peer_url}"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -222,4 +228,73 @@ async fn calls_reuse_their_connections_and_survive_a_stop() {
     quick.range("/tcpb/f/").await.unwrap_err();
     e.resume();
     assert_eq!(quick.range("/tcpb/f/").await.unwrap().1.len(), 50);
+}
+
+/// Turns on authentication: user `root` (any password), and user `tcpb`
+/// with password `pw` who may read and write `/tcpb/` only.
+async fn enable_auth(root: &Etcd) {
+    let prefix = "/tcpb/";
+    let calls = [
+        (
+            "/v3/auth/user/add",
+            json!({ "name": "root", "password": "rootpw" }),
+        ),
+        (
+            "/v3/auth/user/grant",
+            json!({ "user": "root", "role": "root" }),
+        ),
+        (
+            "/v3/auth/user/add",
+            json!({ "name": "tcpb", "password": "pw" }),
+        ),
+        ("/v3/auth/role/add", json!({ "name": "farm" })),
+        (
+            "/v3/auth/role/grant",
+            json!({ "name": "farm", "perm": {
+                "permType": "READWRITE",
+                "key": B64.encode(prefix),
+                "range_end": B64.encode(prefix_end(prefix)),
+            } }),
+        ),
+        (
+            "/v3/auth/user/grant",
+            json!({ "user": "tcpb", "role": "farm" }),
+        ),
+        ("/v3/auth/enable", json!({})),
+    ];
+    for (path, body) in calls {
+        root.post(path, body).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_user_with_a_password_works_and_a_forgotten_token_is_replaced() {
+    // Tokens unused for a second are forgotten by etcd.
+    let Some(e) = start_etcd_with(&["--auth-token-ttl", "1"]) else {
+        return;
+    };
+    let open = client(&e);
+    first_lease(&open, 10).await;
+    enable_auth(&open).await;
+    let e1 = open.put("/tcpb/x", "v", 0).await.unwrap_err().to_string();
+    assert!(e1.contains("user name"), "no user: {e1}");
+    let wrong = client(&e).with_auth("tcpb", "nope");
+    let e2 = wrong.put("/tcpb/x", "v", 0).await.unwrap_err().to_string();
+    assert!(
+        e2.contains("user tcpb") && e2.contains("authentication failed"),
+        "{e2}"
+    );
+    let c = client(&e).with_auth("tcpb", "pw");
+    let lease = c.grant(10).await.unwrap();
+    assert!(c.create("/tcpb/f/slots/h/0", "me", lease).await.unwrap());
+    let mut w = c.watch("/tcpb/f/", 0).await.unwrap();
+    let e3 = c.put("/elsewhere", "x", 0).await.unwrap_err().to_string();
+    assert!(e3.contains("permission denied"), "outside /tcpb/: {e3}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let calls = c.counts().calls.load(Ordering::Relaxed);
+    c.put("/tcpb/f/slots/h/1", "me", lease).await.unwrap();
+    let made = c.counts().calls.load(Ordering::Relaxed) - calls;
+    assert_eq!(made, 3, "refused, authenticated again, made again");
+    let seen = w.next().await.unwrap();
+    assert_eq!(seen[0].key, "/tcpb/f/slots/h/1");
 }

@@ -67,6 +67,7 @@ impl Pool {
         endpoint: &str,
         path: &str,
         body: &Value,
+        token: Option<&str>,
     ) -> Result<(u16, Value), String> {
         let kept = self.take(endpoint);
         let reused = kept.is_some();
@@ -76,13 +77,13 @@ impl Pool {
         };
         let answer = match conn
             .sender
-            .try_send_request(request(endpoint, path, body)?)
+            .try_send_request(request(endpoint, path, body, token)?)
             .await
         {
             Err(e) if reused && (e.message().is_some() || e.error().is_incomplete_message()) => {
                 conn = self.connect(endpoint).await?;
                 conn.sender
-                    .send_request(request(endpoint, path, body)?)
+                    .send_request(request(endpoint, path, body, token)?)
                     .await
             }
             other => other.map_err(|e| e.into_error()),
@@ -130,11 +131,15 @@ fn request(
     endpoint: &str,
     path: &str,
     body: &Value,
+    token: Option<&str>,
 ) -> Result<hyper::Request<Full<Bytes>>, String> {
-    hyper::Request::post(path)
+    let mut req = hyper::Request::post(path)
         .header("host", endpoint)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", t);
+    }
+    req.body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| e.to_string())
 }
 
@@ -144,9 +149,13 @@ pub(super) async fn stream(
     endpoint: &str,
     path: &str,
     body: &Value,
+    token: Option<&str>,
 ) -> Result<(u16, Incoming, JoinHandle<()>), String> {
     let (mut sender, task) = handshake(endpoint).await?;
-    match sender.send_request(request(endpoint, path, body)?).await {
+    match sender
+        .send_request(request(endpoint, path, body, token)?)
+        .await
+    {
         Ok(resp) => Ok((resp.status().as_u16(), resp.into_body(), task)),
         Err(e) => {
             task.abort();

@@ -13,6 +13,7 @@
 //! of status (`slots`); and `tcpb host … --team` (`admin`).
 
 mod admin;
+mod auth;
 pub mod claims;
 pub mod driver;
 pub mod etcd;
