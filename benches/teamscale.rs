@@ -154,7 +154,7 @@ async fn run(o: &Opts, url: &str, etcd_pid: u32) {
     phases.push(steady);
     let db_after = common::db_size(url);
     if std::env::var("TCPB_SCALE_TRACE").is_ok() {
-        trace(&second[0]);
+        trace(&second[0], &brokers);
     }
     report(o, &phases, (db_before, db_after));
     for b in &brokers {
@@ -174,6 +174,7 @@ async fn start_brokers(o: &Opts, url: &str, farm: &Arc<SimFarm>) -> Vec<Arc<SimB
         offline: Offline::Share,
         user: None,
         password_file: None,
+        password: None,
         ca: None,
         cert: None,
         key: None,
@@ -281,7 +282,16 @@ fn capacity_held(b: &SimBroker, farm: &SimFarm) -> f64 {
 
 /// Prints the team as one broker sees it: each broker's demand, claims,
 /// share and service, and the slots nobody holds.
-fn trace(b: &SimBroker) {
+fn trace(b: &SimBroker, all: &[Arc<SimBroker>]) {
+    let mut states = std::collections::BTreeMap::new();
+    for b in all {
+        let st = b.team.status();
+        let e = states.entry(st.state).or_insert((0, 0, 0));
+        e.0 += 1;
+        e.1 += st.etcd_failures;
+        e.2 += st.etcd_calls;
+    }
+    println!("brokers by state (count, etcd failures, calls): {states:?}");
     let st = b.team.status();
     for b in &st.brokers {
         println!(
