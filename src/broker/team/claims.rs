@@ -13,8 +13,24 @@ use std::sync::Mutex;
 /// At most this many slots are claimed or freed in one transaction (etcd
 /// takes at most 128 operations in one by default).
 const BATCH: usize = 64;
-/// Calls one `claim` makes at most.
+/// Rounds of calls one `claim` makes at most.
 const TRIES: usize = 4;
+/// Hosts asked for in one call at most (a transaction holds at most 128
+/// operations by default).
+const HOSTS_PER_CALL: usize = 100;
+
+/// A host to claim slots of.
+#[derive(Debug, Clone)]
+pub struct Want {
+    /// Its name.
+    pub host: String,
+    /// Its slots for the team.
+    pub slots: u32,
+    /// How many of them this broker should hold.
+    pub want: u32,
+    /// Slots known to be held (by anyone).
+    pub taken: BTreeSet<u32>,
+}
 
 /// The slots one broker holds, by host.
 pub struct Claims {
@@ -67,42 +83,60 @@ impl Claims {
         &self.me
     }
 
-    /// Claims free slots of `host` (which has `slots`) until this broker
-    /// holds `want` of them, or no free slot is left; slots in `taken` are
-    /// known to be held and not tried. The slots that look free are asked
-    /// for in one transaction (one write); when another broker took one
-    /// meanwhile, the answer says which are taken now and the rest are
-    /// asked for again (at most `TRIES` calls). Returns how many it holds
-    /// after.
+    /// Claims free slots of each host until this broker holds what it
+    /// wants there, or no free slot is left. The slots that look free are
+    /// asked for in one call for all hosts (one write); where another
+    /// broker took one meanwhile, the answer says which are taken now and
+    /// the rest are asked for again (at most `TRIES` rounds).
     pub async fn claim(
         &self,
         etcd: &Etcd,
         lease: i64,
-        (host, slots): (&str, u32),
-        want: u32,
-        taken: &BTreeSet<u32>,
-    ) -> Result<u32, EtcdError> {
-        let want = want.min(slots);
-        let mut taken = taken.clone();
-        let prefix = format!("{}{host}/", self.prefix);
+        mut wants: Vec<Want>,
+    ) -> Result<(), EtcdError> {
         for _ in 0..TRIES {
-            let mine: BTreeSet<u32> = self.lock().get(host).cloned().unwrap_or_default();
-            let short = want.saturating_sub(mine.len() as u32) as usize;
-            let free = (0..slots).filter(|n| !mine.contains(n) && !taken.contains(n));
-            let batch: Vec<u32> = free.take(short.min(BATCH)).collect();
-            if batch.is_empty() {
+            let asked: Vec<(usize, Vec<u32>)> = (wants.iter().enumerate())
+                .map(|(i, w)| (i, self.free_for(w)))
+                .filter(|(_, batch)| !batch.is_empty())
+                .collect();
+            if asked.is_empty() {
                 break;
             }
-            let keys: Vec<String> = batch.iter().map(|n| self.key(host, *n)).collect();
-            match etcd.create_all(&keys, (&self.me, lease), &prefix).await? {
-                Batch::Created => self.keep(host, &batch),
-                Batch::Taken(now) => {
-                    let index = |k: &String| k.strip_prefix(&prefix)?.parse().ok();
-                    taken = now.iter().filter_map(index).collect();
+            for chunk in asked.chunks(HOSTS_PER_CALL) {
+                let batches: Vec<(Vec<String>, String)> = (chunk.iter())
+                    .map(|(i, b)| {
+                        let host = &wants[*i].host;
+                        let keys = b.iter().map(|n| self.key(host, *n)).collect();
+                        (keys, format!("{}{host}/", self.prefix))
+                    })
+                    .collect();
+                let answers = etcd.create_each(&batches, (&self.me, lease)).await?;
+                for ((i, asked), answer) in chunk.iter().zip(answers) {
+                    let w = &mut wants[*i];
+                    match answer {
+                        Batch::Created => self.keep(&w.host, asked),
+                        Batch::Taken(now) => w.taken = self.indexes(&w.host, &now),
+                    }
                 }
             }
         }
-        Ok(self.held(host))
+        Ok(())
+    }
+
+    /// The slots of `w.host` to ask for: free as far as is known, as many
+    /// as this broker is short of what it wants there.
+    fn free_for(&self, w: &Want) -> Vec<u32> {
+        let mine: BTreeSet<u32> = self.lock().get(&w.host).cloned().unwrap_or_default();
+        let short = w.want.min(w.slots).saturating_sub(mine.len() as u32) as usize;
+        let free = (0..w.slots).filter(|n| !mine.contains(n) && !w.taken.contains(n));
+        free.take(short.min(BATCH)).collect()
+    }
+
+    /// The slot indexes of `host` among `keys`.
+    fn indexes(&self, host: &str, keys: &[String]) -> BTreeSet<u32> {
+        let prefix = format!("{}{host}/", self.prefix);
+        let index = |k: &String| k.strip_prefix(&prefix)?.parse().ok();
+        keys.iter().filter_map(index).collect()
     }
 
     /// Stops counting up to `n` of `host`'s slots as held (the highest
@@ -150,12 +184,21 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
+    /// A want of `n` of host `h`'s `slots`, knowing of no other claim.
+    fn want(h: &str, slots: u32, n: u32) -> Want {
+        Want {
+            host: h.to_string(),
+            slots,
+            want: n,
+            taken: BTreeSet::new(),
+        }
+    }
+
     /// `claim` on host `h:3632` of 3 slots, knowing of no other claim.
-    async fn claim(c: &Claims, etcd: &Etcd, lease: i64, want: u32) -> u32 {
-        let none = BTreeSet::new();
-        c.claim(etcd, lease, ("h:3632", 3), want, &none)
-            .await
-            .unwrap()
+    async fn claim(c: &Claims, etcd: &Etcd, lease: i64, n: u32) -> u32 {
+        let wants = vec![want("h:3632", 3, n)];
+        c.claim(etcd, lease, wants).await.unwrap();
+        c.held("h:3632")
     }
 
     /// Gives back `n` of `h:3632`'s slots.
@@ -207,6 +250,12 @@ mod tests {
         assert_eq!((writes() - w1, calls), (1, 2));
         assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
         assert_eq!(c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len(), 3);
+        // Three hosts in one call and one write.
+        let (w2, r2) = (writes(), revision().await);
+        let wants = ["x", "y", "z"].map(|h| want(h, 2, 2)).to_vec();
+        a.claim(&c, lease, wants).await.unwrap();
+        assert_eq!(a.held("x") + a.held("y") + a.held("z"), 6);
+        assert_eq!((writes() - w2, revision().await - r2), (1, 1));
     }
 
     #[tokio::test]

@@ -39,7 +39,7 @@ pub struct Counts {
     pub writes: AtomicU64,
 }
 
-/// What `create_all` did.
+/// What one batch of `create_each` did.
 #[derive(Debug, PartialEq)]
 pub enum Batch {
     /// Every key was created.
@@ -152,41 +152,48 @@ impl Etcd {
         Ok(made)
     }
 
-    /// Creates every one of `keys` = `value` bound to `lease` in one
-    /// transaction (one write), only if none of them exists. When one
-    /// does, nothing is created and the answer lists the keys under
-    /// `prefix` as they are now (in the same call).
-    pub async fn create_all(
+    /// For each batch of keys, creates every one of them = `value` bound
+    /// to `lease`, only if none of them exists; when one does, nothing of
+    /// that batch is created and its answer lists the keys under its
+    /// prefix as they are now. All batches go in one call: one nested
+    /// transaction each, inside one (one write in all).
+    pub async fn create_each(
         &self,
-        keys: &[String],
+        batches: &[(Vec<String>, String)],
         (value, lease): (&str, i64),
-        prefix: &str,
-    ) -> Result<Batch, EtcdError> {
-        let keys: Vec<String> = keys.iter().map(|k| B64.encode(k)).collect();
+    ) -> Result<Vec<Batch>, EtcdError> {
         let (value, lease) = (B64.encode(value), lease.to_string());
-        let body = json!({
-            "compare": keys.iter().map(|k| json!({
-                "key": k, "target": "CREATE", "create_revision": "0"
-            })).collect::<Vec<_>>(),
-            "success": keys.iter().map(|k| json!({ "requestPut": {
-                "key": k, "value": value, "lease": lease
-            } })).collect::<Vec<_>>(),
-            "failure": [{ "requestRange": {
-                "key": B64.encode(prefix),
-                "range_end": B64.encode(prefix_end(prefix)),
-                "keys_only": true,
-            } }],
-        });
-        let v = self.post("/v3/kv/txn", body).await?;
-        if v["succeeded"].as_bool().unwrap_or(false) {
-            self.wrote();
-            return Ok(Batch::Created);
+        let txn = |keys: &[String], prefix: &str| {
+            let keys: Vec<String> = keys.iter().map(|k| B64.encode(k)).collect();
+            json!({ "request_txn": {
+                "compare": keys.iter().map(|k| json!({
+                    "key": k, "target": "CREATE", "create_revision": "0"
+                })).collect::<Vec<_>>(),
+                "success": keys.iter().map(|k| json!({ "requestPut": {
+                    "key": k, "value": value, "lease": lease
+                } })).collect::<Vec<_>>(),
+                "failure": [{ "requestRange": {
+                    "key": B64.encode(prefix),
+                    "range_end": B64.encode(prefix_end(prefix)),
+                    "keys_only": true,
+                } }],
+            } })
+        };
+        let ops: Vec<Value> = batches.iter().map(|(k, p)| txn(k, p)).collect();
+        let v = self.post("/v3/kv/txn", json!({ "success": ops })).await?;
+        let answers = v["responses"].as_array().map_or(&[][..], Vec::as_slice);
+        let out: Vec<Batch> = answers.iter().map(|a| batch(&a["response_txn"])).collect();
+        if out.len() != batches.len() {
+            return Err(EtcdError::Refused {
+                endpoint: String::new(),
+                path: "/v3/kv/txn".to_string(),
+                message: format!("{} answers to {} batches", out.len(), batches.len()),
+            });
         }
-        let kvs = v["responses"][0]["response_range"]["kvs"].as_array();
-        let kvs = kvs.map_or(&[][..], Vec::as_slice);
-        Ok(Batch::Taken(
-            kvs.iter().map(|kv| text(&kv["key"])).collect(),
-        ))
+        if out.contains(&Batch::Created) {
+            self.wrote();
+        }
+        Ok(out)
     }
 
     /// Deletes every one of `keys` in one transaction (one write).
@@ -324,6 +331,16 @@ impl Etcd {
             why: last,
         })
     }
+}
+
+/// What one nested create-if-absent transaction did.
+fn batch(answer: &Value) -> Batch {
+    if answer["succeeded"].as_bool().unwrap_or(false) {
+        return Batch::Created;
+    }
+    let kvs = answer["responses"][0]["response_range"]["kvs"].as_array();
+    let kvs = kvs.map_or(&[][..], Vec::as_slice);
+    Batch::Taken(kvs.iter().map(|kv| text(&kv["key"])).collect())
 }
 
 /// The answer of a call that succeeded, or etcd's reason for refusing it.

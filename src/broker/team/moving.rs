@@ -1,5 +1,6 @@
 //! Moving this broker's claims toward the plan (`plan::targets`).
 
+use super::claims::Want;
 use super::driver::{LINGER, Team};
 use super::etcd::EtcdError;
 use super::member::{Member, TeamDemand};
@@ -24,24 +25,25 @@ impl Team {
     ) -> Result<bool, EtcdError> {
         let (moves, caps_changed) = self.plan(demand, now);
         let mut changed = caps_changed;
-        for (host, slots, target, taken) in moves {
+        let mut wants = Vec::new();
+        for (host, slots, want, taken) in moves {
             let before = self.claims.held(&host);
-            if target < before {
-                self.give_back(broker, &host, before - target).await?;
+            if want < before {
+                self.give_back(broker, &host, before - want).await?;
                 changed = true;
-                continue;
-            }
-            let after = self
-                .claims
-                .claim(&self.etcd, lease, (&host, slots), target, &taken)
-                .await?;
-            if after != before {
-                // Compiles start on this host's new claims while the
-                // next hosts' claims are made.
-                broker.capacity_changed();
-                changed = true;
+            } else {
+                wants.push(Want {
+                    host,
+                    slots,
+                    want,
+                    taken,
+                });
             }
         }
+        let before: Vec<u32> = wants.iter().map(|w| self.claims.held(&w.host)).collect();
+        self.claims.claim(&self.etcd, lease, wants.clone()).await?;
+        let after = wants.iter().map(|w| self.claims.held(&w.host));
+        changed |= after.zip(before).any(|(a, b)| a != b);
         Ok(changed)
     }
 

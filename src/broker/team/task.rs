@@ -10,6 +10,7 @@ use super::member::Member;
 use super::session::TeamState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// The longest the task sleeps with nothing to wake it.
 const PERIOD: Duration = Duration::from_millis(200);
@@ -19,7 +20,7 @@ const DRAIN: usize = 10_000;
 /// Runs the team task until the broker stops.
 pub async fn run(team: Arc<Team>, member: impl Member) {
     let _lease = Abort(tokio::spawn(keep_alive(team.clone())));
-    let mut watcher: Option<Watcher> = None;
+    let mut watcher: Option<Watch> = None;
     loop {
         let reachable = matches!(
             team.session.state(),
@@ -30,7 +31,7 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
         } else if watcher.is_none() {
             match team.load().await {
                 Ok((w, told)) => {
-                    watcher = Some(w);
+                    watcher = Some(Watch::new(w));
                     member.hosts_changed();
                     member.told(told);
                 }
@@ -46,7 +47,7 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
             changes = next_change(&mut watcher) => changed(&team, &member, changes, &mut watcher),
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
-        drain(&team, &member, &mut watcher).await;
+        drain(&team, &member, &mut watcher);
     }
 }
 
@@ -73,12 +74,38 @@ impl Drop for Abort {
     }
 }
 
+/// The farm's watch, read on a task of its own as fast as etcd sends, so
+/// that a broker busy reconciling never holds etcd's watch stream back;
+/// the answers wait in order in `rx`.
+struct Watch {
+    rx: mpsc::UnboundedReceiver<Result<Vec<Change>, String>>,
+    _reader: Abort,
+}
+
+impl Watch {
+    fn new(mut watcher: Watcher) -> Watch {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            loop {
+                let answer = watcher.next().await;
+                let ended = answer.is_err();
+                if tx.send(answer).is_err() || ended {
+                    return;
+                }
+            }
+        });
+        Watch {
+            rx,
+            _reader: Abort(reader),
+        }
+    }
+}
+
 /// Applies every watch answer already received (none is waited for).
-async fn drain(team: &Team, member: &impl Member, watcher: &mut Option<Watcher>) {
+fn drain(team: &Team, member: &impl Member, watcher: &mut Option<Watch>) {
     for _ in 0..DRAIN {
         let Some(w) = watcher.as_mut() else { return };
-        // A zero timeout polls the read once: it takes what is here.
-        match tokio::time::timeout(Duration::ZERO, w.next()).await {
+        match w.rx.try_recv() {
             Ok(changes) => changed(team, member, changes, watcher),
             Err(_) => return,
         }
@@ -91,7 +118,7 @@ fn changed(
     team: &Team,
     member: &impl Member,
     changes: Result<Vec<Change>, String>,
-    watcher: &mut Option<Watcher>,
+    watcher: &mut Option<Watch>,
 ) {
     match changes {
         Ok(changes) => {
@@ -111,9 +138,13 @@ fn changed(
 }
 
 /// The next watched changes; never, without a watch.
-async fn next_change(watcher: &mut Option<Watcher>) -> Result<Vec<Change>, String> {
+async fn next_change(watcher: &mut Option<Watch>) -> Result<Vec<Change>, String> {
     match watcher {
-        Some(w) => w.next().await,
+        Some(w) => {
+            w.rx.recv()
+                .await
+                .unwrap_or_else(|| Err("the watch ended".to_string()))
+        }
         None => std::future::pending().await,
     }
 }
