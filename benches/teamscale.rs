@@ -109,6 +109,8 @@ struct Phase {
     /// Build start to first compile, per broker that started a build.
     first: Vec<Duration>,
     converged: Option<f64>,
+    /// A read's round trip to etcd, sampled every 250 ms.
+    rtt: Vec<Duration>,
     /// The least and most capacity a building broker held at the end, ÷
     /// its fair capacity.
     spread: (f64, f64),
@@ -225,8 +227,13 @@ async fn phase(
     let everyone: Vec<Arc<SimBroker>> = starting.iter().chain(active).cloned().collect();
     let done0 = compiles(&everyone);
     let mut converged = None;
+    let mut rtt = Vec::new();
     while t0.elapsed().as_secs_f64() < secs {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        // etcd's answer time as any client sees it (a blocking call).
+        let asked = Instant::now();
+        common::revision(url);
+        rtt.push(asked.elapsed());
         if converged.is_none() && within(spread(active, farm), 0.1) {
             converged = Some(t0.elapsed().as_secs_f64());
         }
@@ -239,6 +246,7 @@ async fn phase(
             .filter_map(|b| b.first_and_compiles().0)
             .collect(),
         converged,
+        rtt,
         spread: spread(active, farm),
         writes: common::revision(url).unwrap_or(0) - rev0,
         compiles: compiles(&everyone) - done0,
@@ -309,12 +317,14 @@ type DbSizes = (Option<(u64, u64)>, Option<(u64, u64)>);
 
 fn report(o: &Opts, phases: &[Phase], db: DbSizes) {
     println!(
-        "\n{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "\n{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "phase",
         "first p50",
         "first max",
         "converged",
         "held/fair",
+        "etcd p50",
+        "etcd p99",
         "writes/s",
         "w/compile",
         "compiles",
@@ -329,13 +339,16 @@ fn report(o: &Opts, phases: &[Phase], db: DbSizes) {
         };
         let first = |i: usize| pct.map_or("-".to_string(), |p| format!("{:.0} ms", p[i] / 1000.0));
         let converged = p.converged.map_or("-".to_string(), |s| format!("{s:.1} s"));
+        let rtt = common::percentiles(p.rtt.clone());
         println!(
-            "{:<18} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>9.3} {:>9} {:>8.0}% {:>8.0}%",
+            "{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>9.3} {:>9} {:>8.0}% {:>8.0}%",
             p.name,
             first(0),
             first(3),
             converged,
             format!("{:.2}-{:.2}", p.spread.0, p.spread.1),
+            format!("{:.1} ms", rtt[0] / 1000.0),
+            format!("{:.1} ms", rtt[2] / 1000.0),
             p.writes as f64 / p.secs,
             p.writes as f64 / p.compiles.max(1) as f64,
             p.compiles,
