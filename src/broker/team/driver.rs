@@ -23,11 +23,6 @@ use tokio::sync::Notify;
 /// A claim idle this long (no compile of this broker waiting for it) is
 /// given back.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
-/// A lower demand is published at most this often.
-const PUBLISH_DOWN_EVERY: Duration = Duration::from_millis(500);
-/// A higher one at most this often (from none, at once): a build's first
-/// compiles arrive within this and make one write, not one each.
-const PUBLISH_UP_EVERY: Duration = Duration::from_millis(100);
 
 /// One broker's membership of its team.
 pub struct Team {
@@ -340,9 +335,9 @@ impl Team {
         }
     }
 
-    /// Writes this broker's demand when it grew (coalesced over 100 ms),
-    /// or changed otherwise and was last written 500 ms ago: writes follow
-    /// demand, not compiles.
+    /// Writes this broker's demand when it changed in a way that moves the
+    /// team's shares (`plan::demand_due`): writes follow demand, not
+    /// compiles.
     async fn publish_demand(
         &self,
         demand: &TeamDemand,
@@ -350,11 +345,15 @@ impl Team {
         now: Instant,
     ) -> Result<(), EtcdError> {
         let mine = self.published(demand);
-        let due = match &self.lock().published {
-            None => true,
-            Some((p, _)) if p.want == 0 && mine.want > 0 => true,
-            Some((p, at)) if mine.want > p.want => now.duration_since(*at) >= PUBLISH_UP_EVERY,
-            Some((p, at)) => *p != mine && now.duration_since(*at) >= PUBLISH_DOWN_EVERY,
+        let due = {
+            let inner = self.lock();
+            let share = inner.shares.total(self.me());
+            let last = inner
+                .published
+                .as_ref()
+                .map(|(p, at)| (p, now.duration_since(*at)));
+            let held = self.claims.held_total();
+            super::plan::demand_due(last, &mine, (held, share))
         };
         if due {
             let value = serde_json::to_string(&mine).expect("serialises");

@@ -130,6 +130,11 @@ pub(super) struct Cached {
 }
 
 impl Cached {
+    /// Broker `id`'s share of the whole farm when last computed.
+    pub(super) fn total(&self, id: &str) -> u32 {
+        self.shares.total(id)
+    }
+
     fn new(view: &View, mine: &Published, now: Instant, shares: Shares) -> Cached {
         Cached {
             at: Some(now),

@@ -16,6 +16,7 @@
 use super::share::{Demand, Slots, split};
 use super::view::{Published, View};
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 /// One farm host as this broker sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +133,46 @@ pub fn shares(view: &View, me: &Me) -> Shares {
         hosts: hosts.into_iter().map(|(name, _)| name.clone()).collect(),
         brokers: brokers.keys().map(|id| id.to_string()).zip(got).collect(),
     }
+}
+
+/// A lower demand is published at most this often.
+pub const PUBLISH_DOWN_EVERY: Duration = Duration::from_millis(500);
+/// A higher one at most this often (from none, at once): a build's first
+/// compiles arrive within this and make one write, not one each.
+pub const PUBLISH_UP_EVERY: Duration = Duration::from_millis(100);
+/// Builds counted in status are brought up to date at least this often.
+pub const PUBLISH_BUILDS_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether a broker whose demand is now `mine`, which holds `held` slots
+/// and whose share of the farm is `share`, and which last published `last`
+/// (how long ago), should publish again. Starting or ending demand: at
+/// once. A want that changed while the old or the new one is within the
+/// share (so the split moves), or that now says otherwise whether the
+/// broker waits for slots (others cap themselves while one waits): up
+/// after 100 ms, down after 500 ms. A want that stays above the share
+/// changes nobody's share: not written (but for the builds count, every
+/// 5 s).
+pub fn demand_due(
+    last: Option<(&Published, Duration)>,
+    mine: &Published,
+    (held, share): (u32, u32),
+) -> bool {
+    let Some((p, ago)) = last else {
+        return true;
+    };
+    if (p.want == 0) != (mine.want == 0) {
+        return true;
+    }
+    let waits = |want: u32| want > held;
+    let moves = p.want != mine.want
+        && (p.want.min(mine.want) <= share || waits(p.want) != waits(mine.want));
+    if mine.want > p.want && moves {
+        return ago >= PUBLISH_UP_EVERY;
+    }
+    if moves || (&p.user, p.weight) != (&mine.user, mine.weight) {
+        return ago >= PUBLISH_DOWN_EVERY;
+    }
+    p.builds != mine.builds && ago >= PUBLISH_BUILDS_EVERY
 }
 
 /// True when a broker other than `me` wants more slots than it holds.

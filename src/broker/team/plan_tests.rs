@@ -214,3 +214,36 @@ fn above_its_share_while_another_waits_a_broker_fills_only_its_share() {
     let v = farm(&["h"], &[("h", "a", 4)], &[("a", 8)]);
     assert!(usable(&v, &me, &needs, &shares(&v, &me)).is_empty());
 }
+
+#[test]
+fn demand_is_written_only_when_it_moves_the_shares() {
+    let ms = Duration::from_millis;
+    let at = |want: u32| Published {
+        want,
+        ..published("a", 0)
+    };
+    // Holding 6 of a share of 6.
+    let due = |last: &Published, ago: u64, now: &Published| {
+        demand_due(Some((last, ms(ago))), now, (6, 6))
+    };
+    assert!(demand_due(None, &at(12), (0, 0)), "first");
+    assert!(due(&at(0), 0, &at(12)), "demand begins");
+    assert!(due(&at(12), 0, &at(0)), "demand ends");
+    // 12 -> 10 moves nobody's share; 12 -> 5 does (and it no longer waits).
+    assert!(!due(&at(12), 900, &at(10)));
+    assert!(due(&at(12), 900, &at(5)));
+    assert!(!due(&at(12), 100, &at(5)), "down: 500 ms apart");
+    // 4 -> 9 does, after 100 ms.
+    assert!(!due(&at(4), 50, &at(9)));
+    assert!(due(&at(4), 100, &at(9)));
+    // Share 3, holding 8: 12 -> 7 says it no longer waits.
+    assert!(demand_due(Some((&at(12), ms(900))), &at(7), (8, 3)));
+    assert!(!demand_due(Some((&at(12), ms(900))), &at(9), (8, 3)));
+    // Only the builds count changed: every 5 s.
+    let more = Published {
+        builds: 2,
+        ..at(12)
+    };
+    assert!(!due(&at(12), 900, &more));
+    assert!(due(&at(12), 5000, &more));
+}
