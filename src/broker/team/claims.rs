@@ -13,6 +13,9 @@ use std::sync::Mutex;
 /// At most this many slots are claimed or freed in one transaction (etcd
 /// takes at most 128 operations in one by default).
 const BATCH: usize = 64;
+/// Slots freed in one call at most (a transaction holds at most 128
+/// operations by default).
+const FREE_PER_CALL: usize = 100;
 /// Rounds of calls one `claim` makes at most.
 const TRIES: usize = 4;
 /// Hosts asked for in one call at most (a transaction holds at most 128
@@ -162,11 +165,18 @@ impl Claims {
             .extend(slots.iter().copied());
     }
 
-    /// Frees slots taken back in etcd.
-    pub async fn free(&self, etcd: &Etcd, host: &str, slots: &[u32]) -> Result<(), EtcdError> {
-        for batch in slots.chunks(BATCH) {
-            let keys: Vec<String> = batch.iter().map(|n| self.key(host, *n)).collect();
-            etcd.delete_all(&keys).await?;
+    /// Frees slots taken back of several hosts in one transaction (one
+    /// write; more only past `FREE_PER_CALL` slots).
+    pub async fn free_all(
+        &self,
+        etcd: &Etcd,
+        given: &[(String, Vec<u32>)],
+    ) -> Result<(), EtcdError> {
+        let keys: Vec<String> = (given.iter())
+            .flat_map(|(host, slots)| slots.iter().map(move |n| self.key(host, *n)))
+            .collect();
+        for batch in keys.chunks(FREE_PER_CALL) {
+            etcd.delete_all(batch).await?;
         }
         Ok(())
     }
@@ -204,7 +214,8 @@ mod tests {
     /// Gives back `n` of `h:3632`'s slots.
     async fn give_back(c: &Claims, etcd: &Etcd, n: u32) {
         let given = c.take_back("h:3632", n);
-        c.free(etcd, "h:3632", &given).await.unwrap();
+        let given = [("h:3632".to_string(), given)];
+        c.free_all(etcd, &given).await.unwrap();
     }
 
     #[tokio::test]
@@ -256,6 +267,13 @@ mod tests {
         a.claim(&c, lease, wants).await.unwrap();
         assert_eq!(a.held("x") + a.held("y") + a.held("z"), 6);
         assert_eq!((writes() - w2, revision().await - r2), (1, 1));
+        // And given back in one.
+        let given: Vec<(String, Vec<u32>)> = ["x", "y", "z"]
+            .map(|h| (h.to_string(), a.take_back(h, 2)))
+            .to_vec();
+        a.free_all(&c, &given).await.unwrap();
+        assert_eq!((writes() - w2, revision().await - r2), (2, 2));
+        assert!(c.range("/tcpb/f/slots/x/").await.unwrap().1.is_empty());
     }
 
     #[tokio::test]
@@ -268,7 +286,7 @@ mod tests {
         e.stop();
         let quick = Etcd::new(std::slice::from_ref(&e.url), Duration::from_millis(300)).unwrap();
         let given = a.take_back("h:3632", 2);
-        let r = a.free(&quick, "h:3632", &given).await;
+        let r = a.free_all(&quick, &[("h:3632".to_string(), given)]).await;
         assert!(r.is_err(), "etcd is stopped");
         // Whether or not etcd freed them, this broker no longer uses them.
         assert_eq!(a.held("h:3632"), 0);

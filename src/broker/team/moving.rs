@@ -26,11 +26,11 @@ impl Team {
         let (moves, caps_changed) = self.plan(demand, now);
         let mut changed = caps_changed;
         let mut wants = Vec::new();
+        let mut gives = Vec::new();
         for (host, slots, want, taken) in moves {
             let before = self.claims.held(&host);
             if want < before {
-                self.give_back(broker, &host, before - want).await?;
-                changed = true;
+                gives.push((host, before - want));
             } else {
                 wants.push(Want {
                     host,
@@ -40,6 +40,10 @@ impl Team {
                 });
             }
         }
+        if !gives.is_empty() {
+            self.give_back(broker, &gives).await?;
+            changed = true;
+        }
         let before: Vec<u32> = wants.iter().map(|w| self.claims.held(&w.host)).collect();
         self.claims.claim(&self.etcd, lease, wants.clone()).await?;
         let after = wants.iter().map(|w| self.claims.held(&w.host));
@@ -47,18 +51,28 @@ impl Team {
         Ok(changed)
     }
 
-    /// Gives back `n` of `host`'s slots: they stop counting for the
-    /// broker first, then any that a compile took meanwhile are kept, and
-    /// only the rest are freed in etcd, so no slot is ever used by this
-    /// broker after another may have claimed it.
-    async fn give_back(&self, broker: &impl Member, host: &str, n: u32) -> Result<(), EtcdError> {
-        let given = self.claims.take_back(host, n);
+    /// Gives back `n` slots of each host in `gives`: they stop counting
+    /// for the broker first, then any that a compile took meanwhile are
+    /// kept, and only the rest are freed in etcd (one write for all), so no
+    /// slot is ever used by this broker after another may have claimed it.
+    async fn give_back(
+        &self,
+        broker: &impl Member,
+        gives: &[(String, u32)],
+    ) -> Result<(), EtcdError> {
+        let given: Vec<(&String, Vec<u32>)> = (gives.iter())
+            .map(|(host, n)| (host, self.claims.take_back(host, *n)))
+            .collect();
         broker.capacity_changed();
-        let busy = broker.busy_on(host);
-        let short = busy.saturating_sub(self.claims.held(host)) as usize;
-        let (keep, free) = given.split_at(short.min(given.len()));
-        self.claims.keep(host, keep);
-        self.claims.free(&self.etcd, host, free).await
+        let mut free = Vec::new();
+        for (host, slots) in given {
+            let busy = broker.busy_on(host);
+            let short = busy.saturating_sub(self.claims.held(host)) as usize;
+            let (keep, rest) = slots.split_at(short.min(slots.len()));
+            self.claims.keep(host, keep);
+            free.push((host.clone(), rest.to_vec()));
+        }
+        self.claims.free_all(&self.etcd, &free).await
     }
 
     /// The plan's targets with what `claim` needs to reach them, after
