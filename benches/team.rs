@@ -6,7 +6,9 @@
 //! each user's makespan, all the work together against its lower bound,
 //! the most compiles each host ran at once against its slots (counted at
 //! the host) and the seconds it ran more, etcd writes per compile (counted
-//! at etcd: its revision), and the latency team mode adds per compile.
+//! at etcd: its revision; in parentheses without the team's one-time
+//! set-up, its hosts defined and their probers claimed, as each run is a
+//! new team), and the latency team mode adds per compile.
 //!
 //! Run: `cargo bench --bench team` (options: `--users 2,4,8`, `--jobs N`
 //! per user, `--mean MS`, `--j N` per user, `--only team|alone|distcc|haproxy`,
@@ -62,6 +64,8 @@ struct Run {
     all: f64,
     counts: Vec<common::HostCount>,
     writes: i64,
+    /// Of `writes`, the team's one-time set-up.
+    setup: i64,
     compiles: usize,
 }
 
@@ -101,7 +105,7 @@ fn main() {
         let bound = (work * k as f64 / spec.capacity()).max(longest / spec.fastest()) / 1000.0;
         println!("\n{k} users: lower bound of all the work {bound:.2} s");
         println!(
-            "  {:<8} {:>8} {:>6} {:>16} {:>7}  {:<26} {:>8} {:>6}",
+            "  {:<8} {:>8} {:>6} {:>16} {:>7}  {:<26} {:>15} {:>6}",
             "tool",
             "all (s)",
             "x LB",
@@ -167,11 +171,18 @@ fn print_row(tool: Tool, run: &Run, bound: f64, farm: &SharedFarm) {
         })
         .collect();
     let writes = match tool {
-        Tool::Team => format!("{:.3}", run.writes as f64 / run.compiles.max(1) as f64),
+        Tool::Team => {
+            let per = |w: i64| w as f64 / run.compiles.max(1) as f64;
+            format!(
+                "{:.3} ({:.3})",
+                per(run.writes),
+                per(run.writes - run.setup)
+            )
+        }
         _ => "-".to_string(),
     };
     println!(
-        "  {:<8} {:>8.2} {:>6.2} {:>7.2}-{:<7.2} {:>6.1}%  {:<26} {:>8} {:>6}",
+        "  {:<8} {:>8.2} {:>6.2} {:>7.2}-{:<7.2} {:>6.1}%  {:<26} {:>15} {:>6}",
         tool.name(),
         run.all,
         run.all / bound,
@@ -217,12 +228,11 @@ fn make(u: &User, tool: Tool, j: u32, hosts: &str) -> Command {
 
 /// Each user's config.toml for `tool`: team mode's `[team]`, and the
 /// hosts' speeds, as a team's config would give them.
-fn config_for(tool: Tool, url: &str, k: usize, farm: &SharedFarm) -> String {
+fn config_for(tool: Tool, url: &str, team: &str, farm: &SharedFarm) -> String {
     let mut config = "[broker]\nidle_exit_s = 600\n".to_string();
     if tool == Tool::Team {
         config.push_str(&format!(
-            "[team]\nendpoints = [\"{url}\"]\nfarm = \"bench{k}-{}\"\n",
-            common::free_port()
+            "[team]\nendpoints = [\"{url}\"]\nfarm = \"{team}\"\n"
         ));
     }
     for ((port, _), (speed, _)) in farm.hosts.iter().zip(FARMS[0].hosts) {
@@ -261,7 +271,8 @@ fn run(
     j: u32,
 ) -> Run {
     let base = root.join(format!("run-{k}-{}-{}", tool.name(), common::free_port()));
-    let config = config_for(tool, url, k, farm);
+    let team = format!("bench{k}-{}", common::free_port());
+    let config = config_for(tool, url, &team, farm);
     let users: Vec<User> = (0..k).map(|i| user(&base, i, set, &config)).collect();
     let (_proxy, hosts) = hosts_for(tool, farm, &base);
     farm.take_counts();
@@ -288,6 +299,12 @@ fn run(
     let each: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let all = started.elapsed().as_secs_f64();
     let writes = revision(url).unwrap_or(0) - before;
+    // Written once in a team's life, not per build: its hosts defined and
+    // their probers claimed (each run is a new team).
+    let setup: i64 = ["hosts/", "probers/"]
+        .iter()
+        .filter_map(|kind| common::count(url, &format!("/tcpb/{team}/{kind}")))
+        .sum();
     let counts = farm.take_counts();
     let compiles = counts.iter().map(|c| c.jobs).sum();
     for u in &users {
@@ -298,6 +315,7 @@ fn run(
         all,
         counts,
         writes,
+        setup,
         compiles,
     }
 }

@@ -49,6 +49,26 @@ pub fn revision(url: &str) -> Option<i64> {
     v["header"]["revision"].as_str()?.parse().ok()
 }
 
+/// How many keys start with `prefix`.
+pub fn count(url: &str, prefix: &str) -> Option<i64> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut()? += 1;
+    let body = format!(
+        r#"{{"key":"{}","range_end":"{}","count_only":true}}"#,
+        b64.encode(prefix),
+        b64.encode(&end)
+    );
+    let v = post(url, "/v3/kv/range", &body)?;
+    Some(
+        v["count"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 /// The size of etcd's database file and the part of it in use, in bytes.
 pub fn db_size(url: &str) -> Option<(u64, u64)> {
     let v = post(url, "/v3/maintenance/status", "{}")?;

@@ -13,7 +13,7 @@ mod jobs;
 mod sharedhost;
 mod simfarm;
 #[allow(unused_imports)]
-pub use etcd::{db_size, revision, start_etcd, start_etcd_with};
+pub use etcd::{count, db_size, revision, start_etcd, start_etcd_with};
 #[allow(unused_imports)]
 pub use jobs::Profile;
 #[allow(unused_imports)]
