@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tcpb::broker::team::driver::Team;
 use tcpb::broker::team::task;
-use tcpb::config::{Offline, TeamConfig};
+use tcpb::config::TeamConfig;
 
 #[path = "common/mod.rs"]
 mod common;
@@ -168,19 +168,7 @@ async fn run(o: &Opts, url: &str, etcd_pid: u32) {
 /// Starts the brokers: the first alone until it defined the farm's hosts
 /// for the team (a long-lived team has them already), then the others.
 async fn start_brokers(o: &Opts, url: &str, farm: &Arc<SimFarm>) -> Vec<Arc<SimBroker>> {
-    let config = TeamConfig {
-        endpoints: vec![url.to_string()],
-        farm: "scale".to_string(),
-        lease_ttl_s: 10,
-        weight: 1.0,
-        offline: Offline::Share,
-        user: None,
-        password_file: None,
-        password: None,
-        ca: None,
-        cert: None,
-        key: None,
-    };
+    let config = TeamConfig::new(&[url.to_string()], "scale");
     let work = Duration::from_secs_f64(o.work);
     let start = |i: usize| {
         let who = (format!("user{i:03}"), format!("ws{i:03}"));

@@ -48,13 +48,14 @@
 //!     (`observe`).
 //!   - `slots`: what this broker may use of each host (all of it alone;
 //!     team mode: its claims). `team/`: team mode (`[team]`): etcd's
-//!     gateway calls (`etcd`) on kept-alive connections (`gateway`), the
-//!     broker's lease (`session`), its slot claims (`claims`), the team's
-//!     farm as read from etcd (`view`), the fair shares every broker
-//!     computes alike (`share`), what to hold (`plan`, pure), the task
-//!     that drives them (`task`: its loop; `driver`, `moving`) from what
-//!     it needs of the broker (`member`, also driven by the scale
-//!     benchmark) and the `Slots` it answers with, plus status (`slots`);
+//!     gateway calls (`etcd`) on kept-alive connections (`gateway`), as
+//!     its user when etcd wants one (`auth`), the broker's lease
+//!     (`session`), its slot claims (`claims`), the team's farm as read
+//!     from etcd (`view`), the fair shares every broker computes alike
+//!     (`share`), what to hold (`plan`, pure), the task that drives them
+//!     (`task`: its loop; `driver`, `moving`) from what it needs of the
+//!     broker (`member`, also driven by the scale benchmark) and the
+//!     `Slots` it answers with, plus status (`slots`);
 //!     the state's side is `state/team` (the broker's demand per host).
 //!     `control`: one control connection. `overlay`: runtime farm
 //!     changes. `store`: state files, written on a thread of their own.

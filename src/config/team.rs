@@ -77,6 +77,24 @@ pub(crate) const MIN_TTL_S: u64 = 2;
 pub(crate) const MAX_TTL_S: u64 = 3600;
 
 impl TeamConfig {
+    /// The team's farm `farm` at etcd `endpoints`, every other value its
+    /// default (as `config.toml` with only those two keys).
+    pub fn new(endpoints: &[String], farm: &str) -> TeamConfig {
+        TeamConfig {
+            endpoints: endpoints.to_vec(),
+            farm: farm.to_string(),
+            lease_ttl_s: default_ttl(),
+            weight: default_weight(),
+            offline: Offline::default(),
+            user: None,
+            password_file: None,
+            password: None,
+            ca: None,
+            cert: None,
+            key: None,
+        }
+    }
+
     /// Every value usable, or what is wrong with the first that is not.
     pub fn check(&self) -> Result<(), String> {
         if self.endpoints.is_empty() {

@@ -1,16 +1,17 @@
 //! Team mode: brokers on many workstations sharing one farm through etcd.
 //! The calls to etcd (`etcd`: leases, create-if-absent keys bound to a
 //! lease, ranges and watches, through etcd's JSON gateway, on kept-alive
-//! connections: `gateway`); the broker's lease and what it is sure of
-//! (`session`: a claim counts until the last confirmed keep-alive plus the
-//! TTL, minus a margin); its slot claims (`claims`: one key per slot held,
-//! never two holders); the team's farm as read from etcd (`view`); the
-//! fair shares every broker computes alike from the same demands
-//! (`share`) and what each broker should hold (`plan`, pure); the task
-//! that drives them (`task`, its loop; `driver`, `moving`) from what it needs of the broker
-//! (`member`); host health found by one broker for all and one prober per
-//! host (`health`); the broker's `Slots` in team mode with the team's part
-//! of status (`slots`); and `tcpb host … --team` (`admin`).
+//! connections: `gateway`; as a user: `auth`); the broker's lease and what
+//! it is sure of (`session`: a claim counts until the last confirmed
+//! keep-alive plus the TTL, minus a margin); its slot claims (`claims`: one
+//! key per slot held, never two holders); the team's farm as read from etcd
+//! (`view`); the fair shares every broker computes alike from the same
+//! demands (`share`) and what each broker should hold (`plan`, pure); the
+//! task that drives them (`task`, its loop; `driver`, `moving`) from what
+//! it needs of the broker (`member`); host health found by one broker for
+//! all and one prober per host (`health`); the broker's `Slots` in team
+//! mode with the team's part of status (`slots`); and `tcpb host … --team`
+//! (`admin`).
 
 mod admin;
 mod auth;

@@ -3,7 +3,7 @@
 use super::*;
 use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
 use crate::broker::team::member::{TeamDemand, Told};
-use crate::config::{Offline, TeamConfig};
+use crate::config::TeamConfig;
 
 /// A broker whose every reconcile is slow (its demand takes this long),
 /// as a busy broker's reconciles are when each makes calls to a slow etcd.
@@ -26,17 +26,8 @@ impl Member for Slow {
 
 fn config(url: &str, lease_ttl_s: u64) -> TeamConfig {
     TeamConfig {
-        endpoints: vec![url.to_string()],
-        farm: "t".to_string(),
         lease_ttl_s,
-        weight: 1.0,
-        offline: Offline::Share,
-        user: None,
-        password_file: None,
-        password: None,
-        ca: None,
-        cert: None,
-        key: None,
+        ..TeamConfig::new(&[url.to_string()], "t")
     }
 }
 
