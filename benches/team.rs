@@ -303,7 +303,10 @@ fn run(
     // their probers claimed (each run is a new team).
     let setup: i64 = ["hosts/", "probers/"]
         .iter()
-        .filter_map(|kind| common::count(url, &format!("/tcpb/{team}/{kind}")))
+        .filter_map(|kind| {
+            let prefix = tcpb::broker::team::prefix(&team);
+            common::count(url, &format!("{prefix}{kind}"))
+        })
         .sum();
     let counts = farm.take_counts();
     let compiles = counts.iter().map(|c| c.jobs).sum();

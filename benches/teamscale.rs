@@ -180,10 +180,10 @@ async fn start_brokers(o: &Opts, url: &str, farm: &Arc<SimFarm>) -> Vec<Arc<SimB
     };
     let t0 = Instant::now();
     let mut brokers = vec![start(0)];
-    let hosts = "/tcpb/scale/hosts/";
+    let hosts = format!("{}hosts/", tcpb::broker::team::prefix(&config.farm));
     let probe = tcpb::broker::team::etcd::Etcd::new(&config.endpoints, Duration::from_secs(5));
     let probe = probe.unwrap();
-    while probe.range(hosts).await.map_or(0, |r| r.1.len()) < o.hosts {
+    while probe.range(&hosts).await.map_or(0, |r| r.1.len()) < o.hosts {
         assert!(t0.elapsed() < Duration::from_secs(300), "hosts not defined");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -48,7 +48,7 @@ impl Claims {
     /// The claims of broker `me` in the team's farm `farm`.
     pub fn new(farm: &str, me: &str) -> Claims {
         Claims {
-            prefix: format!("/tcpb/{farm}/slots/"),
+            prefix: format!("{}slots/", super::prefix(farm)),
             me: me.to_string(),
             held: Mutex::default(),
         }

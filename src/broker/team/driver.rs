@@ -156,7 +156,7 @@ impl Team {
     }
 
     pub(super) fn key(&self, rest: &str) -> String {
-        format!("/tcpb/{}/{rest}", self.config.farm)
+        format!("{}{rest}", super::prefix(&self.config.farm))
     }
 
     /// Revokes the lease: every claim goes at once (`tcpb stop`, idle exit).

@@ -28,3 +28,8 @@ pub mod share;
 pub(crate) mod slots;
 pub mod task;
 pub mod view;
+
+/// Where the keys of the team's farm `farm` live in etcd: `/tcpb/FARM/`.
+pub fn prefix(farm: &str) -> String {
+    format!("/tcpb/{farm}/")
+}

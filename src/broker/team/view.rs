@@ -119,7 +119,7 @@ impl View {
     /// An empty view of farm `farm`.
     pub fn new(farm: &str) -> View {
         View {
-            prefix: format!("/tcpb/{farm}/"),
+            prefix: super::prefix(farm),
             ..View::default()
         }
     }
