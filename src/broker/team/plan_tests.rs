@@ -1,4 +1,5 @@
 use super::*;
+use crate::broker::team::share::MARGIN;
 use std::collections::HashMap;
 
 fn published(user: &str, want: u32) -> Published {
@@ -102,8 +103,11 @@ fn claims_are_kept_while_busy_and_given_back_after_the_linger() {
 
 #[test]
 fn above_its_share_while_another_waits_a_broker_gives_back_idle_slots() {
-    // a holds all 4 slots, runs 3; b wants 4 and holds none.
-    let v = farm(&["h"], &[("h", "a", 4)], &[("a", 4), ("b", 4)]);
+    // a holds all 4 slots, runs 3, and has been served more than the
+    // holder's margin ahead of b; b wants 4 and holds none.
+    let mut v = farm(&["h"], &[("h", "a", 4)], &[("a", 4), ("b", 4)]);
+    v.service.insert("a".into(), MARGIN + 4.0);
+    v.service.insert("b".into(), 0.0);
     let d = published("a", 4);
     let me = Me {
         id: "a",

@@ -21,7 +21,7 @@ use std::collections::BinaryHeap;
 pub const HORIZON: f64 = 4.0;
 /// Capacity-seconds of service by which the broker holding a slot keeps
 /// it against one that is behind.
-pub const MARGIN: f64 = 8.0;
+pub const MARGIN: f64 = 16.0;
 
 /// One broker's demand and standing.
 #[derive(Debug, Clone, PartialEq)]
