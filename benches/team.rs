@@ -299,15 +299,7 @@ fn run(
     let each: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let all = started.elapsed().as_secs_f64();
     let writes = revision(url).unwrap_or(0) - before;
-    // Written once in a team's life, not per build: its hosts defined and
-    // their probers claimed (each run is a new team).
-    let setup: i64 = ["hosts/", "probers/"]
-        .iter()
-        .filter_map(|kind| {
-            let prefix = tcpb::broker::team::prefix(&team);
-            common::count(url, &format!("{prefix}{kind}"))
-        })
-        .sum();
+    let setup = setup_writes(url, &team);
     let counts = farm.take_counts();
     let compiles = counts.iter().map(|c| c.jobs).sum();
     for u in &users {
@@ -321,6 +313,16 @@ fn run(
         setup,
         compiles,
     }
+}
+
+/// The writes a team makes once in its life, not per build: its hosts
+/// defined and their probers claimed (each run is a new team).
+fn setup_writes(url: &str, team: &str) -> i64 {
+    let prefix = tcpb::broker::team::prefix(team);
+    ["hosts/", "probers/"]
+        .iter()
+        .filter_map(|kind| common::count(url, &format!("{prefix}{kind}")))
+        .sum()
 }
 
 /// `TCPB_TEAM_TRACE=1`: every half second until the builds end, what the

@@ -2,16 +2,16 @@
 //! slot it holds (N below the host's slots), made by a create-if-absent
 //! transaction bound to its lease, so two brokers can never hold the same
 //! slot and a dead broker's claims go with its lease. The claims are kept
-//! between compiles; `claim` adds to them, `take_back` and `free` return
-//! them. Its lock never leaves this module and is never held across a call
+//! between compiles; `claim` adds to them, `take_back` and `free_all`
+//! return them. Its lock never leaves this module and is never held across a call
 //! to etcd.
 
 use super::etcd::{Batch, Etcd, EtcdError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-/// At most this many slots are claimed or freed in one transaction (etcd
-/// takes at most 128 operations in one by default).
+/// At most this many slots of one host are asked for in one transaction
+/// (etcd takes at most 128 operations in one by default).
 const BATCH: usize = 64;
 /// Slots freed in one call at most (a transaction holds at most 128
 /// operations by default).
@@ -95,7 +95,7 @@ impl Claims {
         &self,
         etcd: &Etcd,
         lease: i64,
-        mut wants: Vec<Want>,
+        wants: &mut [Want],
     ) -> Result<(), EtcdError> {
         for _ in 0..TRIES {
             let asked: Vec<(usize, Vec<u32>)> = (wants.iter().enumerate())
@@ -143,7 +143,7 @@ impl Claims {
     }
 
     /// Stops counting up to `n` of `host`'s slots as held (the highest
-    /// first) and returns them, to be freed in etcd (`free`) or kept after
+    /// first) and returns them, to be freed in etcd (`free_all`) or kept after
     /// all (`keep`).
     pub fn take_back(&self, host: &str, n: u32) -> Vec<u32> {
         let mut held = self.lock();
@@ -206,8 +206,9 @@ mod tests {
 
     /// `claim` on host `h:3632` of 3 slots, knowing of no other claim.
     async fn claim(c: &Claims, etcd: &Etcd, lease: i64, n: u32) -> u32 {
-        let wants = vec![want("h:3632", 3, n)];
-        c.claim(etcd, lease, wants).await.unwrap();
+        c.claim(etcd, lease, &mut [want("h:3632", 3, n)])
+            .await
+            .unwrap();
         c.held("h:3632")
     }
 
@@ -263,8 +264,8 @@ mod tests {
         assert_eq!(c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len(), 3);
         // Three hosts in one call and one write.
         let (w2, r2) = (writes(), revision().await);
-        let wants = ["x", "y", "z"].map(|h| want(h, 2, 2)).to_vec();
-        a.claim(&c, lease, wants).await.unwrap();
+        let mut wants = ["x", "y", "z"].map(|h| want(h, 2, 2));
+        a.claim(&c, lease, &mut wants).await.unwrap();
         assert_eq!(a.held("x") + a.held("y") + a.held("z"), 6);
         assert_eq!((writes() - w2, revision().await - r2), (1, 1));
         // And given back in one.

@@ -217,14 +217,6 @@ impl Etcd {
         Ok(())
     }
 
-    /// Deletes `key`.
-    pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
-        let body = json!({ "key": B64.encode(key) });
-        self.post("/v3/kv/deleterange", body).await?;
-        self.wrote();
-        Ok(())
-    }
-
     /// Every key under `prefix` with its value, and the store's revision.
     pub async fn range(&self, prefix: &str) -> Result<(i64, Vec<(String, String)>), EtcdError> {
         let body =

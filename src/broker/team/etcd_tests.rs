@@ -139,7 +139,7 @@ async fn a_slot_key_is_created_once_and_goes_with_its_lease() {
         "gone with the lease"
     );
     assert!(c.create(key, "them", theirs).await.unwrap(), "free again");
-    c.delete(key).await.unwrap();
+    c.delete_all(&[key.to_string()]).await.unwrap();
     assert!(c.range("/tcpb/f/").await.unwrap().1.is_empty());
     assert_eq!(
         c.keep_alive(mine).await.unwrap_or(0),

@@ -45,7 +45,7 @@ impl Team {
             changed = true;
         }
         let before: Vec<u32> = wants.iter().map(|w| self.claims.held(&w.host)).collect();
-        self.claims.claim(&self.etcd, lease, wants.clone()).await?;
+        self.claims.claim(&self.etcd, lease, &mut wants).await?;
         let after = wants.iter().map(|w| self.claims.held(&w.host));
         changed |= after.zip(before).any(|(a, b)| a != b);
         Ok(changed)
