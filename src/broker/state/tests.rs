@@ -1,7 +1,9 @@
 use super::*;
+use crate::broker::relay::Report;
 use crate::farm::HostSpec;
 use crate::protocol::Grant;
 use std::sync::atomic::AtomicU32;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A slot source whose answer the test moves, as team mode's claims would.
 struct Claimed(Arc<AtomicU32>);
@@ -19,6 +21,20 @@ fn paths(dir: &std::path::Path) -> Paths {
         config_file: dir.join("config.toml"),
         masquerade_dir: dir.join("masq"),
     }
+}
+
+/// A broker with the default config in `dir`, its slots from `slots`,
+/// and its relay's reports (kept for the test's length).
+fn broker(dir: &std::path::Path, slots: Box<dyn Slots>) -> (Broker, UnboundedReceiver<Report>) {
+    let (relay, reports) = Relay::new(std::env::temp_dir());
+    let broker = Broker::new(
+        Config::default(),
+        paths(dir),
+        Default::default(),
+        relay,
+        slots,
+    );
+    (broker, reports)
 }
 
 fn request(farm: &HostList, pid: u32) -> LeaseRequest {
@@ -41,15 +57,7 @@ fn request(farm: &HostList, pid: u32) -> LeaseRequest {
 async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() {
     let dir = tempfile::tempdir().unwrap();
     let usable = Arc::new(AtomicU32::new(4));
-    let (relay, _reports) = Relay::new(std::env::temp_dir());
-    let slots = Box::new(Claimed(Arc::clone(&usable)));
-    let broker = Broker::new(
-        Config::default(),
-        paths(dir.path()),
-        Default::default(),
-        relay,
-        slots,
-    );
+    let (broker, _reports) = broker(dir.path(), Box::new(Claimed(Arc::clone(&usable))));
     // A farm of this machine alone: grants are local, no relay port.
     let farm = crate::hosts::parse("localhost/4", "test").unwrap();
     let mut leases = Vec::new();
@@ -87,14 +95,7 @@ async fn capacity_follows_the_slot_source_without_disturbing_running_compiles() 
 #[tokio::test]
 async fn a_compile_placed_on_a_host_is_not_turned_away_by_a_long_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _reports) = Relay::new(std::env::temp_dir());
-    let broker = Broker::new(
-        Config::default(),
-        paths(dir.path()),
-        Default::default(),
-        relay,
-        Box::new(AllSlots),
-    );
+    let (broker, _reports) = broker(dir.path(), Box::new(AllSlots));
     // Two compiles wait behind one on a one-slot local farm...
     let local = crate::hosts::parse("localhost/1", "test").unwrap();
     let mut waiting = Vec::new();
@@ -182,14 +183,7 @@ impl Slots for Claiming {
 #[tokio::test]
 async fn the_first_compile_of_a_new_broker_waits_for_its_team_claim() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, _reports) = Relay::new(std::env::temp_dir());
-    let broker = Broker::new(
-        Config::default(),
-        paths(dir.path()),
-        Default::default(),
-        relay,
-        Box::new(Claiming),
-    );
+    let (broker, _reports) = broker(dir.path(), Box::new(Claiming));
     // No tick has run: the very first request must wait, not run here.
     let farm = crate::hosts::parse("127.0.0.1:9/2", "test").unwrap();
     let (tx, _rx) = oneshot::channel();
