@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 mod etcd;
 mod jobs;
+mod procstat;
 mod sharedhost;
 mod simfarm;
 #[allow(unused_imports)]
 pub use etcd::{count, db_size, revision, start_etcd, start_etcd_with};
 #[allow(unused_imports)]
 pub use jobs::Profile;
+pub use procstat::cpu_secs;
 #[allow(unused_imports)]
 pub use sharedhost::{HostCount, SharedFarm};
 #[allow(unused_imports)]
@@ -251,22 +253,6 @@ pub fn haproxy(dir: &Path, servers: &[(u16, u32, u32)]) -> (Guard, u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (guard, port)
-}
-
-/// CPU seconds (user + system, all threads) process `pid` has used, from
-/// /proc.
-pub fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // utime and stime are fields 14 and 15 of stat: 11 and 12 here.
-    let ticks = f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0);
-    // SAFETY: sysconf has no preconditions.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 /// Starts a real distccd on a free loopback port with `jobs` slots, its
