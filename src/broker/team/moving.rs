@@ -129,10 +129,12 @@ impl Team {
     }
 }
 
-/// Shares are computed again at most this often while only claims move
-/// and service grows (it costs O(hosts × brokers)); at once when a host,
-/// a broker's demand or this broker's own demand changes.
+/// Shares are computed again (it costs O(hosts × brokers)) at once when
+/// this broker's own demand changes; within this when a host or another
+/// broker's demand changes (at 100 brokers one does on nearly every wake);
+/// and every `SHARES_AGE` while only claims move and service grows.
 const SHARES_EVERY: Duration = Duration::from_millis(100);
+const SHARES_AGE: Duration = Duration::from_millis(250);
 
 /// The shares last computed, and from what.
 #[derive(Default)]
@@ -160,10 +162,44 @@ impl Cached {
 
     /// The shares, unless they are due to be computed again.
     fn fresh(&self, view: &View, mine: &Published, now: Instant) -> Option<&Shares> {
-        let young = self
-            .at
-            .is_some_and(|at| now.duration_since(at) < SHARES_EVERY);
-        let same = self.generation == view.generation() && self.mine.as_ref() == Some(mine);
-        (young && same).then_some(&self.shares)
+        let age = self.at.map(|at| now.duration_since(at))?;
+        let others_same = self.generation == view.generation();
+        let due = age >= SHARES_AGE || (age >= SHARES_EVERY && !others_same);
+        (self.mine.as_ref() == Some(mine) && !due).then_some(&self.shares)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_kept_while_only_others_change_and_briefly() {
+        let mut view = View::new("lab");
+        let mine = Published {
+            user: "ann".into(),
+            workstation: "ws".into(),
+            weight: 1.0,
+            want: 4,
+            builds: 1,
+        };
+        let t0 = Instant::now();
+        let cached = Cached::new(&view, &mine, t0, Shares::default());
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert!(cached.fresh(&view, &mine, at(50)).is_some());
+        assert!(
+            cached.fresh(&view, &mine, at(250)).is_none(),
+            "service grew"
+        );
+        let other = r#"{"user":"bob","workstation":"w","weight":1,"want":9,"builds":1}"#;
+        view.apply("/tcpb/lab/brokers/bob@w:1", Some(other))
+            .unwrap();
+        assert!(cached.fresh(&view, &mine, at(50)).is_some());
+        assert!(cached.fresh(&view, &mine, at(100)).is_none());
+        let more = Published {
+            want: 5,
+            ..mine.clone()
+        };
+        assert!(cached.fresh(&view, &more, at(1)).is_none(), "own demand");
     }
 }
