@@ -16,11 +16,16 @@ use tokio::sync::mpsc;
 const PERIOD: Duration = Duration::from_millis(200);
 /// Watch answers applied at most between two reconciles.
 const DRAIN: usize = 10_000;
+/// Other brokers' changes start a reconcile at most this often after the
+/// last one (a compile of this broker's own, at once): in a team of 100
+/// one arrives nearly every millisecond, and a reconcile walks every host.
+const SETTLE: Duration = Duration::from_millis(25);
 
 /// Runs the team task until the broker stops.
 pub async fn run(team: Arc<Team>, member: impl Member) {
     let _lease = Abort(tokio::spawn(keep_alive(team.clone())));
     let mut watcher: Option<Watch> = None;
+    let mut last = Instant::now();
     loop {
         let reachable = matches!(
             team.session.state(),
@@ -38,14 +43,28 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
                 Err(e) => team.session.failed(&e),
             }
         }
-        if watcher.is_some() && team.reconcile(&member).await {
-            member.capacity_changed();
+        if watcher.is_some() {
+            last = Instant::now();
+            if team.reconcile(&member).await {
+                member.capacity_changed();
+            }
         }
         let wait = Instant::now() + PERIOD;
-        tokio::select! {
-            _ = team.wake.notified() => {}
-            changes = next_change(&mut watcher) => changed(&team, &member, changes, &mut watcher),
-            _ = tokio::time::sleep_until(wait.into()) => {}
+        let others = tokio::select! {
+            _ = team.wake.notified() => false,
+            changes = next_change(&mut watcher) => {
+                changed(&team, &member, changes, &mut watcher);
+                true
+            }
+            _ = tokio::time::sleep_until(wait.into()) => false,
+        };
+        if others {
+            // Unless this broker's own compiles wake it first.
+            let settled = last + SETTLE;
+            tokio::select! {
+                _ = team.wake.notified() => {}
+                _ = tokio::time::sleep_until(settled.into()) => {}
+            }
         }
         drain(&team, &member, &mut watcher);
     }

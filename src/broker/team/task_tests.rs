@@ -4,6 +4,7 @@ use super::*;
 use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
 use crate::broker::team::member::{TeamDemand, Told};
 use crate::config::TeamConfig;
+use std::sync::atomic::Ordering;
 
 /// A broker whose every reconcile is slow (its demand takes this long),
 /// as a busy broker's reconciles are when each makes calls to a slow etcd.
@@ -94,4 +95,49 @@ async fn the_lease_lives_through_reconciles_longer_than_its_ttl() {
         (lease, TeamState::Connected),
         "the lease expired"
     );
+}
+
+/// A broker that counts its reconciles (each asks its demand once).
+#[derive(Clone, Default)]
+struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Member for Counted {
+    fn demand(&self) -> TeamDemand {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TeamDemand::default()
+    }
+    fn busy_on(&self, _host: &str) -> u32 {
+        0
+    }
+    fn capacity_changed(&self) {}
+    fn hosts_changed(&self) {}
+    fn told(&self, _found: Vec<Told>) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_changes_start_a_reconcile_at_most_once_per_settle() {
+    let Some(e) = start_etcd() else { return };
+    let c = client(&e);
+    let lease = first_lease(&c, 10).await;
+    let who = ("u".to_string(), "w".to_string());
+    let team = Team::named(&config(&e.url, 10), Duration::from_secs(5), who, 1).unwrap();
+    let counted = Counted::default();
+    let task = tokio::spawn(run(team.clone(), counted.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Other brokers' demand changes, one write (one watch answer) each,
+    // for a second or 2,000 writes.
+    let (t0, before) = (Instant::now(), counted.0.load(Ordering::Relaxed));
+    let value = r#"{"user":"x","workstation":"w","weight":1.0,"want":1,"builds":1}"#;
+    for n in 0..2000 {
+        if t0.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+        c.put(&format!("/tcpb/t/brokers/x{}", n % 50), value, lease)
+            .await
+            .unwrap();
+    }
+    let (secs, reconciles) = (t0.elapsed(), counted.0.load(Ordering::Relaxed) - before);
+    task.abort();
+    let most = (secs.as_secs_f64() / SETTLE.as_secs_f64()).ceil() as usize + 2;
+    assert!(reconciles <= most, "{reconciles} reconciles in {secs:?}");
 }
