@@ -19,7 +19,7 @@ const DRAIN: usize = 10_000;
 /// Other brokers' changes start a reconcile at most this often after the
 /// last one (a compile of this broker's own, at once): in a team of 100
 /// one arrives nearly every millisecond, and a reconcile walks every host.
-const SETTLE: Duration = Duration::from_millis(25);
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Runs the team task until the broker stops.
 pub async fn run(team: Arc<Team>, member: impl Member) {
