@@ -254,7 +254,9 @@ fn spread(active: &[Arc<SimBroker>], farm: &SimFarm) -> (f64, f64) {
     let each = total / active.len() as f64;
     let held = active.iter().map(|b| capacity_held(b, farm) / each);
     // + 0.0: a broker holding nothing sums to -0.0, printed "-0.00".
-    held.fold((f64::INFINITY, 0.0), |(lo, hi), h| (lo.min(h) + 0.0, hi.max(h)))
+    held.fold((f64::INFINITY, 0.0), |(lo, hi), h| {
+        (lo.min(h) + 0.0, hi.max(h))
+    })
 }
 
 /// True when `spread` is within ±`by` of fair.

@@ -194,9 +194,11 @@ impl Config {
             Ok(text) => {
                 let mut config = Config::parse(&text, &shown)?;
                 if let Some(t) = config.team.as_mut() {
-                    t.read_password().map_err(|message| ConfigError::Invalid {
-                        path: shown.clone(),
-                        message,
+                    (t.read_password().and_then(|()| t.read_tls())).map_err(|message| {
+                        ConfigError::Invalid {
+                            path: shown.clone(),
+                            message,
+                        }
                     })?;
                 }
                 Ok(config)

@@ -44,13 +44,18 @@ pub struct TeamConfig {
     /// The password, read from `password_file` by `Config::load`.
     #[serde(skip)]
     pub password: Option<Secret>,
-    /// etcd over TLS: named so that a config asking for it is refused
-    /// with the reason rather than as an unknown key.
+    /// etcd over TLS (`https://` endpoints): an absolute path to the PEM
+    /// certificate of the CA that signed the members' certificates.
     pub ca: Option<String>,
-    /// See `ca`.
+    /// This client's PEM certificate (chain), when etcd asks clients for
+    /// one (`--client-cert-auth`); with `key`.
     pub cert: Option<String>,
-    /// See `ca`.
+    /// An absolute path to `cert`'s PEM private key, which only its owner
+    /// may be able to read.
     pub key: Option<String>,
+    /// The TLS set-up read from `ca`, `cert` and `key` by `Config::load`.
+    #[serde(skip)]
+    pub tls: Option<crate::broker::team::tls::Tls>,
 }
 
 /// A password: never shown by `{:?}`.
@@ -92,6 +97,7 @@ impl TeamConfig {
             ca: None,
             cert: None,
             key: None,
+            tls: None,
         }
     }
 
@@ -140,31 +146,60 @@ impl TeamConfig {
             }
             _ => {}
         }
-        let asked = [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)];
-        if let Some((key, _)) = asked.iter().find(|(_, v)| v.is_some()) {
-            return Err(format!(
-                "[team] {key}: etcd over TLS is not supported (tcpb reaches etcd's JSON \
-                 gateway over plain HTTP); run the team's etcd on a trusted network"
-            ));
+        self.check_tls()
+    }
+
+    /// TLS asked for by `https://` endpoints and `ca` together; `cert`
+    /// and `key` together; absolute paths.
+    fn check_tls(&self) -> Result<(), String> {
+        let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
+        match (https, &self.ca) {
+            (true, None) => {
+                return Err(
+                    "[team] endpoints use https://: set ca, the PEM certificate of \
+                     the CA that signed etcd's"
+                        .to_string(),
+                );
+            }
+            (false, Some(_)) => {
+                return Err("[team] ca is set but the endpoints use http://: use https://".into());
+            }
+            _ => {}
         }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("[team] cert and key go together".to_string());
+        }
+        let files = [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)];
+        for (name, file) in files {
+            if let Some(f) = file.as_ref().filter(|f| !f.starts_with('/')) {
+                return Err(format!("[team] {name} = {f:?}: use an absolute path"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `ca`, `cert` and `key`; the key only its owner may be able
+    /// to read (as ssh wants of a private key).
+    pub(crate) fn read_tls(&mut self) -> Result<(), String> {
+        let Some(ca) = &self.ca else {
+            return Ok(());
+        };
+        let client = self.cert.as_deref().zip(self.key.as_deref());
+        if let Some((_, key)) = client {
+            private_to_owner("key", key)?;
+        }
+        self.tls = Some(crate::broker::team::tls::Tls::load(ca, client)?);
         Ok(())
     }
 
     /// Reads the password from `password_file`, which only its owner may
     /// be able to read (as ssh wants of a private key).
     pub(crate) fn read_password(&mut self) -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
         let Some(file) = &self.password_file else {
             return Ok(());
         };
         let bad = |why: String| format!("[team] password_file {file}: {why}");
-        let meta = std::fs::metadata(file).map_err(|e| bad(e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(bad(format!(
-                "other users can read it (mode {mode:o}): chmod 600 it"
-            )));
-        }
+        private_to_owner("password_file", file)?;
         let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
         let password = text.trim_end_matches(['\n', '\r']);
         if password.is_empty() || password.contains('\n') {
@@ -173,6 +208,20 @@ impl TeamConfig {
         self.password = Some(Secret(password.to_string()));
         Ok(())
     }
+}
+
+/// `[team] NAME = file` exists and only its owner may read it.
+fn private_to_owner(name: &str, file: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |why: String| format!("[team] {name} {file}: {why}");
+    let meta = std::fs::metadata(file).map_err(|e| bad(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(bad(format!(
+            "other users can read it (mode {mode:o}): chmod 600 it"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,7 +259,7 @@ mod tests {
             ("password_file = \"/p\"\n", "go together"),
             ("user = \"u\"\n", "go together"),
             ("user = \"u\"\npassword_file = \"p\"\n", "absolute path"),
-            ("ca = \"/ca.pem\"\n", "TLS"),
+            ("ca = \"/ca.pem\"\n", "use https://"),
         ] {
             let e = parse(&format!("{base}{extra}")).unwrap_err();
             assert!(e.contains("/c.toml") && e.contains(named), "{extra}: {e}");
@@ -219,7 +268,15 @@ mod tests {
             ("[team]\nendpoints = []\nfarm = \"lab\"\n", "endpoints"),
             (
                 "[team]\nendpoints = [\"https://e:2379\"]\nfarm = \"l\"\n",
-                "TLS",
+                "set ca",
+            ),
+            (
+                "[team]\nendpoints = [\"https://e\"]\nfarm = \"l\"\nca = \"c.pem\"\n",
+                "ca = \"c.pem\": use an absolute path",
+            ),
+            (
+                "[team]\nendpoints = [\"https://e\"]\nfarm = \"l\"\nca = \"/c\"\ncert = \"/d\"\n",
+                "cert and key go together",
             ),
             (
                 "[team]\nendpoints = [\"e:2379\"]\nfarm = \"l\"\n",

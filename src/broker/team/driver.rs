@@ -84,6 +84,10 @@ impl Team {
                 ));
             }
         };
+        let etcd = match &config.tls {
+            Some(tls) => etcd.with_tls(tls.clone()),
+            None => etcd,
+        };
         let clean = |s: &str| s.replace(['/', '@', ':'], "_");
         let me = format!("{}@{}:{instance}", clean(&user), clean(&workstation));
         Ok(Arc::new(Team {

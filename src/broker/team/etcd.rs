@@ -72,23 +72,23 @@ pub enum EtcdError {
 }
 
 impl Etcd {
-    /// A client of the members at `urls` (`http://HOST:PORT`). An
-    /// `https://` URL is refused: the gateway is reached without TLS.
+    /// A client of the members at `urls` (`http://HOST:PORT`, or all
+    /// `https://HOST:PORT`: then `with_tls` must follow).
     pub fn new(urls: &[String], timeout: Duration) -> Result<Etcd, String> {
-        let endpoints = urls
-            .iter()
-            .map(|u| endpoint(u))
-            .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() {
-            return Err("no endpoint given".to_string());
-        }
+        let (endpoints, tls) = super::gateway::endpoints(urls)?;
         Ok(Etcd {
             endpoints,
             timeout,
             counts: Arc::default(),
-            pool: Arc::default(),
+            pool: Arc::new(super::gateway::Pool::new(tls)),
             auth: None,
         })
+    }
+
+    /// This client, reaching its `https://` members with `tls`.
+    pub fn with_tls(mut self, tls: super::tls::Tls) -> Etcd {
+        self.pool = Arc::new(self.pool.with_tls(tls));
+        self
     }
 
     /// This client, making its calls as `user` with `password`.
@@ -236,9 +236,9 @@ impl Etcd {
             "start_revision": from.to_string(),
         } });
         let token = self.token().await?;
-        let (body, token) = (&body, token.as_deref());
-        self.on_a_member(|ep| async move { open_stream(&ep, "/v3/watch", body, token).await })
-            .await
+        let (body, token, pool) = (&body, token.as_deref(), &self.pool);
+        let open = |ep: String| async move { open_stream(pool, &ep, body, token).await };
+        self.on_a_member(open).await
     }
 
     /// Posts `body` to `path` on the first member that answers, with the
@@ -348,24 +348,6 @@ fn refused(endpoint: String, status: u16, path: &str, v: Value) -> Result<Value,
     })
 }
 
-/// `http://HOST[:PORT][/]` as `HOST:PORT` (etcd's port 2379 by default).
-fn endpoint(url: &str) -> Result<String, String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "endpoint \"{url}\": TLS is not supported; use http:// on a trusted network"
-        ));
-    }
-    let hp = url.strip_prefix("http://").map(|r| r.trim_end_matches('/'));
-    match hp {
-        Some(hp) if !hp.is_empty() && !hp.contains('/') => Ok(if hp.contains(':') {
-            hp.to_string()
-        } else {
-            format!("{hp}:2379")
-        }),
-        _ => Err(format!("endpoint \"{url}\" is not http://HOST:PORT")),
-    }
-}
-
 /// A change to a watched key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -440,14 +422,14 @@ fn changes(result: &Value) -> Vec<Change> {
         .collect()
 }
 
-/// Opens a streaming POST of `body` to `endpoint`.
+/// Opens a watch (a streaming POST of `body`) on `endpoint`.
 async fn open_stream(
+    pool: &super::gateway::Pool,
     endpoint: &str,
-    path: &str,
     body: &Value,
     token: Option<&str>,
 ) -> Result<Watcher, String> {
-    let (status, body, conn) = super::gateway::stream(endpoint, path, body, token).await?;
+    let (status, body, conn) = pool.stream(endpoint, "/v3/watch", body, token).await?;
     if status != 200 {
         conn.abort();
         return Err(format!("answered {status}"));

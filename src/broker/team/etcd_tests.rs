@@ -45,6 +45,11 @@ pub(crate) fn start_etcd() -> Option<TestEtcd> {
 
 /// Starts etcd with `extra` arguments, as `start_etcd`.
 pub(crate) fn start_etcd_with(extra: &[&str]) -> Option<TestEtcd> {
+    start_etcd_at("http", extra)
+}
+
+/// Starts etcd serving clients at `scheme`://127.0.0.1:PORT.
+pub(crate) fn start_etcd_at(scheme: &str, extra: &[&str]) -> Option<TestEtcd> {
     if which::which("etcd").is_err() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("etcd not installed, and CI=true: .ci/run must install etcd-server");
@@ -57,7 +62,7 @@ pub(crate) fn start_etcd_with(extra: &[&str]) -> Option<TestEtcd> {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
+        let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new("etcd")
             .arg("--data-dir")
@@ -154,11 +159,20 @@ async fn an_unreachable_member_and_a_bad_url_are_named() {
     let c = Etcd::new(std::slice::from_ref(&dead), Duration::from_millis(500)).unwrap();
     let e = c.grant(10).await.unwrap_err().to_string();
     assert!(e.contains("127.0.0.1"), "{e}");
-    for bad in ["https://h:2379", "h:2379", "http://h/x", "http://"] {
+    for bad in ["h:2379", "http://h/x", "http://", "https://"] {
         let e = Etcd::new(&[bad.to_string()], Duration::from_secs(1)).unwrap_err();
         assert!(e.contains(bad), "{e}");
     }
-    assert_eq!(endpoint("http://h").unwrap(), "h:2379");
+    let mixed = ["http://a".to_string(), "https://b".to_string()];
+    let e = Etcd::new(&mixed, Duration::from_secs(1)).unwrap_err();
+    assert!(e.contains("mix http:// and https://"), "{e}");
+    use crate::broker::team::gateway::endpoint;
+    assert_eq!(endpoint("http://h").unwrap(), ("h:2379".to_string(), false));
+    assert_eq!(endpoint("https://h:1/").unwrap(), ("h:1".to_string(), true));
+    assert_eq!(
+        endpoint("https://[::1]").unwrap(),
+        ("[::1]:2379".to_string(), true)
+    );
     assert_eq!(prefix_end("/a/"), b"/a0");
 }
 

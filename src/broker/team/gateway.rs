@@ -30,11 +30,19 @@ impl Drop for Conn {
 }
 
 /// The idle connections of one client (and its clones).
-#[derive(Default)]
 pub(super) struct Pool {
     idle: Mutex<Vec<Conn>>,
     /// Connections opened so far.
     pub(super) opened: AtomicU64,
+    /// Whether the members are reached over TLS, and how.
+    tls: Tls,
+}
+
+/// A pool's TLS: none, wanted (`https://`) but not set up, or set up.
+enum Tls {
+    No,
+    Wanted,
+    With(super::tls::Tls),
 }
 
 impl std::fmt::Debug for Pool {
@@ -44,6 +52,24 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// A pool for members reached over TLS (`tls`) or not.
+    pub(super) fn new(tls: bool) -> Pool {
+        Pool {
+            idle: Mutex::default(),
+            opened: AtomicU64::default(),
+            tls: if tls { Tls::Wanted } else { Tls::No },
+        }
+    }
+
+    /// A new pool like this one, reaching `https://` members with `tls`.
+    pub(super) fn with_tls(&self, tls: super::tls::Tls) -> Pool {
+        let mut pool = Pool::new(false);
+        if !matches!(self.tls, Tls::No) {
+            pool.tls = Tls::With(tls);
+        }
+        pool
+    }
+
     /// An idle connection to `endpoint` that is still open, if any.
     fn take(&self, endpoint: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -88,20 +114,16 @@ impl Pool {
             }
             other => other.map_err(|e| e.into_error()),
         };
-        let answer = answer.map_err(|e| e.to_string())?;
+        let answer = answer.map_err(|e| why(&e))?;
         let status = answer.status().as_u16();
-        let bytes = answer
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let bytes = answer.into_body().collect().await.map_err(|e| why(&e))?;
         self.put(conn);
         let v = serde_json::from_slice(&bytes.to_bytes()).map_err(|e| format!("not JSON: {e}"))?;
         Ok((status, v))
     }
 
     async fn connect(&self, endpoint: &str) -> Result<Conn, String> {
-        let (sender, task) = handshake(endpoint).await?;
+        let (sender, task) = self.handshake(endpoint).await?;
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
             endpoint: endpoint.to_string(),
@@ -109,18 +131,59 @@ impl Pool {
             task,
         })
     }
+
+    /// A new connection to `endpoint`, driven by a task of its own.
+    async fn handshake(&self, endpoint: &str) -> Result<Connected, String> {
+        let stream = TcpStream::connect(endpoint)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            Tls::No => drive(stream).await,
+            Tls::Wanted => Err("https:// without TLS set up ([team] ca)".to_string()),
+            Tls::With(tls) => {
+                let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                drive(tls.connect(host, stream).await?).await
+            }
+        }
+    }
+
+    /// Opens a streaming POST of `body` to `endpoint` on a new connection:
+    /// the status, the answer as it comes, and the connection's task.
+    pub(super) async fn stream(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<(u16, Incoming, JoinHandle<()>), String> {
+        let (mut sender, task) = self.handshake(endpoint).await?;
+        match sender
+            .send_request(request(endpoint, path, body, token)?)
+            .await
+        {
+            Ok(resp) => Ok((resp.status().as_u16(), resp.into_body(), task)),
+            Err(e) => {
+                task.abort();
+                Err(why(&e))
+            }
+        }
+    }
 }
 
-/// A new connection to `endpoint`, driven by a task of its own.
-async fn handshake(endpoint: &str) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<()>), String> {
-    let stream = TcpStream::connect(endpoint)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let io = hyper_util::rt::TokioIo::new(stream);
+/// A connection's sender and the task that drives it.
+type Connected = (SendRequest<Full<Bytes>>, JoinHandle<()>);
+
+/// HTTP/1.1 over `io`, driven by a task of its own.
+async fn drive<T>(io: T) -> Result<Connected, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
     let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| why(&e))?;
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -143,23 +206,51 @@ fn request(
         .map_err(|e| e.to_string())
 }
 
-/// Opens a streaming POST of `body` to `endpoint` on a new connection: the
-/// status, the answer as it comes, and the connection's task.
-pub(super) async fn stream(
-    endpoint: &str,
-    path: &str,
-    body: &Value,
-    token: Option<&str>,
-) -> Result<(u16, Incoming, JoinHandle<()>), String> {
-    let (mut sender, task) = handshake(endpoint).await?;
-    match sender
-        .send_request(request(endpoint, path, body, token)?)
-        .await
-    {
-        Ok(resp) => Ok((resp.status().as_u16(), resp.into_body(), task)),
-        Err(e) => {
-            task.abort();
-            Err(e.to_string())
-        }
+/// etcd's client URLs as `HOST:PORT` (port 2379 by default), and whether
+/// they are `https://` (all or none).
+pub(super) fn endpoints(urls: &[String]) -> Result<(Vec<String>, bool), String> {
+    let parsed = urls
+        .iter()
+        .map(|u| endpoint(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some((_, tls)) = parsed.first() else {
+        return Err("no endpoint given".to_string());
+    };
+    if parsed.iter().any(|(_, t)| t != tls) {
+        return Err("endpoints mix http:// and https://: use one for all".to_string());
     }
+    let tls = *tls;
+    Ok((parsed.into_iter().map(|(e, _)| e).collect(), tls))
+}
+
+/// `http[s]://HOST[:PORT][/]` as `HOST:PORT` and whether it is https.
+pub(super) fn endpoint(url: &str) -> Result<(String, bool), String> {
+    let (hp, tls) = match url.strip_prefix("https://") {
+        Some(rest) => (Some(rest), true),
+        None => (url.strip_prefix("http://"), false),
+    };
+    match hp.map(|r| r.trim_end_matches('/')) {
+        Some(hp) if !hp.is_empty() && !hp.contains('/') => {
+            let with_port = hp.contains(':') && !hp.ends_with(']');
+            let hp = if with_port {
+                hp.to_string()
+            } else {
+                format!("{hp}:2379")
+            };
+            Ok((hp, tls))
+        }
+        _ => Err(format!("endpoint \"{url}\" is not http://HOST:PORT")),
+    }
+}
+
+/// An error with its causes ("connection error" alone does not say that
+/// etcd wanted a client certificate).
+fn why(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }

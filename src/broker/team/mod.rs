@@ -27,6 +27,7 @@ pub mod session;
 pub mod share;
 pub(crate) mod slots;
 pub mod task;
+pub mod tls;
 pub mod view;
 
 /// Where the keys of the team's farm `farm` live in etcd: `/tcpb/FARM/`.
