@@ -20,7 +20,7 @@ const FREE_PER_CALL: usize = 100;
 const TRIES: usize = 4;
 /// Hosts asked for in one call at most (a transaction holds at most 128
 /// operations by default).
-const HOSTS_PER_CALL: usize = 100;
+pub(super) const HOSTS_PER_CALL: usize = 100;
 
 /// A host to claim slots of.
 #[derive(Debug, Clone)]

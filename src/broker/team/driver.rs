@@ -9,7 +9,7 @@
 //! keep-alive. A compile that reuses a held claim costs no call to etcd.
 
 use super::claims::Claims;
-use super::etcd::{Change, Etcd, EtcdError, Watcher};
+use super::etcd::{Batch, Change, Etcd, EtcdError, Watcher};
 use super::health::Told;
 use super::member::{Member, TeamDemand};
 use super::session::{Session, TeamState};
@@ -305,20 +305,55 @@ impl Team {
                 .map(|n| (n.name.clone(), n.slots, n.configured))
                 .collect()
         };
-        for (name, slots, speed) in unknown {
-            let key = self.key(&format!("hosts/{name}"));
+        let keys = (unknown.iter()).map(|(name, slots, speed)| {
             let host = TeamHost {
-                slots,
-                speed: (speed != 1.0).then_some(speed),
+                slots: *slots,
+                speed: (*speed != 1.0).then_some(*speed),
                 admin: None,
             };
             let value = serde_json::to_string(&host).expect("serialises");
-            if self.etcd.create(&key, &value, 0).await? {
-                tracing::info!("team: defined host {name} with {slots} slots for the team");
-                let _ = self.lock().view.apply(&key, Some(&value));
-            }
+            (self.key(&format!("hosts/{name}")), value)
+        });
+        for (key, value) in self.create_keys(keys.collect(), 0).await? {
+            tracing::info!("team: defined {key} as {value} for the team");
         }
         Ok(())
+    }
+
+    /// Creates each of `keys` (= its value, bound to `lease`; 0: none)
+    /// that does not exist, in one call per 100 keys of one value, and
+    /// applies them to the view: the ones created. A farm first seen by
+    /// many brokers at once costs each a few calls, not one per host.
+    pub(super) async fn create_keys(
+        &self,
+        mut keys: Vec<(String, String)>,
+        lease: i64,
+    ) -> Result<Vec<(String, String)>, EtcdError> {
+        keys.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut made = Vec::new();
+        for same in keys.chunk_by(|a, b| a.1 == b.1) {
+            for chunk in same.chunks(super::claims::HOSTS_PER_CALL) {
+                let batches: Vec<(Vec<String>, String)> = chunk
+                    .iter()
+                    .map(|(k, _)| (vec![k.clone()], k.clone()))
+                    .collect();
+                let answers = self
+                    .etcd
+                    .create_each(&batches, (&chunk[0].1, lease))
+                    .await?;
+                let created = chunk.iter().zip(answers);
+                made.extend(
+                    created
+                        .filter(|(_, a)| *a == Batch::Created)
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+        }
+        let mut inner = self.lock();
+        for (key, value) in &made {
+            let _ = inner.view.apply(key, Some(value));
+        }
+        Ok(made)
     }
 
     /// This broker's demand now.

@@ -122,12 +122,11 @@ impl Team {
                 .map(|n| n.name.clone())
                 .collect()
         };
-        for name in free {
-            let key = self.key(&format!("probers/{name}"));
-            if self.etcd.create(&key, self.me(), lease).await? {
-                let _ = self.lock().view.apply(&key, Some(self.me()));
-            }
-        }
+        let me = self.me().to_string();
+        let keys = free
+            .iter()
+            .map(|name| (self.key(&format!("probers/{name}")), me.clone()));
+        self.create_keys(keys.collect(), lease).await?;
         Ok(())
     }
 

@@ -141,3 +141,54 @@ async fn others_changes_start_a_reconcile_at_most_once_per_settle() {
     let most = (secs.as_secs_f64() / SETTLE.as_secs_f64()).ceil() as usize + 2;
     assert!(reconciles <= most, "{reconciles} reconciles in {secs:?}");
 }
+
+/// A broker whose lists name `n` hosts, none busy.
+struct Farm(usize);
+
+impl Member for Farm {
+    fn demand(&self) -> TeamDemand {
+        let need = |i: usize| crate::broker::team::plan::Need {
+            name: format!("h{i}:3632"),
+            slots: 4,
+            speed: 1.0,
+            configured: 1.0,
+            busy: 0,
+            queued: 0,
+            usable: true,
+            health: None,
+            error: None,
+            learned: false,
+            listed: true,
+        };
+        TeamDemand {
+            needs: (0..self.0).map(need).collect(),
+            ..TeamDemand::default()
+        }
+    }
+    fn busy_on(&self, _host: &str) -> u32 {
+        0
+    }
+    fn capacity_changed(&self) {}
+    fn hosts_changed(&self) {}
+    fn told(&self, _found: Vec<Told>) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_farm_is_defined_and_its_probers_claimed_in_a_few_calls() {
+    let Some(e) = start_etcd() else { return };
+    let who = ("u".to_string(), "w".to_string());
+    let team = Team::named(&config(&e.url, 10), Duration::from_secs(5), who, 1).unwrap();
+    let task = tokio::spawn(run(team.clone(), Farm(250)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = |st: &crate::protocol::TeamStatus| {
+        st.hosts.len() == 250 && st.hosts.iter().all(|h| h.prober.as_deref() == Some(&st.me))
+    };
+    while !done(&team.status()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    let st = team.status();
+    assert!(done(&st), "{} hosts defined", st.hosts.len());
+    // 250 hosts and 250 probers: 3 calls each (100 keys a call), not 500.
+    assert!(st.etcd_calls <= 30, "{} calls to etcd", st.etcd_calls);
+}
