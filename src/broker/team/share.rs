@@ -121,13 +121,15 @@ impl Ord for Level {
 /// Each broker's weight: its user's weight, split evenly between the
 /// user's brokers.
 fn per_broker_weights(demands: &[Demand]) -> Vec<f64> {
-    demands
-        .iter()
-        .map(|d| {
-            let mine = || demands.iter().filter(|o| o.user == d.user);
-            let weight = mine().map(|o| o.weight).fold(0.0, f64::max);
-            weight.max(1e-9) / mine().count() as f64
-        })
+    // Per user: the largest weight its brokers publish, and how many.
+    let mut users: std::collections::HashMap<&str, (f64, f64)> = Default::default();
+    for d in demands {
+        let u = users.entry(d.user.as_str()).or_insert((0.0, 0.0));
+        *u = (u.0.max(d.weight), u.1 + 1.0);
+    }
+    (demands.iter())
+        .map(|d| users[d.user.as_str()])
+        .map(|(weight, brokers)| weight.max(1e-9) / brokers)
         .collect()
 }
 
