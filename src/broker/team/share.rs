@@ -9,9 +9,7 @@
 //! with the lowest level: (service + `HORIZON` × capacity after taking the
 //! slot) ÷ weight, among those that want more. A broker that holds a slot
 //! of that host now is ahead by `MARGIN` for it, so slots change hands
-//! (two etcd writes) only once the service gap passes the margin. A lead
-//! in service counts up to `CATCH_UP` seconds of the broker's fair
-//! capacity (`View` forgets the rest). Pure and
+//! (two etcd writes) only once the service gap passes the margin. Pure and
 //! deterministic: every broker that reads the same demands computes the
 //! same split.
 
@@ -24,11 +22,6 @@ pub const HORIZON: f64 = 4.0;
 /// Capacity-seconds of service by which the broker holding a slot keeps
 /// it against one that is behind.
 pub const MARGIN: f64 = 16.0;
-/// Seconds of its fair capacity by which a broker's past service may put
-/// it behind the others at most (and never less than twice `MARGIN`): one
-/// that had the farm to itself for a moment while the others were still
-/// joining then waits a few seconds, not as long as it was ahead.
-pub const CATCH_UP: f64 = 10.0;
 
 /// One broker's demand and standing.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +59,10 @@ pub fn split(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
         return out;
     }
     let weights = per_broker_weights(demands);
-    let past = ahead(hosts, demands, &weights);
+    let floor = demands
+        .iter()
+        .map(|d| d.service)
+        .fold(f64::INFINITY, f64::min);
     let mut order: Vec<usize> = (0..hosts.len()).collect();
     order.sort_by(|a, b| hosts[*b].speed.total_cmp(&hosts[*a].speed).then(a.cmp(b)));
     let mut capacity = vec![0.0f64; n];
@@ -77,7 +73,7 @@ pub fn split(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
             let d = &demands[i];
             let holder = d.holds.get(h).is_some_and(|held| out[i][h] < *held);
             let ahead = if holder { MARGIN } else { 0.0 };
-            let level = (past[i] - ahead + HORIZON * (capacity[i] + speed)) / weights[i];
+            let level = (d.service - floor - ahead + HORIZON * (capacity[i] + speed)) / weights[i];
             Reverse(Level(level, i))
         };
         let mut wanting: BinaryHeap<Reverse<Level>> = (0..n)
@@ -131,31 +127,6 @@ fn per_broker_weights(demands: &[Demand]) -> Vec<f64> {
         .map(|d| users[d.user.as_str()])
         .map(|(weight, brokers)| weight.max(1e-9) / brokers)
         .collect()
-}
-
-/// Each broker's service ahead of the least-served one's, at most
-/// `CATCH_UP` seconds of its fair capacity (the farm's, by weight between
-/// the brokers with demand).
-fn ahead(hosts: &[Slots], demands: &[Demand], weights: &[f64]) -> Vec<f64> {
-    let floor = demands
-        .iter()
-        .map(|d| d.service)
-        .fold(f64::INFINITY, f64::min);
-    let farm: f64 = hosts.iter().map(|h| h.speed * f64::from(h.slots)).sum();
-    let wanting = demands.iter().zip(weights).filter(|(d, _)| d.want > 0);
-    let weight: f64 = wanting.map(|(_, w)| w).sum();
-    demands
-        .iter()
-        .zip(weights)
-        .map(|(d, w)| (d.service - floor).min(lead_most(farm, *w, weight)))
-        .collect()
-}
-
-/// The most service (capacity-seconds) a broker of weight `weight` may be
-/// ahead of the least-served broker: `CATCH_UP` seconds of its fair part
-/// of a farm of capacity `farm` shared by brokers weighing `all`.
-pub fn lead_most(farm: f64, weight: f64, all: f64) -> f64 {
-    (CATCH_UP * farm * weight / all.max(1e-9)).max(2.0 * MARGIN)
 }
 
 #[cfg(test)]

@@ -121,24 +121,6 @@ fn never_more_than_the_slots_or_the_demand() {
     }
 }
 
-#[test]
-fn a_lead_in_service_counts_up_to_the_catch_up() {
-    // It had the whole farm for 100 s while the others were joining.
-    let hosts = [h(2.0, 8), h(1.0, 8)];
-    let mut demands = vec![d("ann", 1.0, 16), d("bob", 1.0, 16), d("cy", 1.0, 16)];
-    demands[0].service = 100.0 * 24.0;
-    let far = split(&hosts, &demands);
-    demands[0].service = lead_most(24.0, 1.0, 3.0);
-    assert_eq!(lead_most(24.0, 1.0, 3.0), CATCH_UP * 8.0);
-    assert_eq!(split(&hosts, &demands), far);
-    demands[0].service = 10.0;
-    assert_ne!(
-        split(&hosts, &demands),
-        far,
-        "a smaller lead counts as it is"
-    );
-}
-
 /// The split as first written: every slot scans every broker. `split`
 /// must give exactly what this gives.
 fn reference(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
@@ -148,7 +130,10 @@ fn reference(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
         return out;
     }
     let weights = per_broker_weights(demands);
-    let past = ahead(hosts, demands, &weights);
+    let floor = demands
+        .iter()
+        .map(|d| d.service)
+        .fold(f64::INFINITY, f64::min);
     let mut order: Vec<usize> = (0..hosts.len()).collect();
     order.sort_by(|a, b| hosts[*b].speed.total_cmp(&hosts[*a].speed).then(a.cmp(b)));
     let (mut capacity, mut count) = (vec![0.0f64; n], vec![0u32; n]);
@@ -159,7 +144,7 @@ fn reference(hosts: &[Slots], demands: &[Demand]) -> Vec<Vec<u32>> {
                 let d = &demands[i];
                 let holder = d.holds.get(h).is_some_and(|held| out[i][h] < *held);
                 let ahead = if holder { MARGIN } else { 0.0 };
-                (past[i] - ahead + HORIZON * (capacity[i] + speed)) / weights[i]
+                (d.service - floor - ahead + HORIZON * (capacity[i] + speed)) / weights[i]
             };
             let next = (0..n)
                 .filter(|i| count[*i] < demands[*i].want)

@@ -21,7 +21,7 @@
 
 use crate::broker::sched::health::Health;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// One broker's demand as it publishes it (fields another version adds
 /// are ignored).
@@ -106,9 +106,6 @@ pub struct View {
     /// `by_holder`; counted again when a speed changes), so that service
     /// grows in O(brokers), not O(claims), per wake.
     capacity: BTreeMap<String, f64>,
-    /// The capacity of the team's hosts in service (counted with
-    /// `capacity`).
-    farm_capacity: f64,
     /// Counts changes to what shares are computed from, but claims.
     generation: u64,
 }
@@ -144,7 +141,6 @@ impl View {
         self.slots.clear();
         self.by_holder.clear();
         self.capacity.clear();
-        self.farm_capacity = 0.0;
         self.service.clear();
         self.health.clear();
         self.probers.clear();
@@ -167,33 +163,6 @@ impl View {
             .collect();
         for (id, cap) in capacity {
             *self.service.entry(id).or_default() += cap * dt;
-        }
-        self.bound_service();
-    }
-
-    /// Forgets service beyond `share::lead_most` ahead of the least-served
-    /// broker with demand: a broker that had the farm to itself while
-    /// others were joining catches up for seconds, not for as long.
-    fn bound_service(&mut self) {
-        let wanting = || self.brokers.iter().filter(|(_, b)| b.want > 0);
-        let mut per_user: HashMap<&str, f64> = HashMap::new();
-        for (_, b) in wanting() {
-            *per_user.entry(b.user.as_str()).or_default() += 1.0;
-        }
-        let weight = |b: &Published| b.weight / per_user[b.user.as_str()];
-        let all: f64 = wanting().map(|(_, b)| weight(b)).sum();
-        let served = wanting().filter_map(|(id, _)| self.service.get(id));
-        let floor = served.copied().fold(f64::INFINITY, f64::min);
-        let most: Vec<(String, f64)> = wanting()
-            .map(|(id, b)| {
-                let lead = super::share::lead_most(self.farm_capacity, weight(b), all);
-                (id.clone(), floor + lead)
-            })
-            .collect();
-        for (id, most) in most {
-            if let Some(s) = self.service.get_mut(&id) {
-                *s = s.min(most);
-            }
         }
     }
 
@@ -329,15 +298,12 @@ impl View {
     /// changed): O(claims), on a host or speed key only.
     fn recount_capacity(&mut self) {
         let speed = |host: &str| self.speed(host);
-        let in_service = self.hosts.iter().filter(|(_, h)| h.admin.is_none());
-        let farm = in_service.map(|(n, h)| speed(n) * f64::from(h.slots)).sum();
         self.capacity = (self.by_holder.iter())
             .map(|(id, held)| {
                 let cap = held.iter().map(|(h, n)| speed(h) * f64::from(*n)).sum();
                 (id.clone(), cap)
             })
             .collect();
-        self.farm_capacity = farm;
     }
 
     /// `host`'s speed for the team: set for the team, else as a broker

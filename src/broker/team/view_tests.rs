@@ -101,32 +101,3 @@ fn capacity_held_follows_claims_and_speeds() {
         }
     }
 }
-
-#[test]
-fn a_lead_in_service_is_forgotten_beyond_the_catch_up() {
-    use crate::broker::team::share::{CATCH_UP, MARGIN};
-    let mut v = View::new("lab");
-    v.apply("/tcpb/lab/hosts/b", Some(r#"{"slots":8,"speed":2}"#))
-        .unwrap();
-    let demand = |user: &str, weight: u32| {
-        format!(r#"{{"user":"{user}","workstation":"w","weight":{weight},"want":8,"builds":1}}"#)
-    };
-    for (id, user, weight) in [("a", "ann", 1), ("b1", "bob", 2), ("b2", "bob", 2)] {
-        v.apply(
-            &format!("/tcpb/lab/brokers/{id}"),
-            Some(&demand(user, weight)),
-        )
-        .unwrap();
-    }
-    let t0 = std::time::Instant::now();
-    v.advance(t0);
-    v.service.insert("a".into(), 1e6);
-    v.service.insert("b1".into(), 100.0);
-    v.service.insert("b2".into(), 1e6);
-    v.advance(t0 + std::time::Duration::from_millis(1));
-    // Farm 16; ann weighs 1, bob's 2 split over two brokers: 1 each.
-    let most = 100.0 + (CATCH_UP * 16.0 / 3.0).max(2.0 * MARGIN);
-    assert!((v.service["a"] - most).abs() < 1e-6, "{}", v.service["a"]);
-    assert!((v.service["b2"] - most).abs() < 1e-6);
-    assert_eq!(v.service["b1"], 100.0);
-}
