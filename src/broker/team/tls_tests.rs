@@ -20,77 +20,69 @@ fn certificates(dir: &Path) -> Option<()> {
         eprintln!("\n!!!!!!!!!! SKIPPED: openssl not installed !!!!!!!!!!\n");
         return None;
     }
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     for ca in ["ca", "other-ca"] {
         let (pem, k, subj) = (
             format!("{ca}.pem"),
             format!("{ca}.key"),
             format!("/CN=tcpb test {ca}"),
         );
-        run(&[
-            &["req", "-x509"],
-            &key[..],
-            &["-keyout", &k, "-out", &pem, "-days", "2", "-subj", &subj],
-        ]
-        .concat());
+        let out = ["-keyout", &k, "-out", &pem, "-days", "2", "-subj", &subj];
+        openssl(dir, &[&["req", "-x509"], &KEY[..], &out[..]].concat());
     }
-    for (name, ext) in [
-        (
-            "etcd",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        let (pem, k, csr) = (
-            format!("{name}.pem"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-        );
-        run(&[
-            &["req"],
-            &key[..],
-            &["-keyout", &k, "-out", &csr, "-subj", "/CN=127.0.0.1"],
-        ]
-        .concat());
-        let ext = format!("{name}.ext");
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-    }
+    let server = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n";
+    signed(dir, "etcd", server);
+    signed(dir, "client", "extendedKeyUsage=clientAuth\n");
     Some(())
+}
+
+/// A new key of the kind every certificate here has.
+const KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// `NAME.pem` and `NAME.key`: a certificate for 127.0.0.1 with extensions
+/// `ext`, signed by `ca.pem`.
+fn signed(dir: &Path, name: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    let (pem, k, csr, ext) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    let out = ["-keyout", &k, "-out", &csr, "-subj", "/CN=127.0.0.1"];
+    openssl(dir, &[&["req"], &KEY[..], &out[..]].concat());
+    let sign = [
+        "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+    ];
+    let out = [
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ];
+    openssl(dir, &[&sign[..], &out[..]].concat());
+}
+
+/// Runs `openssl ARGS` in `dir`; it must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn at(dir: &Path, name: &str) -> String {
