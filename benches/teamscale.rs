@@ -118,6 +118,17 @@ struct Phase {
     compiles: u64,
     secs: f64,
     cpu: (f64, f64),
+    /// Calls the brokers made to etcd, and how many of them were creates
+    /// that found a slot taken.
+    calls: (u64, u64),
+}
+
+/// Calls `all` made to etcd so far, and creates that found a key taken.
+fn etcd_calls(all: &[Arc<SimBroker>]) -> (u64, u64) {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    (all.iter().map(|b| b.team.counts())).fold((0, 0), |(calls, taken), c| {
+        (calls + load(&c.calls), taken + load(&c.conflicts))
+    })
 }
 
 async fn run(o: &Opts, url: &str, etcd_pid: u32) {
@@ -157,6 +168,18 @@ async fn run(o: &Opts, url: &str, etcd_pid: u32) {
     let db_after = common::db_size(url);
     if std::env::var("TCPB_SCALE_TRACE").is_ok() {
         trace(&second[0], &brokers);
+        let taken = format!(
+            "{}{}",
+            tcpb::broker::team::prefix("scale"),
+            tcpb::broker::team::TAKEN
+        );
+        let probe = tcpb::broker::team::etcd::Etcd::new(&[url.to_string()], Duration::from_secs(5));
+        let (_, keys) = probe.unwrap().range(&taken, 0).await.unwrap();
+        let mut by: std::collections::BTreeMap<String, u32> = Default::default();
+        for (_, holder) in keys {
+            *by.entry(holder).or_default() += 1;
+        }
+        println!("in etcd by holder: {by:?}");
     }
     report(o, &phases, (db_before, db_after));
     // No leases are revoked at the end: etcd goes with the benchmark, and
@@ -181,7 +204,7 @@ async fn start_brokers(o: &Opts, url: &str, farm: &Arc<SimFarm>) -> Vec<Arc<SimB
     let hosts = format!("{}hosts/", tcpb::broker::team::prefix(&config.farm));
     let probe = tcpb::broker::team::etcd::Etcd::new(&config.endpoints, Duration::from_secs(5));
     let probe = probe.unwrap();
-    while probe.range(&hosts).await.map_or(0, |r| r.1.len()) < o.hosts {
+    while probe.range(&hosts, 0).await.map_or(0, |r| r.1.len()) < o.hosts {
         assert!(t0.elapsed() < Duration::from_secs(300), "hosts not defined");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -212,6 +235,7 @@ async fn phase(
         |all: &[Arc<SimBroker>]| -> u64 { all.iter().map(|b| b.first_and_compiles().1).sum() };
     let everyone: Vec<Arc<SimBroker>> = starting.iter().chain(active).cloned().collect();
     let done0 = compiles(&everyone);
+    let calls0 = etcd_calls(&everyone);
     let mut converged = None;
     let mut rtt = Vec::new();
     while t0.elapsed().as_secs_f64() < secs {
@@ -225,7 +249,9 @@ async fn phase(
         }
     }
     let cpu1 = cpu();
+    let calls1 = etcd_calls(&everyone);
     Phase {
+        calls: (calls1.0 - calls0.0, calls1.1 - calls0.1),
         name,
         first: starting
             .iter()
@@ -345,6 +371,12 @@ fn report(o: &Opts, phases: &[Phase], db: DbSizes) {
             100.0 * p.cpu.1 / p.secs,
         );
     }
+    footer(o, phases, db);
+}
+
+/// What the table does not show: the database's growth, the brokers'
+/// calls to etcd.
+fn footer(o: &Opts, phases: &[Phase], db: DbSizes) {
     let steady = phases.last().expect("phases ran");
     if let (Some((size0, used0)), Some((size1, used1))) = db {
         let per_hour = |a: u64, b: u64| (b as f64 - a as f64) / steady.secs * 3600.0 / 1e6;
@@ -358,6 +390,17 @@ fn report(o: &Opts, phases: &[Phase], db: DbSizes) {
             steady.writes as f64 / steady.secs * 3600.0
         );
     }
+    let calls: Vec<String> = (phases.iter())
+        .map(|p| {
+            format!(
+                "{} {}/s ({} % found a slot taken)",
+                p.name,
+                (p.calls.0 as f64 / p.secs) as u64,
+                100 * p.calls.1 / p.calls.0.max(1)
+            )
+        })
+        .collect();
+    println!("etcd calls by the brokers: {}", calls.join(", "));
     println!(
         "(cpu: % of one core over the phase; tcpb is all {} simulated brokers together)",
         o.brokers

@@ -48,10 +48,10 @@
 //!     (`observe`).
 //!   - `slots`: what this broker may use of each host (all of it alone;
 //!     team mode: its claims). `team/`: team mode (`[team]`): etcd's
-//!     gateway calls (`etcd`) on kept-alive connections (`gateway`, over
-//!     TLS with `tls`), as its user when etcd wants one (`auth`), the
-//!     broker's lease
-//!     (`session`), its slot claims (`claims`), the team's farm as read
+//!     gateway calls (`etcd`, `watch`) on kept-alive connections
+//!     (`gateway`, over TLS with `tls`), as its user when etcd wants one
+//!     (`auth`), the broker's lease (`session`), its slot claims
+//!     (`claims`) and what each changed (`held`), the team's farm as read
 //!     from etcd (`view`), the fair shares every broker computes alike
 //!     (`share`), what to hold (`plan`, pure), the task that drives them
 //!     (`task`: its loop; `driver`, `moving`) from what it needs of the

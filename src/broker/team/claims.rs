@@ -1,26 +1,32 @@
-//! A broker's slot claims in etcd: one key `/tcpb/FARM/slots/HOST/N` per
+//! A broker's slot claims in etcd: one key `/tcpb/FARM/taken/HOST/N` per
 //! slot it holds (N below the host's slots), made by a create-if-absent
 //! transaction bound to its lease, so two brokers can never hold the same
-//! slot and a dead broker's claims go with its lease. The claims are kept
+//! slot and a dead broker's claims go with its lease; and, put in the
+//! same transactions, its key `/tcpb/FARM/moves/ID` saying what each
+//! changed (`held`), which is what the other brokers watch. The claims are kept
 //! between compiles; `claim` adds to them, `take_back` and `free_all`
-//! return them. Its lock never leaves this module and is never held across a call
-//! to etcd.
+//! return them. Its lock never leaves this module and is never held across
+//! a call to etcd.
 
 use super::etcd::{Batch, Etcd, EtcdError};
-use std::collections::{BTreeSet, HashMap};
+use super::held::{self, Held, Moves};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-/// At most this many slots of one host are asked for in one transaction
-/// (etcd takes at most 128 operations in one by default).
+/// At most this many slots of one host are asked for in one round (a
+/// transaction holds at most 128 operations by default).
 const BATCH: usize = 64;
+/// Slots asked for in one all-or-nothing transaction at most: each is a
+/// comparison and a put.
+const SLOTS_PER_CALL: usize = 120;
+/// Hosts asked for in one call at most (each is one operation of the
+/// call's transaction).
+const HOSTS_PER_CALL: usize = 100;
 /// Slots freed in one call at most (a transaction holds at most 128
 /// operations by default).
 const FREE_PER_CALL: usize = 100;
 /// Rounds of calls one `claim` makes at most.
 const TRIES: usize = 4;
-/// Hosts asked for in one call at most (a transaction holds at most 128
-/// operations by default).
-pub(super) const HOSTS_PER_CALL: usize = 100;
 
 /// A host to claim slots of.
 #[derive(Debug, Clone)]
@@ -37,25 +43,48 @@ pub struct Want {
 
 /// The slots one broker holds, by host.
 pub struct Claims {
-    /// `/tcpb/FARM/slots/`.
+    /// `/tcpb/FARM/taken/`.
     prefix: String,
+    /// `/tcpb/FARM/moves/ID`.
+    moves_key: String,
     /// What the broker writes in its keys (who holds the slot).
     me: String,
-    held: Mutex<HashMap<String, BTreeSet<u32>>>,
+    /// Where among a host's slot indexes it looks first (from `me`).
+    place: u32,
+    mine: Mutex<Mine>,
 }
+
+/// What the lock guards.
+#[derive(Default)]
+struct Mine {
+    /// The slots held, by host.
+    held: Held,
+    /// Slots whose keys may still exist in etcd though the broker no
+    /// longer counts them: a release or a claim whose answer was lost.
+    /// Deleted with the next release, if still bound to the broker's lease.
+    unfreed: Held,
+}
+
+/// Slots asked for of one want (its index in the wants).
+type Asked = (usize, Vec<u32>);
 
 impl Claims {
     /// The claims of broker `me` in the team's farm `farm`.
     pub fn new(farm: &str, me: &str) -> Claims {
+        let prefix = super::prefix(farm);
         Claims {
-            prefix: format!("{}slots/", super::prefix(farm)),
+            moves_key: format!("{prefix}moves/{me}"),
+            prefix: format!("{prefix}{}", super::TAKEN),
             me: me.to_string(),
-            held: Mutex::default(),
+            place: me.bytes().fold(2166136261u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(16777619)
+            }),
+            mine: Mutex::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<u32>>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mine> {
+        self.mine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn key(&self, host: &str, n: u32) -> String {
@@ -64,13 +93,13 @@ impl Claims {
 
     /// Slots of `host` held now.
     pub fn held(&self, host: &str) -> u32 {
-        self.lock().get(host).map_or(0, |s| s.len() as u32)
+        self.lock().held.get(host).map_or(0, |s| s.len() as u32)
     }
 
     /// The hosts where slots are held now.
     pub fn hosts(&self) -> Vec<String> {
-        let held = self.lock();
-        held.iter()
+        let mine = self.lock();
+        (mine.held.iter())
             .filter(|(_, s)| !s.is_empty())
             .map(|(h, _)| h.clone())
             .collect()
@@ -78,7 +107,7 @@ impl Claims {
 
     /// Slots held now on all hosts.
     pub fn held_total(&self) -> u32 {
-        self.lock().values().map(|s| s.len() as u32).sum()
+        self.lock().held.values().map(|s| s.len() as u32).sum()
     }
 
     /// The id this broker's claims carry.
@@ -86,52 +115,154 @@ impl Claims {
         &self.me
     }
 
+    /// Whether keys wait to be deleted (`free_all` deletes them).
+    pub fn unfreed(&self) -> bool {
+        !self.lock().unfreed.is_empty()
+    }
+
     /// Claims free slots of each host until this broker holds what it
     /// wants there, or no free slot is left. The slots that look free are
-    /// asked for in one call for all hosts (one write); where another
-    /// broker took one meanwhile, the answer says which are taken now and
-    /// the rest are asked for again (at most `TRIES` rounds).
+    /// first asked for all at once (`claim_whole`: one write, nothing
+    /// written if one was taken meanwhile); where one was, the answer
+    /// says which are taken now and the rest are asked for host by host
+    /// (`claim_each`, at most `TRIES` rounds in all), so that a slot other
+    /// brokers contend for does not fail the others.
     pub async fn claim(
         &self,
         etcd: &Etcd,
         lease: i64,
         wants: &mut [Want],
     ) -> Result<(), EtcdError> {
-        for _ in 0..TRIES {
-            let asked: Vec<(usize, Vec<u32>)> = (wants.iter().enumerate())
+        for round in 0..TRIES {
+            let asked: Vec<Asked> = (wants.iter().enumerate())
                 .map(|(i, w)| (i, self.free_for(w)))
                 .filter(|(_, batch)| !batch.is_empty())
                 .collect();
             if asked.is_empty() {
                 break;
             }
-            for chunk in asked.chunks(HOSTS_PER_CALL) {
-                let batches: Vec<(Vec<String>, String)> = (chunk.iter())
-                    .map(|(i, b)| {
-                        let host = &wants[*i].host;
-                        let keys = b.iter().map(|n| self.key(host, *n)).collect();
-                        (keys, format!("{}{host}/", self.prefix))
-                    })
-                    .collect();
-                let answers = etcd.create_each(&batches, (&self.me, lease)).await?;
-                for ((i, asked), answer) in chunk.iter().zip(answers) {
-                    let w = &mut wants[*i];
-                    match answer {
-                        Batch::Created => self.keep(&w.host, asked),
-                        Batch::Taken(now) => w.taken = self.indexes(&w.host, &now),
-                    }
+            if round == 0 {
+                for call in per_call(&asked) {
+                    self.claim_whole(etcd, lease, wants, call).await?;
+                }
+            } else {
+                for call in asked.chunks(HOSTS_PER_CALL) {
+                    self.claim_each(etcd, lease, wants, call).await?;
                 }
             }
         }
         Ok(())
     }
 
+    /// The slots `call` asks for and this broker's `moves/` key saying so,
+    /// in one transaction that writes all or nothing.
+    async fn claim_whole(
+        &self,
+        etcd: &Etcd,
+        lease: i64,
+        wants: &mut [Want],
+        call: &[Asked],
+    ) -> Result<(), EtcdError> {
+        let (batches, add) = self.asking(wants, call);
+        let moves = held::encode(&Moves {
+            add: add.clone(),
+            drop: Held::new(),
+        });
+        let mine = (self.me.as_str(), lease);
+        let answers = etcd
+            .create_all(&batches, mine, (&self.moves_key, &moves))
+            .await;
+        let answers = answers.inspect_err(|_| self.unfree(add))?;
+        for ((i, asked), answer) in call.iter().zip(answers) {
+            let w = &mut wants[*i];
+            match answer {
+                Batch::Created => self.keep(&w.host, asked),
+                Batch::Taken(now) => w.taken = self.indexes(&w.host, &now),
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of the slots `call` asks for, one batch per host, and the
+    /// slots by host.
+    fn asking(&self, wants: &[Want], call: &[Asked]) -> (Vec<(Vec<String>, String)>, Held) {
+        let batches = (call.iter())
+            .map(|(i, b)| {
+                let host = &wants[*i].host;
+                let keys = b.iter().map(|n| self.key(host, *n)).collect();
+                (keys, format!("{}{host}/", self.prefix))
+            })
+            .collect();
+        let add = (call.iter())
+            .map(|(i, b)| (wants[*i].host.clone(), b.iter().copied().collect()))
+            .collect();
+        (batches, add)
+    }
+
+    /// A call of `claim` after the first round: a create-if-absent
+    /// transaction per host of `call`, each taking all its slots or none,
+    /// and this broker's `moves/` key saying it took them all, in one
+    /// transaction (one write). Where a host's were taken meanwhile, a second write says
+    /// so (until then the others count those slots twice: they claim less,
+    /// never more). What etcd does not confirm is deleted, if it was
+    /// created after all, and said to be dropped with the next release.
+    async fn claim_each(
+        &self,
+        etcd: &Etcd,
+        lease: i64,
+        wants: &mut [Want],
+        call: &[Asked],
+    ) -> Result<(), EtcdError> {
+        let (batches, add) = self.asking(wants, call);
+        let moves = held::encode(&Moves {
+            add: add.clone(),
+            drop: Held::new(),
+        });
+        let also = Some((self.moves_key.as_str(), moves.as_str()));
+        let answers = etcd.create_each(&batches, (&self.me, lease), also).await;
+        let answers = answers.inspect_err(|_| self.unfree(add))?;
+        let mut refused = Held::new();
+        for ((i, asked), answer) in call.iter().zip(answers) {
+            let w = &mut wants[*i];
+            match answer {
+                Batch::Created => self.keep(&w.host, asked),
+                Batch::Taken(now) => {
+                    w.taken = self.indexes(&w.host, &now);
+                    refused.insert(w.host.clone(), asked.iter().copied().collect());
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let moves = held::encode(&Moves {
+            add: Held::new(),
+            drop: refused.clone(),
+        });
+        let said = etcd.put(&self.moves_key, &moves, lease).await;
+        said.inspect_err(|_| self.unfree(refused))
+    }
+
+    /// Counts `slots` as possibly in etcd, or said to be held, though this
+    /// broker does not hold them: the next release sets that right.
+    fn unfree(&self, slots: Held) {
+        let mut m = self.lock();
+        for (host, slots) in slots {
+            m.unfreed.entry(host).or_default().extend(slots);
+        }
+    }
+
     /// The slots of `w.host` to ask for: free as far as is known, as many
-    /// as this broker is short of what it wants there.
+    /// as this broker is short of what it wants there. Each broker looks
+    /// from its own place among the indexes, so two that claim at once
+    /// rarely ask for the same slot.
     fn free_for(&self, w: &Want) -> Vec<u32> {
-        let mine: BTreeSet<u32> = self.lock().get(&w.host).cloned().unwrap_or_default();
+        let mine: BTreeSet<u32> = self.lock().held.get(&w.host).cloned().unwrap_or_default();
         let short = w.want.min(w.slots).saturating_sub(mine.len() as u32) as usize;
-        let free = (0..w.slots).filter(|n| !mine.contains(n) && !w.taken.contains(n));
+        let start = self.place % w.slots.max(1);
+        let free = (0..w.slots)
+            .map(|i| (start + i) % w.slots)
+            .filter(|n| !mine.contains(n) && !w.taken.contains(n));
         free.take(short.min(BATCH)).collect()
     }
 
@@ -146,151 +277,102 @@ impl Claims {
     /// first) and returns them, to be freed in etcd (`free_all`) or kept after
     /// all (`keep`).
     pub fn take_back(&self, host: &str, n: u32) -> Vec<u32> {
-        let mut held = self.lock();
-        let Some(mine) = held.get_mut(host) else {
+        let mut mine = self.lock();
+        let Some(slots) = mine.held.get_mut(host) else {
             return Vec::new();
         };
-        let given: Vec<u32> = mine.iter().rev().take(n as usize).copied().collect();
+        let given: Vec<u32> = slots.iter().rev().take(n as usize).copied().collect();
         for g in &given {
-            mine.remove(g);
+            slots.remove(g);
+        }
+        if slots.is_empty() {
+            mine.held.remove(host);
         }
         given
     }
 
     /// Counts slots taken back as held again.
     pub fn keep(&self, host: &str, slots: &[u32]) {
-        self.lock()
-            .entry(host.to_string())
-            .or_default()
-            .extend(slots.iter().copied());
+        if slots.is_empty() {
+            return;
+        }
+        let mut mine = self.lock();
+        let held = mine.held.entry(host.to_string()).or_default();
+        held.extend(slots.iter().copied());
     }
 
-    /// Frees slots taken back of several hosts in one transaction (one
-    /// write; more only past `FREE_PER_CALL` slots).
+    /// Frees slots taken back of several hosts, and any earlier release
+    /// left undone, with this broker's `moves/` key saying so: one
+    /// transaction (one write; more only past `FREE_PER_CALL` slots). What
+    /// etcd did not confirm is freed with the next call.
     pub async fn free_all(
         &self,
         etcd: &Etcd,
+        lease: i64,
         given: &[(String, Vec<u32>)],
     ) -> Result<(), EtcdError> {
-        let keys: Vec<String> = (given.iter())
-            .flat_map(|(host, slots)| slots.iter().map(move |n| self.key(host, *n)))
+        let mut drop = {
+            let mut m = self.lock();
+            let mut unfreed = std::mem::take(&mut m.unfreed);
+            // A slot held now was claimed again since: its key is this
+            // broker's own, in use.
+            for (host, slots) in unfreed.iter_mut() {
+                if let Some(held) = m.held.get(host) {
+                    slots.retain(|n| !held.contains(n));
+                }
+            }
+            unfreed
+        };
+        for (host, slots) in given {
+            drop.entry(host.clone()).or_default().extend(slots);
+        }
+        let slots: Vec<(&String, u32)> = (drop.iter())
+            .flat_map(|(host, slots)| slots.iter().map(move |n| (host, *n)))
             .collect();
-        for batch in keys.chunks(FREE_PER_CALL) {
-            etcd.delete_all(batch).await?;
+        for (i, chunk) in slots.chunks(FREE_PER_CALL).enumerate() {
+            let keys: Vec<String> = chunk.iter().map(|(h, n)| self.key(h, *n)).collect();
+            let mut moves = Moves::default();
+            for (host, n) in chunk {
+                moves.drop.entry(host.to_string()).or_default().insert(*n);
+            }
+            let also = (self.moves_key.as_str(), held::encode(&moves));
+            if let Err(e) = etcd.delete_own(&keys, lease, (also.0, &also.1)).await {
+                let mut m = self.lock();
+                for (host, n) in &slots[i * FREE_PER_CALL..] {
+                    m.unfreed.entry(host.to_string()).or_default().insert(*n);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
 
     /// The lease ended (revoked or expired): every claim went with it.
     pub fn forget(&self) {
-        self.lock().clear();
+        let mut mine = self.lock();
+        mine.held.clear();
+        mine.unfreed.clear();
     }
+}
+
+/// `asked` in groups of at most `SLOTS_PER_CALL` slots, one transaction
+/// each.
+fn per_call(asked: &[Asked]) -> Vec<&[Asked]> {
+    let mut out = Vec::new();
+    let (mut start, mut n) = (0, 0);
+    for (i, (_, slots)) in asked.iter().enumerate() {
+        if n + slots.len() > SLOTS_PER_CALL && i > start {
+            out.push(&asked[start..i]);
+            (start, n) = (i, 0);
+        }
+        n += slots.len();
+    }
+    if start < asked.len() {
+        out.push(&asked[start..]);
+    }
+    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
-    use std::sync::atomic::Ordering;
-    use std::time::Duration;
-
-    /// A want of `n` of host `h`'s `slots`, knowing of no other claim.
-    fn want(h: &str, slots: u32, n: u32) -> Want {
-        Want {
-            host: h.to_string(),
-            slots,
-            want: n,
-            taken: BTreeSet::new(),
-        }
-    }
-
-    /// `claim` on host `h:3632` of 3 slots, knowing of no other claim.
-    async fn claim(c: &Claims, etcd: &Etcd, lease: i64, n: u32) -> u32 {
-        c.claim(etcd, lease, &mut [want("h:3632", 3, n)])
-            .await
-            .unwrap();
-        c.held("h:3632")
-    }
-
-    /// Gives back `n` of `h:3632`'s slots.
-    async fn give_back(c: &Claims, etcd: &Etcd, n: u32) {
-        let given = c.take_back("h:3632", n);
-        let given = [("h:3632".to_string(), given)];
-        c.free_all(etcd, &given).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn two_brokers_never_hold_more_than_a_hosts_slots() {
-        let Some(e) = start_etcd() else { return };
-        let c = client(&e);
-        let (la, lb) = (first_lease(&c, 10).await, c.grant(10).await.unwrap());
-        let (a, b) = (Claims::new("f", "a"), Claims::new("f", "b"));
-        let in_etcd = || async { c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len() };
-        assert_eq!(claim(&a, &c, la, 5).await, 3, "at most the slots");
-        assert_eq!(claim(&b, &c, lb, 3).await, 0, "none left");
-        give_back(&a, &c, 2).await;
-        assert_eq!(a.held("h:3632"), 1, "two given back");
-        assert_eq!(claim(&b, &c, lb, 3).await, 2);
-        assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
-        assert_eq!(in_etcd().await, 3);
-        // a's workstation dies: its claim goes with its lease.
-        c.revoke(la).await.unwrap();
-        a.forget();
-        assert_eq!(claim(&b, &c, lb, 3).await, 3);
-        assert_eq!((a.held("h:3632"), in_etcd().await), (0, 3));
-    }
-
-    #[tokio::test]
-    async fn slots_are_claimed_and_freed_in_one_write_each_way() {
-        let Some(e) = start_etcd() else { return };
-        let c = client(&e);
-        let lease = first_lease(&c, 10).await;
-        let (a, b) = (Claims::new("f", "a"), Claims::new("f", "b"));
-        let writes = || c.counts().writes.load(Ordering::Relaxed);
-        let revision = || async { c.range("/none").await.unwrap().0 };
-        let (w0, r0) = (writes(), revision().await);
-        assert_eq!(claim(&a, &c, lease, 3).await, 3);
-        give_back(&a, &c, 3).await;
-        assert_eq!((writes() - w0, revision().await - r0), (2, 2));
-        // b believes slot 0 free, but a took it meanwhile: b's batch fails
-        // as a whole, its answer says what is taken, and b gets the other
-        // two in a second call.
-        assert_eq!(claim(&a, &c, lease, 1).await, 1);
-        let (w1, calls1) = (writes(), c.counts().calls.load(Ordering::Relaxed));
-        assert_eq!(claim(&b, &c, lease, 3).await, 2);
-        let calls = c.counts().calls.load(Ordering::Relaxed) - calls1;
-        assert_eq!((writes() - w1, calls), (1, 2));
-        assert_eq!(a.held("h:3632") + b.held("h:3632"), 3);
-        assert_eq!(c.range("/tcpb/f/slots/h:3632/").await.unwrap().1.len(), 3);
-        // Three hosts in one call and one write.
-        let (w2, r2) = (writes(), revision().await);
-        let mut wants = ["x", "y", "z"].map(|h| want(h, 2, 2));
-        a.claim(&c, lease, &mut wants).await.unwrap();
-        assert_eq!(a.held("x") + a.held("y") + a.held("z"), 6);
-        assert_eq!((writes() - w2, revision().await - r2), (1, 1));
-        // And given back in one.
-        let given: Vec<(String, Vec<u32>)> = ["x", "y", "z"]
-            .map(|h| (h.to_string(), a.take_back(h, 2)))
-            .to_vec();
-        a.free_all(&c, &given).await.unwrap();
-        assert_eq!((writes() - w2, revision().await - r2), (2, 2));
-        assert!(c.range("/tcpb/f/slots/x/").await.unwrap().1.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_slot_given_back_stops_counting_even_if_etcd_does_not_answer() {
-        let Some(e) = start_etcd() else { return };
-        let c = client(&e);
-        let lease = first_lease(&c, 10).await;
-        let a = Claims::new("f", "a");
-        assert_eq!(claim(&a, &c, lease, 2).await, 2);
-        e.stop();
-        let quick = Etcd::new(std::slice::from_ref(&e.url), Duration::from_millis(300)).unwrap();
-        let given = a.take_back("h:3632", 2);
-        let r = a.free_all(&quick, &[("h:3632".to_string(), given)]).await;
-        assert!(r.is_err(), "etcd is stopped");
-        // Whether or not etcd freed them, this broker no longer uses them.
-        assert_eq!(a.held("h:3632"), 0);
-        e.resume();
-    }
-}
+#[path = "claims_tests.rs"]
+mod tests;

@@ -1,5 +1,6 @@
 //! The team task: keeps the broker's lease alive, reads the team's farm
-//! (one range, then one watch: no polling), publishes the hosts of this
+//! (one range, then one watch, of every key but the claims' own: no
+//! polling), publishes the hosts of this
 //! broker's lists the team does not know yet and the broker's demand, and
 //! moves its claims toward what `plan` says. `TeamSlots` answers the
 //! broker's `Slots` questions from the claims held.
@@ -23,6 +24,9 @@ use tokio::sync::Notify;
 /// A claim idle this long (no compile of this broker waiting for it) is
 /// given back.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
+/// Keys `create_keys` creates in one call at most (a transaction holds at
+/// most 128 operations by default).
+const KEYS_PER_CALL: usize = 100;
 
 /// One broker's membership of its team.
 pub struct Team {
@@ -213,15 +217,17 @@ impl Team {
         }
     }
 
-    /// Reads the whole farm anew and watches it from there; also returns
-    /// the hosts' health as the team found it.
+    /// Reads the whole farm anew — the keys it watches, then the slot
+    /// keys as they were at the same revision — and watches it from there;
+    /// also returns the hosts' health as the team found it.
     pub(super) async fn load(&self) -> Result<(Watcher, Vec<Told>), EtcdError> {
-        let prefix = self.key("");
-        let (revision, pairs) = self.etcd.range(&prefix).await?;
+        let (prefix, end) = (self.key(""), super::watched_end(&self.config.farm));
+        let (revision, pairs) = self.etcd.range_span(&prefix, &end, 0).await?;
+        let (_, slots) = self.etcd.range(&self.key(super::TAKEN), revision).await?;
         {
             let mut inner = self.lock();
             inner.view.clear();
-            for (k, v) in &pairs {
+            for (k, v) in pairs.iter().chain(&slots) {
                 if let Err(e) = inner.view.apply(k, Some(v)) {
                     bad_value(&e);
                 }
@@ -229,7 +235,8 @@ impl Team {
         }
         let keys: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
         let told = self.told(&keys);
-        Ok((self.etcd.watch(&prefix, revision + 1).await?, told))
+        let watch = self.etcd.watch_span(&prefix, &end, revision + 1).await?;
+        Ok((watch, told))
     }
 
     /// Applies watched changes: whether a host's definition changed, and
@@ -332,14 +339,14 @@ impl Team {
         keys.sort_by(|a, b| a.1.cmp(&b.1));
         let mut made = Vec::new();
         for same in keys.chunk_by(|a, b| a.1 == b.1) {
-            for chunk in same.chunks(super::claims::HOSTS_PER_CALL) {
+            for chunk in same.chunks(KEYS_PER_CALL) {
                 let batches: Vec<(Vec<String>, String)> = chunk
                     .iter()
                     .map(|(k, _)| (vec![k.clone()], k.clone()))
                     .collect();
                 let answers = self
                     .etcd
-                    .create_each(&batches, (&chunk[0].1, lease))
+                    .create_each(&batches, (&chunk[0].1, lease), None)
                     .await?;
                 let created = chunk.iter().zip(answers);
                 made.extend(

@@ -5,9 +5,10 @@
 //! and values are base64 and 64-bit numbers are strings; a field that is
 //! false or zero is left out.
 
+use super::watch::open_stream;
+pub use super::watch::{Change, Watcher};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,8 @@ pub struct Counts {
     pub failures: AtomicU64,
     /// Writes made: keys created, put or deleted.
     pub writes: AtomicU64,
+    /// Creates where a key asked for existed (a slot taken meanwhile).
+    pub conflicts: AtomicU64,
 }
 
 /// What one batch of `create_each` did.
@@ -156,11 +159,13 @@ impl Etcd {
     /// to `lease`, only if none of them exists; when one does, nothing of
     /// that batch is created and its answer lists the keys under its
     /// prefix as they are now. All batches go in one call: one nested
-    /// transaction each, inside one (one write in all).
+    /// transaction each, inside one (one write in all), with `also` (a
+    /// key and its value, bound to `lease`) put whatever the batches do.
     pub async fn create_each(
         &self,
         batches: &[(Vec<String>, String)],
         (value, lease): (&str, i64),
+        also: Option<(&str, &str)>,
     ) -> Result<Vec<Batch>, EtcdError> {
         let (value, lease) = (B64.encode(value), lease.to_string());
         let txn = |keys: &[String], prefix: &str| {
@@ -179,29 +184,91 @@ impl Etcd {
                 } }],
             } })
         };
-        let ops: Vec<Value> = batches.iter().map(|(k, p)| txn(k, p)).collect();
+        let mut ops: Vec<Value> = batches.iter().map(|(k, p)| txn(k, p)).collect();
+        if let Some((key, v)) = also {
+            let (key, v) = (B64.encode(key), B64.encode(v));
+            ops.push(json!({ "requestPut": { "key": key, "value": v, "lease": lease } }));
+        }
         let v = self.post("/v3/kv/txn", json!({ "success": ops })).await?;
         let answers = v["responses"].as_array().map_or(&[][..], Vec::as_slice);
+        let answers = &answers[..batches.len().min(answers.len())];
         let out: Vec<Batch> = answers.iter().map(|a| batch(&a["response_txn"])).collect();
-        if out.len() != batches.len() {
-            return Err(EtcdError::Refused {
-                endpoint: String::new(),
-                path: "/v3/kv/txn".to_string(),
-                message: format!("{} answers to {} batches", out.len(), batches.len()),
-            });
-        }
-        if out.contains(&Batch::Created) {
+        if also.is_some() || out.contains(&Batch::Created) {
             self.wrote();
         }
-        Ok(out)
+        if out.iter().any(|b| *b != Batch::Created) {
+            self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        answered(out, batches.len())
     }
 
-    /// Deletes every one of `keys` in one transaction (one write).
-    pub async fn delete_all(&self, keys: &[String]) -> Result<(), EtcdError> {
-        let ops: Vec<Value> = keys
-            .iter()
-            .map(|k| json!({ "requestDeleteRange": { "key": B64.encode(k) } }))
+    /// Creates every one of the batches' keys = `value` bound to `lease`,
+    /// and puts `also` (a key and its value, bound to the same lease), all
+    /// in one transaction (one write), only if none of the keys exists;
+    /// when one does, nothing is written and each batch's answer lists the
+    /// keys under its prefix as they are now.
+    pub async fn create_all(
+        &self,
+        batches: &[(Vec<String>, String)],
+        (value, lease): (&str, i64),
+        also: (&str, &str),
+    ) -> Result<Vec<Batch>, EtcdError> {
+        let (value, lease) = (B64.encode(value), lease.to_string());
+        let keys: Vec<String> = (batches.iter())
+            .flat_map(|(keys, _)| keys.iter().map(|k| B64.encode(k)))
             .collect();
+        let put =
+            |k: &str, v: &str| json!({ "requestPut": { "key": k, "value": v, "lease": lease } });
+        let mut success: Vec<Value> = keys.iter().map(|k| put(k, &value)).collect();
+        success.push(put(&B64.encode(also.0), &B64.encode(also.1)));
+        let body = json!({
+            "compare": keys.iter().map(|k| json!({
+                "key": k, "target": "CREATE", "create_revision": "0"
+            })).collect::<Vec<_>>(),
+            "success": success,
+            "failure": batches.iter().map(|(_, prefix)| json!({ "requestRange": {
+                "key": B64.encode(prefix),
+                "range_end": B64.encode(prefix_end(prefix)),
+                "keys_only": true,
+            } })).collect::<Vec<_>>(),
+        });
+        let v = self.post("/v3/kv/txn", body).await?;
+        if v["succeeded"].as_bool().unwrap_or(false) {
+            self.wrote();
+            return Ok(batches.iter().map(|_| Batch::Created).collect());
+        }
+        self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
+        let answers = v["responses"].as_array().map_or(&[][..], Vec::as_slice);
+        let taken = |a: &Value| {
+            let kvs = a["response_range"]["kvs"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            Batch::Taken(kvs.iter().map(|kv| text(&kv["key"])).collect())
+        };
+        answered(answers.iter().map(taken).collect(), batches.len())
+    }
+
+    /// Deletes each of `keys` that is still bound to `lease` (a key that
+    /// went with an expired lease and was created again by another broker
+    /// stays), and sets `also` = its value bound to `lease`, all in one
+    /// transaction (one write).
+    pub async fn delete_own(
+        &self,
+        keys: &[String],
+        lease: i64,
+        also: (&str, &str),
+    ) -> Result<(), EtcdError> {
+        let lease = lease.to_string();
+        let mut ops: Vec<Value> = (keys.iter().map(|k| B64.encode(k)))
+            .map(|k| {
+                json!({ "request_txn": {
+                    "compare": [{ "key": k, "target": "LEASE", "lease": lease }],
+                    "success": [{ "requestDeleteRange": { "key": k } }],
+                } })
+            })
+            .collect();
+        let (key, value) = (B64.encode(also.0), B64.encode(also.1));
+        ops.push(json!({ "requestPut": { "key": key, "value": value, "lease": lease } }));
         self.post("/v3/kv/txn", json!({ "success": ops })).await?;
         self.wrote();
         Ok(())
@@ -217,23 +284,46 @@ impl Etcd {
         Ok(())
     }
 
-    /// Every key under `prefix` with its value, and the store's revision.
-    pub async fn range(&self, prefix: &str) -> Result<(i64, Vec<(String, String)>), EtcdError> {
-        let body =
-            json!({ "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)) });
+    /// Every key under `prefix` with its value, as they were at revision
+    /// `rev` (0: now), and the store's revision.
+    pub async fn range(
+        &self,
+        prefix: &str,
+        rev: i64,
+    ) -> Result<(i64, Vec<(String, String)>), EtcdError> {
+        self.range_span(prefix, &prefix_end(prefix), rev).await
+    }
+
+    /// Every key from `from` up to (not with) `to`, with its value, as
+    /// they were at revision `rev` (0: now), and the store's revision.
+    pub async fn range_span(
+        &self,
+        from: &str,
+        to: &[u8],
+        rev: i64,
+    ) -> Result<(i64, Vec<(String, String)>), EtcdError> {
+        let body = json!({
+            "key": B64.encode(from), "range_end": B64.encode(to), "revision": rev.to_string()
+        });
         let v = self.post("/v3/kv/range", body).await?;
         let kvs = v["kvs"].as_array().map_or(&[][..], Vec::as_slice);
         let pairs = kvs.iter().map(|kv| (text(&kv["key"]), text(&kv["value"])));
         Ok((int(&v["header"]["revision"]), pairs.collect()))
     }
 
-    /// Watches the keys under `prefix` from revision `from` (0: from now):
+    /// Watches the keys under `prefix` from revision `rev` (0: from now):
     /// the changes come in order through `Watcher::next`.
-    pub async fn watch(&self, prefix: &str, from: i64) -> Result<Watcher, EtcdError> {
+    pub async fn watch(&self, prefix: &str, rev: i64) -> Result<Watcher, EtcdError> {
+        self.watch_span(prefix, &prefix_end(prefix), rev).await
+    }
+
+    /// Watches the keys from `from` up to (not with) `to`, from revision
+    /// `rev` (0: from now).
+    pub async fn watch_span(&self, from: &str, to: &[u8], rev: i64) -> Result<Watcher, EtcdError> {
         let body = json!({ "create_request": {
-            "key": B64.encode(prefix),
-            "range_end": B64.encode(prefix_end(prefix)),
-            "start_revision": from.to_string(),
+            "key": B64.encode(from),
+            "range_end": B64.encode(to),
+            "start_revision": rev.to_string(),
         } });
         let token = self.token().await?;
         let (body, token, pool) = (&body, token.as_deref(), &self.pool);
@@ -335,6 +425,19 @@ fn batch(answer: &Value) -> Batch {
     Batch::Taken(kvs.iter().map(|kv| text(&kv["key"])).collect())
 }
 
+/// The answers to `asked` batches, or an error when etcd gave another
+/// number of them.
+fn answered(out: Vec<Batch>, asked: usize) -> Result<Vec<Batch>, EtcdError> {
+    if out.len() == asked {
+        return Ok(out);
+    }
+    Err(EtcdError::Refused {
+        endpoint: "etcd".to_string(),
+        path: "/v3/kv/txn".to_string(),
+        message: format!("{} answers to {} batches", out.len(), asked),
+    })
+}
+
 /// The answer of a call that succeeded, or etcd's reason for refusing it.
 fn refused(endpoint: String, status: u16, path: &str, v: Value) -> Result<Value, EtcdError> {
     if status == 200 {
@@ -348,107 +451,14 @@ fn refused(endpoint: String, status: u16, path: &str, v: Value) -> Result<Value,
     })
 }
 
-/// A change to a watched key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    /// The store's revision of the change.
-    pub revision: i64,
-    /// The key.
-    pub key: String,
-    /// Its new value; `None` when it was deleted (or its lease ended).
-    pub value: Option<String>,
-}
-
-/// An open watch: etcd's newline-separated JSON answers, read as they come.
-pub struct Watcher {
-    body: hyper::body::Incoming,
-    buf: Vec<u8>,
-    conn: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.conn.abort();
-    }
-}
-
-impl Watcher {
-    /// The next changes, in order; an error when the stream ends (etcd
-    /// went away: watch again from the last revision seen).
-    pub async fn next(&mut self) -> Result<Vec<Change>, String> {
-        loop {
-            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=at).collect();
-                let v: Value =
-                    serde_json::from_slice(&line).map_err(|e| format!("not JSON: {e}"))?;
-                if v["result"]["canceled"].as_bool() == Some(true) || v.get("error").is_some() {
-                    let why = v["result"]["cancel_reason"].as_str();
-                    return Err(format!(
-                        "etcd ended the watch: {}",
-                        why.unwrap_or("no reason")
-                    ));
-                }
-                let changes = changes(&v["result"]);
-                if !changes.is_empty() {
-                    return Ok(changes);
-                }
-                continue;
-            }
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("the watch ended".to_string()),
-            }
-        }
-    }
-}
-
-/// The changes in one watch answer.
-fn changes(result: &Value) -> Vec<Change> {
-    let revision = int(&result["header"]["revision"]);
-    let events = result["events"].as_array().map_or(&[][..], Vec::as_slice);
-    events
-        .iter()
-        .map(|e| Change {
-            revision: int(&e["kv"]["mod_revision"]).max(revision),
-            key: text(&e["kv"]["key"]),
-            // A put has no "type" (its value, 0, is left out).
-            value: (e["type"].as_str() != Some("DELETE")).then(|| text(&e["kv"]["value"])),
-        })
-        .collect()
-}
-
-/// Opens a watch (a streaming POST of `body`) on `endpoint`.
-async fn open_stream(
-    pool: &super::gateway::Pool,
-    endpoint: &str,
-    body: &Value,
-    token: Option<&str>,
-) -> Result<Watcher, String> {
-    let (status, body, conn) = pool.stream(endpoint, "/v3/watch", body, token).await?;
-    if status != 200 {
-        conn.abort();
-        return Err(format!("answered {status}"));
-    }
-    Ok(Watcher {
-        body,
-        buf: Vec::new(),
-        conn,
-    })
-}
-
 /// A key or value as the gateway writes it (base64), as text.
-fn text(v: &Value) -> String {
+pub(super) fn text(v: &Value) -> String {
     let raw = B64.decode(v.as_str().unwrap_or("")).unwrap_or_default();
     String::from_utf8_lossy(&raw).into_owned()
 }
 
 /// A 64-bit number as the gateway writes it (a string), or 0.
-fn int(v: &Value) -> i64 {
+pub(super) fn int(v: &Value) -> i64 {
     v.as_str()
         .and_then(|s| s.parse().ok())
         .or_else(|| v.as_i64())
@@ -456,7 +466,7 @@ fn int(v: &Value) -> i64 {
 }
 
 /// The end of the range of keys that start with `prefix`.
-fn prefix_end(prefix: &str) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

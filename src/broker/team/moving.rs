@@ -40,8 +40,8 @@ impl Team {
                 });
             }
         }
-        if !gives.is_empty() {
-            self.give_back(broker, &gives).await?;
+        if !gives.is_empty() || self.claims.unfreed() {
+            self.give_back(broker, &gives, lease).await?;
             changed = true;
         }
         let before: Vec<u32> = wants.iter().map(|w| self.claims.held(&w.host)).collect();
@@ -59,6 +59,7 @@ impl Team {
         &self,
         broker: &impl Member,
         gives: &[(String, u32)],
+        lease: i64,
     ) -> Result<(), EtcdError> {
         let given: Vec<(&String, Vec<u32>)> = (gives.iter())
             .map(|(host, n)| (host, self.claims.take_back(host, *n)))
@@ -72,7 +73,7 @@ impl Team {
             self.claims.keep(host, keep);
             free.push((host.clone(), rest.to_vec()));
         }
-        self.claims.free_all(&self.etcd, &free).await
+        self.claims.free_all(&self.etcd, lease, &free).await
     }
 
     /// The plan's targets with what `claim` needs to reach them, after

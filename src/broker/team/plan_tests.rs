@@ -1,6 +1,6 @@
 use super::*;
 use crate::broker::team::share::MARGIN;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 fn published(user: &str, want: u32) -> Published {
     Published {
@@ -37,13 +37,23 @@ fn farm(names: &[&str], claims: &[(&str, &str, u32)], brokers: &[(&str, u32)]) -
             .unwrap();
     }
     let mut next: HashMap<&str, u32> = HashMap::new();
+    let mut held: BTreeMap<&str, crate::broker::team::held::Held> = BTreeMap::new();
     for (host, holder, count) in claims {
-        for _ in 0..*count {
-            let i = next.entry(host).or_default();
-            v.apply(&format!("/tcpb/f/slots/{host}/{i}"), Some(holder))
-                .unwrap();
-            *i += 1;
-        }
+        let i = next.entry(host).or_default();
+        let mine = held.entry(holder).or_default();
+        mine.entry(host.to_string())
+            .or_default()
+            .extend(*i..*i + count);
+        *i += count;
+    }
+    for (holder, add) in held {
+        let moves = crate::broker::team::held::Moves {
+            add,
+            ..Default::default()
+        };
+        let text = crate::broker::team::held::encode(&moves);
+        v.apply(&format!("/tcpb/f/moves/{holder}"), Some(&text))
+            .unwrap();
     }
     for (id, want) in brokers {
         let text = serde_json::to_string(&published(id, *want)).unwrap();

@@ -24,7 +24,7 @@ async fn the_lease_lives_while_ticked_and_its_keys_go_with_it() {
     assert!(c.create("/tcpb/f/slots/h/0", "me", lease).await.unwrap());
     tick_for(&s, Duration::from_secs(4)).await;
     assert_eq!(
-        c.range("/tcpb/f/").await.unwrap().1.len(),
+        c.range("/tcpb/f/", 0).await.unwrap().1.len(),
         1,
         "kept alive past its TTL"
     );
@@ -36,7 +36,7 @@ async fn the_lease_lives_while_ticked_and_its_keys_go_with_it() {
         "not counted past TTL - margin"
     );
     let gone = Instant::now();
-    while !c.range("/tcpb/f/").await.unwrap().1.is_empty() {
+    while !c.range("/tcpb/f/", 0).await.unwrap().1.is_empty() {
         assert!(gone.elapsed() < Duration::from_secs(5), "etcd kept it");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -75,7 +75,7 @@ async fn a_stopped_etcd_makes_the_session_unreachable_then_it_rejoins() {
     assert!(c.create("/tcpb/f/slots/h/1", "me", lease).await.unwrap());
     s.end().await.unwrap();
     assert!(
-        c.range("/tcpb/f/").await.unwrap().1.is_empty(),
+        c.range("/tcpb/f/", 0).await.unwrap().1.is_empty(),
         "revoked with the lease"
     );
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::broker::team::etcd::tests::{client, first_lease, start_etcd};
 use crate::broker::team::member::{TeamDemand, Told};
 use crate::config::TeamConfig;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 /// A broker whose every reconcile is slow (its demand takes this long),
@@ -191,4 +192,50 @@ async fn a_new_farm_is_defined_and_its_probers_claimed_in_a_few_calls() {
     assert!(done(&st), "{} hosts defined", st.hosts.len());
     // 250 hosts and 250 probers: 3 calls each (100 keys a call), not 500.
     assert!(st.etcd_calls <= 30, "{} calls to etcd", st.etcd_calls);
+}
+
+#[tokio::test]
+async fn a_broker_that_loads_the_farm_sees_claims_made_before_and_after() {
+    let Some(e) = start_etcd() else { return };
+    let c = client(&e);
+    let lease = first_lease(&c, 10).await;
+    let a = crate::broker::team::claims::Claims::new("t", "a");
+    let want = |host: &str, n| crate::broker::team::claims::Want {
+        host: host.into(),
+        slots: 8,
+        want: n,
+        taken: Default::default(),
+    };
+    a.claim(&c, lease, &mut [want("h", 3)]).await.unwrap();
+    let b = Team::named(
+        &config(&e.url, 10),
+        Duration::from_secs(5),
+        ("u".into(), "w".into()),
+        1,
+    );
+    let b = b.unwrap();
+    // Before: read from the slot keys as the farm loads.
+    let (mut watch, _) = b.load().await.unwrap();
+    let held = |b: &Team, host: &str| b.lock().view.held_on(host, "a");
+    assert_eq!(held(&b, "h"), 3);
+    // After: one watched change per claim or release.
+    a.claim(&c, lease, &mut [want("h", 5), want("g", 2)])
+        .await
+        .unwrap();
+    let back = a.take_back("h", 1);
+    a.free_all(&c, lease, &[("h".into(), back)]).await.unwrap();
+    let mut changes = 0;
+    while changes < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
+        let seen = next.expect("a change within 5 s").unwrap();
+        changes += seen.len();
+        b.apply(&seen);
+    }
+    assert_eq!((changes, held(&b, "h"), held(&b, "g")), (2, 4, 2));
+    let (_, keys) = c.range("/tcpb/t/taken/h/", 0).await.unwrap();
+    let in_etcd: BTreeSet<u32> = keys
+        .iter()
+        .map(|(k, _)| k.rsplit('/').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(b.lock().view.taken("h"), in_etcd);
 }

@@ -4,8 +4,13 @@
 //! - `hosts/NAME` = `{"slots": N}`: the team's hosts (no lease: they stay);
 //! - `brokers/ID` = `{"user", "workstation", "weight", "want", "builds"}`:
 //!   each live broker's demand, bound to its lease;
-//! - `slots/NAME/N` = `ID`: slot N of host NAME is held by broker ID, bound
-//!   to that broker's lease;
+//! - `taken/NAME/N` = `ID`: slot N of host NAME is held by broker ID,
+//!   bound to its lease: read when the farm is loaded, not watched;
+//! - `moves/ID` = `{"add": {"NAME": "0-3,7"}, "drop": {...}}`: what broker
+//!   ID's last claim or release changed (`held`), put in the same
+//!   transaction as the `taken/` keys it creates or deletes and bound to
+//!   the same lease: this is how the others follow the claims, one event
+//!   per transaction; deleted, its broker holds nothing;
 //! - `health/NAME` = `{"health", "error", "by"}`: the host's health as a
 //!   broker last found it (no entry: up);
 //! - `probers/NAME` = `ID`: the broker that probes the host for the team,
@@ -16,9 +21,11 @@
 //!
 //! A value that does not parse, or is out of bounds, or a key of a kind this
 //! version does not know, is ignored: `apply` says why, for the log. A
-//! claim always counts against its host, whatever its index, so a hostile
-//! or stale key can only make a broker claim less.
+//! claim always counts against its host, even an index another broker
+//! says it holds too, so a hostile or stale key can only make a broker
+//! claim less.
 
+use super::held::{self, Held};
 use crate::broker::sched::health::Health;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,8 +94,6 @@ pub struct View {
     pub hosts: BTreeMap<String, TeamHost>,
     /// Live brokers by id.
     pub brokers: BTreeMap<String, Published>,
-    /// Claims by host, then slot index: who holds it.
-    pub slots: BTreeMap<String, BTreeMap<u32, String>>,
     /// Hosts' health as last reported (no entry: up).
     pub health: BTreeMap<String, TeamHealth>,
     /// Which broker probes each host for the team.
@@ -100,8 +105,11 @@ pub struct View {
     pub service: BTreeMap<String, f64>,
     /// When `service` was last brought up to date.
     clock: Option<std::time::Instant>,
-    /// `slots` counted by holder, then host (kept with `slots`).
-    by_holder: BTreeMap<String, BTreeMap<String, u32>>,
+    /// The slots each broker holds, by host.
+    by_holder: BTreeMap<String, Held>,
+    /// The same by host, then slot index: how many brokers say they hold
+    /// it (one, but for a hostile or stale key).
+    taken: BTreeMap<String, BTreeMap<u32, u32>>,
     /// Capacity (slots × the team's speed) held by each holder (kept with
     /// `by_holder`; counted again when a speed changes), so that service
     /// grows in O(brokers), not O(claims), per wake.
@@ -138,7 +146,7 @@ impl View {
         self.hosts.clear();
         self.brokers.clear();
         self.generation += 1;
-        self.slots.clear();
+        self.taken.clear();
         self.by_holder.clear();
         self.capacity.clear();
         self.service.clear();
@@ -195,7 +203,7 @@ impl View {
             return Err(format!("key {key:?} is not under {}", self.prefix));
         };
         let bad = |why: String| format!("ignored {key:?}: {why}");
-        if !rest.starts_with("slots/") {
+        if !rest.starts_with("moves/") && !rest.starts_with(super::TAKEN) {
             self.generation += 1;
         }
         if let Some(name) = rest.strip_prefix("hosts/") {
@@ -206,8 +214,11 @@ impl View {
         if let Some(id) = rest.strip_prefix("brokers/") {
             return self.apply_broker(id, value).map_err(bad);
         }
-        if let Some(slot) = rest.strip_prefix("slots/") {
-            return self.apply_slot(slot, value).map_err(bad);
+        if let Some(id) = rest.strip_prefix("moves/") {
+            return self.apply_moves(id, value).map_err(bad);
+        }
+        if let Some(slot) = rest.strip_prefix(super::TAKEN) {
+            return self.apply_taken(slot, value).map_err(bad);
         }
         if let Some(name) = rest.strip_prefix("health/") {
             return put_json(&mut self.health, name, value).map_err(bad);
@@ -261,48 +272,99 @@ impl View {
         Ok(())
     }
 
-    fn apply_slot(&mut self, slot: &str, value: Option<&str>) -> Result<(), String> {
-        let (host, n) = slot.rsplit_once('/').ok_or("no slot index")?;
-        let n: u32 = n.parse().map_err(|_| format!("slot index {n:?}"))?;
-        let held = self.slots.entry(host.to_string()).or_default();
-        let before = match value {
-            Some(holder) => held.insert(n, holder.to_string()),
-            None => held.remove(&n),
+    /// Broker `id`'s last claim or release (`None`: its lease ended, it
+    /// holds nothing).
+    fn apply_moves(&mut self, id: &str, value: Option<&str>) -> Result<(), String> {
+        let Some(value) = value else {
+            for (host, slots) in self.by_holder.get(id).cloned().unwrap_or_default() {
+                slots.iter().for_each(|n| self.unhold(id, &host, *n));
+            }
+            return Ok(());
         };
-        if held.is_empty() {
-            self.slots.remove(host);
+        let moves = held::decode(value)?;
+        for (host, slots) in &moves.drop {
+            slots.iter().for_each(|n| self.unhold(id, host, *n));
         }
-        let speed = self.speed(host);
-        if let Some(old) = before {
-            *self.capacity.entry(old.clone()).or_default() -= speed;
-            let mine = self.by_holder.get_mut(&old).expect("counted with slots");
-            let count = mine.get_mut(host).expect("counted with slots");
-            *count -= 1;
-            if *count == 0 {
-                mine.remove(host);
-            }
-            if mine.is_empty() {
-                self.by_holder.remove(&old);
-                self.capacity.remove(&old);
-            }
-        }
-        if let Some(holder) = value {
-            let mine = self.by_holder.entry(holder.to_string()).or_default();
-            *mine.entry(host.to_string()).or_default() += 1;
-            *self.capacity.entry(holder.to_string()).or_default() += speed;
+        for (host, slots) in &moves.add {
+            slots.iter().for_each(|n| self.hold(id, host, *n));
         }
         Ok(())
+    }
+
+    /// A slot key, as the farm is loaded.
+    fn apply_taken(&mut self, slot: &str, holder: Option<&str>) -> Result<(), String> {
+        let (host, n) = slot.rsplit_once('/').ok_or("no slot index")?;
+        let n: u32 = n.parse().map_err(|_| format!("slot index {n:?}"))?;
+        crate::limits::slots(n + 1)?;
+        match holder {
+            Some(id) => self.hold(id, host, n),
+            None => {
+                let ids: Vec<String> = self.by_holder.keys().cloned().collect();
+                ids.iter().for_each(|id| self.unhold(id, host, n));
+            }
+        }
+        Ok(())
+    }
+
+    /// Broker `id` holds slot `n` of `host` (no change if it did).
+    fn hold(&mut self, id: &str, host: &str, n: u32) {
+        let mine = self.by_holder.entry(id.to_string()).or_default();
+        if !mine.entry(host.to_string()).or_default().insert(n) {
+            return;
+        }
+        let on = self.taken.entry(host.to_string()).or_default();
+        *on.entry(n).or_default() += 1;
+        let speed = self.speed(host);
+        *self.capacity.entry(id.to_string()).or_default() += speed;
+    }
+
+    /// Broker `id` no longer holds slot `n` of `host` (no change if it did
+    /// not).
+    fn unhold(&mut self, id: &str, host: &str, n: u32) {
+        let Some(mine) = self.by_holder.get_mut(id) else {
+            return;
+        };
+        let Some(slots) = mine.get_mut(host) else {
+            return;
+        };
+        if !slots.remove(&n) {
+            return;
+        }
+        if slots.is_empty() {
+            mine.remove(host);
+        }
+        if mine.is_empty() {
+            self.by_holder.remove(id);
+        }
+        let on = self.taken.get_mut(host).expect("counted with by_holder");
+        let count = on.get_mut(&n).expect("counted with by_holder");
+        *count -= 1;
+        if *count == 0 {
+            on.remove(&n);
+        }
+        if on.is_empty() {
+            self.taken.remove(host);
+        }
+        let speed = self.speed(host);
+        if self.by_holder.contains_key(id) {
+            *self.capacity.entry(id.to_string()).or_default() -= speed;
+        } else {
+            self.capacity.remove(id);
+        }
+    }
+
+    /// The capacity (slots × the team's speed) of `held`.
+    fn capacity_in(&self, held: &Held) -> f64 {
+        (held.iter())
+            .map(|(host, slots)| self.speed(host) * slots.len() as f64)
+            .sum()
     }
 
     /// Counts each holder's capacity again (a host's speed may have
     /// changed): O(claims), on a host or speed key only.
     fn recount_capacity(&mut self) {
-        let speed = |host: &str| self.speed(host);
         self.capacity = (self.by_holder.iter())
-            .map(|(id, held)| {
-                let cap = held.iter().map(|(h, n)| speed(h) * f64::from(*n)).sum();
-                (id.clone(), cap)
-            })
+            .map(|(id, held)| (id.clone(), self.capacity_in(held)))
             .collect();
     }
 
@@ -320,12 +382,12 @@ impl View {
 
     /// Slots of `host` held by anyone.
     pub fn claimed(&self, host: &str) -> u32 {
-        self.slots.get(host).map_or(0, |s| s.len() as u32)
+        self.taken.get(host).map_or(0, |s| s.values().sum())
     }
 
     /// Indexes of `host`'s slots held by anyone.
     pub fn taken(&self, host: &str) -> std::collections::BTreeSet<u32> {
-        self.slots
+        self.taken
             .get(host)
             .map(|s| s.keys().copied().collect())
             .unwrap_or_default()
@@ -334,12 +396,13 @@ impl View {
     /// Slots of `host` held by broker `id`.
     pub fn held_on(&self, host: &str, id: &str) -> u32 {
         let mine = self.by_holder.get(id);
-        mine.and_then(|m| m.get(host)).copied().unwrap_or(0)
+        mine.and_then(|m| m.get(host)).map_or(0, |s| s.len() as u32)
     }
 
     /// Slots held by broker `id`, on every host.
     pub fn held_by(&self, id: &str) -> u32 {
-        self.by_holder.get(id).map_or(0, |m| m.values().sum())
+        let held = self.by_holder.get(id).into_iter().flat_map(|m| m.values());
+        held.map(|s| s.len() as u32).sum()
     }
 
     /// Changes so far to the hosts, brokers, speeds and health (not to
@@ -352,7 +415,7 @@ impl View {
     /// The hosts where broker `id` holds slots, with how many.
     pub fn holdings(&self, id: &str) -> impl Iterator<Item = (&str, u32)> {
         let mine = self.by_holder.get(id).into_iter().flatten();
-        mine.map(|(host, n)| (host.as_str(), *n))
+        mine.map(|(host, s)| (host.as_str(), s.len() as u32))
     }
 
     /// Capacity (slots × the team's speed) held by broker `id`.
@@ -362,11 +425,9 @@ impl View {
 
     /// Slots of `host` held by each broker, most first.
     pub fn holders(&self, host: &str) -> Vec<(String, u32)> {
-        let mut by: BTreeMap<&str, u32> = BTreeMap::new();
-        for h in self.slots.get(host).into_iter().flat_map(|s| s.values()) {
-            *by.entry(h.as_str()).or_default() += 1;
-        }
-        let mut out: Vec<(String, u32)> = by.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        let mut out: Vec<(String, u32)> = (self.by_holder.iter())
+            .filter_map(|(id, held)| Some((id.clone(), held.get(host)?.len() as u32)))
+            .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out
     }

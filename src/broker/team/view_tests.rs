@@ -9,28 +9,46 @@ fn keys_of_each_kind_and_deletes() {
         .unwrap();
     let pub_a = r#"{"user":"ann","workstation":"ws1","weight":1.0,"want":3,"builds":1}"#;
     v.apply("/tcpb/lab/brokers/ann@ws1:7", Some(pub_a)).unwrap();
-    v.apply("/tcpb/lab/slots/b:3632/0", Some("ann@ws1:7"))
-        .unwrap();
-    v.apply("/tcpb/lab/slots/b:3632/3", Some("bob@ws2:9"))
+    v.apply(
+        "/tcpb/lab/moves/ann@ws1:7",
+        Some(r#"{"add":{"b:3632":"0"}}"#),
+    )
+    .unwrap();
+    v.apply("/tcpb/lab/taken/b:3632/3", Some("bob@ws2:9"))
         .unwrap();
     assert_eq!(v.hosts["b:3632"].slots, 4);
     assert_eq!(v.brokers["ann@ws1:7"].want, 3);
     assert_eq!((v.claimed("b:3632"), v.held_by("ann@ws1:7")), (2, 1));
     assert_eq!(v.taken("b:3632").into_iter().collect::<Vec<_>>(), [0, 3]);
-    v.apply("/tcpb/lab/slots/b:3632/0", None).unwrap();
+    // A broker's lease ends: its moves/ key goes, and all it held.
+    v.apply("/tcpb/lab/moves/ann@ws1:7", None).unwrap();
     v.apply("/tcpb/lab/brokers/ann@ws1:7", None).unwrap();
     assert_eq!((v.claimed("b:3632"), v.brokers.len()), (1, 0));
     assert_eq!(v.holders("b:3632"), [("bob@ws2:9".to_string(), 1)]);
-    // A slot that changes holders (a new lease's key over an old one)
+    // Moves that add and drop, seen twice, drops of slots never held,
     // and deletes of keys never seen keep the counts true.
-    v.apply("/tcpb/lab/slots/b:3632/3", Some("ann@ws1:8"))
+    let moves = "/tcpb/lab/moves/ann@ws1:8";
+    for _ in 0..2 {
+        v.apply(moves, Some(r#"{"add":{"b:3632":"1-2"}}"#)).unwrap();
+    }
+    v.apply(moves, Some(r#"{"drop":{"b:3632":"0-1"}}"#))
         .unwrap();
-    v.apply("/tcpb/lab/slots/b:3632/2", None).unwrap();
+    v.apply(
+        "/tcpb/lab/moves/bob@ws2:9",
+        Some(r#"{"drop":{"b:3632":"3"}}"#),
+    )
+    .unwrap();
+    v.apply("/tcpb/lab/moves/zed@ws3:1", None).unwrap();
     let counts = |v: &View| (v.held_by("bob@ws2:9"), v.held_on("b:3632", "ann@ws1:8"));
     assert_eq!(counts(&v), (0, 1));
     assert_eq!(v.capacity_of("ann@ws1:8"), 1.0);
-    v.apply("/tcpb/lab/slots/b:3632/3", None).unwrap();
-    assert_eq!((counts(&v), v.by_holder.len()), ((0, 0), 0));
+    assert_eq!(v.taken("b:3632").into_iter().collect::<Vec<_>>(), [2]);
+    v.apply(moves, None).unwrap();
+    assert_eq!(
+        (counts(&v), v.by_holder.len(), v.taken.len()),
+        ((0, 0), 0, 0)
+    );
+    assert!(v.capacity.is_empty());
 }
 
 #[test]
@@ -48,8 +66,12 @@ fn hostile_values_are_ignored_and_say_why() {
             "/tcpb/lab/brokers/x",
             r#"{"user":"u","workstation":"w","weight":-1,"want":1,"builds":1}"#,
         ),
-        ("/tcpb/lab/slots/b/x", "someone"),
-        ("/tcpb/lab/slots/b", "someone"),
+        ("/tcpb/lab/moves/x", "not json"),
+        ("/tcpb/lab/moves/x", r#"{"add":{"b":"0-99999"}}"#),
+        ("/tcpb/lab/moves/x", r#"{"add":{"b":[1,2]}}"#),
+        ("/tcpb/lab/taken/b/x", "someone"),
+        ("/tcpb/lab/taken/b", "someone"),
+        ("/tcpb/lab/taken/b/4000000", "someone"),
         ("/tcpb/lab/future-kind/y", "?"),
         ("/tcpb/other/hosts/b", r#"{"slots":4}"#),
     ] {
@@ -62,8 +84,12 @@ fn hostile_values_are_ignored_and_say_why() {
     let huge = r#"{"user":"u","workstation":"w","weight":1,"want":4000000000,"builds":1}"#;
     v.apply("/tcpb/lab/brokers/x", Some(huge)).unwrap();
     assert!(v.brokers["x"].want <= 16 * 1024);
-    v.apply("/tcpb/lab/slots/b/4000000", Some("x")).unwrap();
+    v.apply("/tcpb/lab/moves/x", Some(r#"{"add":{"b":"1000"}}"#))
+        .unwrap();
     assert_eq!(v.claimed("b"), 1);
+    // Two brokers saying they hold the same slot both count.
+    v.apply("/tcpb/lab/taken/b/1000", Some("y")).unwrap();
+    assert_eq!((v.claimed("b"), v.taken("b").len()), (2, 1));
 }
 
 #[test]
@@ -79,7 +105,8 @@ fn capacity_held_follows_claims_and_speeds() {
         (seed >> 33) % n
     };
     for _ in 0..3000 {
-        let (host, who) = (format!("h{}", next(5)), format!("b{}", next(4)));
+        let host = format!("h{}", next(5));
+        let who = format!("b{}", next(4));
         let (key, value) = match next(10) {
             0 => (
                 format!("hosts/{host}"),
@@ -90,14 +117,46 @@ fn capacity_held_follows_claims_and_speeds() {
                 Some(format!(r#"{{"speed":{},"by":"x"}}"#, 1 + next(3))),
             ),
             2 => (format!("speeds/{host}"), None),
-            3..=6 => (format!("slots/{host}/{}", next(16)), Some(who)),
-            _ => (format!("slots/{host}/{}", next(16)), None),
+            3..=7 => {
+                let mut moves = super::held::Moves::default();
+                for _ in 0..next(4) {
+                    let host = format!("h{}", next(5));
+                    let side = if next(2) == 0 {
+                        &mut moves.add
+                    } else {
+                        &mut moves.drop
+                    };
+                    let slots = side.entry(host).or_default();
+                    for _ in 0..next(16) {
+                        slots.insert(next(16) as u32);
+                    }
+                }
+                (format!("moves/{who}"), Some(super::held::encode(&moves)))
+            }
+            8 => (format!("taken/{host}/{}", next(16)), Some(who)),
+            _ => (format!("moves/{who}"), None),
         };
         v.apply(&format!("/tcpb/lab/{key}"), value.as_deref())
             .unwrap();
         for id in ["b0", "b1", "b2", "b3"] {
             let counted: f64 = v.holdings(id).map(|(h, n)| v.speed(h) * f64::from(n)).sum();
             assert!((v.capacity_of(id) - counted).abs() < 1e-9, "{id}");
+        }
+    }
+}
+
+#[test]
+fn every_kind_the_view_reads_comes_before_the_slot_keys() {
+    // The farm's range and watch end where `taken/` begins.
+    let mut v = View::new("lab");
+    let end = String::from_utf8(crate::broker::team::watched_end("lab")).unwrap();
+    for kind in [
+        "hosts/", "brokers/", "moves/", "health/", "probers/", "speeds/",
+    ] {
+        let key = format!("/tcpb/lab/{kind}x");
+        assert!(key < end, "{key} is not watched");
+        if let Err(e) = v.apply(&key, Some("{")) {
+            assert!(!e.contains("not a kind"), "{kind} is a kind the view reads");
         }
     }
 }
