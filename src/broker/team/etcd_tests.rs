@@ -128,19 +128,19 @@ async fn a_slot_key_is_created_once_and_goes_with_its_lease() {
     let c = client(&e);
     let mine = first_lease(&c, 10).await;
     let theirs = c.grant(10).await.unwrap();
-    let key = "/tcpb/f/slots/b1:3632/0";
+    let key = "/tcpb/f/taken/b1:3632/0";
     assert!(c.create(key, "me", mine).await.unwrap(), "free: created");
     assert!(
         !c.create(key, "them", theirs).await.unwrap(),
         "held: not created"
     );
-    let (rev, kvs) = c.range("/tcpb/f/slots/", 0).await.unwrap();
+    let (rev, kvs) = c.range("/tcpb/f/taken/", 0).await.unwrap();
     assert!(rev > 0);
     assert_eq!(kvs, [(key.to_string(), "me".to_string())]);
     assert!(c.keep_alive(mine).await.unwrap() > 0);
     c.revoke(mine).await.unwrap();
     assert!(
-        c.range("/tcpb/f/slots/", 0).await.unwrap().1.is_empty(),
+        c.range("/tcpb/f/taken/", 0).await.unwrap().1.is_empty(),
         "gone with the lease"
     );
     assert!(c.create(key, "them", theirs).await.unwrap(), "free again");
@@ -149,11 +149,11 @@ async fn a_slot_key_is_created_once_and_goes_with_its_lease() {
     let (moves, keys) = ("/tcpb/f/moves/me", [key.to_string()]);
     let other = c.grant(10).await.unwrap();
     c.delete_own(&keys, other, (moves, "{}")).await.unwrap();
-    let (_, kvs) = c.range("/tcpb/f/slots/", 0).await.unwrap();
+    let (_, kvs) = c.range("/tcpb/f/taken/", 0).await.unwrap();
     assert_eq!(kvs, [(key.to_string(), "them".to_string())]);
     assert_eq!(c.range(moves, 0).await.unwrap().1.len(), 1, "set with it");
     c.delete_own(&keys, theirs, (moves, "{}")).await.unwrap();
-    assert!(c.range("/tcpb/f/slots/", 0).await.unwrap().1.is_empty());
+    assert!(c.range("/tcpb/f/taken/", 0).await.unwrap().1.is_empty());
     c.revoke(theirs).await.unwrap();
     assert!(c.range("/tcpb/f/", 0).await.unwrap().1.is_empty());
     assert_eq!(
@@ -191,9 +191,9 @@ async fn a_watch_sees_claims_come_and_go_in_order() {
     let Some(e) = start_etcd() else { return };
     let c = client(&e);
     let lease = first_lease(&c, 10).await;
-    let mut w = c.watch("/tcpb/f/slots/", 0).await.unwrap();
+    let mut w = c.watch("/tcpb/f/taken/", 0).await.unwrap();
     assert!(
-        c.create("/tcpb/f/slots/b1:3632/0", "me", lease)
+        c.create("/tcpb/f/taken/b1:3632/0", "me", lease)
             .await
             .unwrap()
     );
@@ -215,8 +215,8 @@ async fn a_watch_sees_claims_come_and_go_in_order() {
     assert_eq!(
         got,
         [
-            ("/tcpb/f/slots/b1:3632/0", Some("me")),
-            ("/tcpb/f/slots/b1:3632/0", None)
+            ("/tcpb/f/taken/b1:3632/0", Some("me")),
+            ("/tcpb/f/taken/b1:3632/0", None)
         ]
     );
     assert!(seen[0].revision < seen[1].revision);
@@ -310,15 +310,15 @@ async fn a_user_with_a_password_works_and_a_forgotten_token_is_replaced() {
     );
     let c = client(&e).with_auth("tcpb", "pw");
     let lease = c.grant(10).await.unwrap();
-    assert!(c.create("/tcpb/f/slots/h/0", "me", lease).await.unwrap());
+    assert!(c.create("/tcpb/f/taken/h/0", "me", lease).await.unwrap());
     let mut w = c.watch("/tcpb/f/", 0).await.unwrap();
     let e3 = c.put("/elsewhere", "x", 0).await.unwrap_err().to_string();
     assert!(e3.contains("permission denied"), "outside /tcpb/: {e3}");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let calls = c.counts().calls.load(Ordering::Relaxed);
-    c.put("/tcpb/f/slots/h/1", "me", lease).await.unwrap();
+    c.put("/tcpb/f/taken/h/1", "me", lease).await.unwrap();
     let made = c.counts().calls.load(Ordering::Relaxed) - calls;
     assert_eq!(made, 3, "refused, authenticated again, made again");
     let seen = w.next().await.unwrap();
-    assert_eq!(seen[0].key, "/tcpb/f/slots/h/1");
+    assert_eq!(seen[0].key, "/tcpb/f/taken/h/1");
 }

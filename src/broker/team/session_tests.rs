@@ -21,7 +21,7 @@ async fn the_lease_lives_while_ticked_and_its_keys_go_with_it() {
     let s = Session::new(c.clone(), 2);
     assert_eq!(s.tick().await, TeamState::Connected);
     let lease = s.lease(Instant::now()).expect("a lease");
-    assert!(c.create("/tcpb/f/slots/h/0", "me", lease).await.unwrap());
+    assert!(c.create("/tcpb/f/taken/h/0", "me", lease).await.unwrap());
     tick_for(&s, Duration::from_secs(4)).await;
     assert_eq!(
         c.range("/tcpb/f/", 0).await.unwrap().1.len(),
@@ -72,7 +72,7 @@ async fn a_stopped_etcd_makes_the_session_unreachable_then_it_rejoins() {
     );
     assert!(s.lease(Instant::now()).is_some(), "back with a live lease");
     let lease = s.lease(Instant::now()).unwrap();
-    assert!(c.create("/tcpb/f/slots/h/1", "me", lease).await.unwrap());
+    assert!(c.create("/tcpb/f/taken/h/1", "me", lease).await.unwrap());
     s.end().await.unwrap();
     assert!(
         c.range("/tcpb/f/", 0).await.unwrap().1.is_empty(),

@@ -120,12 +120,12 @@ async fn calls_and_watches_go_over_tls_with_a_client_certificate() {
     let etcd = tls("ca.pem", &client);
     let lease = etcd.grant(10).await.unwrap();
     let mut w = etcd.watch("/tcpb/t/", 0).await.unwrap();
-    assert!(etcd.create("/tcpb/t/slots/h/0", "me", lease).await.unwrap());
+    assert!(etcd.create("/tcpb/t/taken/h/0", "me", lease).await.unwrap());
     let seen = tokio::time::timeout(Duration::from_secs(5), w.next())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(seen[0].key, "/tcpb/t/slots/h/0");
+    assert_eq!(seen[0].key, "/tcpb/t/taken/h/0");
     // Without a client certificate etcd refuses; with a CA that did not
     // sign etcd's certificate, tcpb does; without TLS set up, it says so.
     let e1 = tls("ca.pem", &None)
