@@ -219,8 +219,9 @@ impl Team {
 
     /// Reads the whole farm anew — the keys it watches, then the slot
     /// keys as they were at the same revision — and watches it from there;
-    /// also returns the hosts' health as the team found it.
-    pub(super) async fn load(&self) -> Result<(Watcher, Vec<Told>), EtcdError> {
+    /// also returns the hosts' health as the team found it, and the
+    /// revision read.
+    pub(super) async fn load(&self) -> Result<(Watcher, Vec<Told>, i64), EtcdError> {
         let (prefix, end) = (self.key(""), super::watched_end(&self.config.farm));
         let (revision, pairs) = self.etcd.range_span(&prefix, &end, 0).await?;
         let (_, slots) = self.etcd.range(&self.key(super::TAKEN), revision).await?;
@@ -236,7 +237,11 @@ impl Team {
         let keys: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
         let told = self.told(&keys);
         let watch = self.etcd.watch_span(&prefix, &end, revision + 1).await?;
-        Ok((watch, told))
+        // The view has every write up to here (and etcd restarted empty
+        // counts revisions from 1 again).
+        let written = &self.etcd.counts().written;
+        written.fetch_min(revision, std::sync::atomic::Ordering::Relaxed);
+        Ok((watch, told, revision))
     }
 
     /// Applies watched changes: whether a host's definition changed, and

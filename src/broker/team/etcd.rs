@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An etcd cluster, by the client URLs of its members.
@@ -40,6 +40,9 @@ pub struct Counts {
     pub writes: AtomicU64,
     /// Creates where a key asked for existed (a slot taken meanwhile).
     pub conflicts: AtomicU64,
+    /// The store's revision after this client's last write: its watch
+    /// is behind until it has seen that revision.
+    pub written: AtomicI64,
 }
 
 /// What one batch of `create_each` did.
@@ -110,8 +113,11 @@ impl Etcd {
         self.pool.opened.load(Ordering::Relaxed)
     }
 
-    fn wrote(&self) {
+    /// Counts a write, and the store's revision after it (`answer`'s).
+    fn wrote(&self, answer: &Value) {
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
+        let revision = int(&answer["header"]["revision"]);
+        self.counts.written.fetch_max(revision, Ordering::Relaxed);
     }
 
     /// Grants a lease of `ttl_s` seconds; returns its id.
@@ -150,7 +156,7 @@ impl Etcd {
         let v = self.post("/v3/kv/txn", body).await?;
         let made = v["succeeded"].as_bool().unwrap_or(false);
         if made {
-            self.wrote();
+            self.wrote(&v);
         }
         Ok(made)
     }
@@ -194,7 +200,7 @@ impl Etcd {
         let answers = &answers[..batches.len().min(answers.len())];
         let out: Vec<Batch> = answers.iter().map(|a| batch(&a["response_txn"])).collect();
         if also.is_some() || out.contains(&Batch::Created) {
-            self.wrote();
+            self.wrote(&v);
         }
         if out.iter().any(|b| *b != Batch::Created) {
             self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +240,7 @@ impl Etcd {
         });
         let v = self.post("/v3/kv/txn", body).await?;
         if v["succeeded"].as_bool().unwrap_or(false) {
-            self.wrote();
+            self.wrote(&v);
             return Ok(batches.iter().map(|_| Batch::Created).collect());
         }
         self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -269,8 +275,8 @@ impl Etcd {
             .collect();
         let (key, value) = (B64.encode(also.0), B64.encode(also.1));
         ops.push(json!({ "requestPut": { "key": key, "value": value, "lease": lease } }));
-        self.post("/v3/kv/txn", json!({ "success": ops })).await?;
-        self.wrote();
+        let v = self.post("/v3/kv/txn", json!({ "success": ops })).await?;
+        self.wrote(&v);
         Ok(())
     }
 
@@ -279,8 +285,8 @@ impl Etcd {
         let body = json!({
             "key": B64.encode(key), "value": B64.encode(value), "lease": lease.to_string()
         });
-        self.post("/v3/kv/put", body).await?;
-        self.wrote();
+        let v = self.post("/v3/kv/put", body).await?;
+        self.wrote(&v);
         Ok(())
     }
 

@@ -20,6 +20,10 @@ const DRAIN: usize = 10_000;
 /// last one (a compile of this broker's own, at once): in a team of 100
 /// one arrives nearly every millisecond, and a reconcile walks every host.
 const SETTLE: Duration = Duration::from_millis(100);
+/// A watch that has not shown this broker's own last write for this long
+/// is behind (etcd holds a slow watcher's events back): the farm is read
+/// again rather than planned from a view that old.
+const LAG: Duration = Duration::from_secs(5);
 
 /// Runs the team task until the broker stops.
 pub async fn run(team: Arc<Team>, member: impl Member) {
@@ -35,8 +39,8 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
             watcher = None;
         } else if watcher.is_none() {
             match team.load().await {
-                Ok((w, told)) => {
-                    watcher = Some(Watch::new(w));
+                Ok((w, told, revision)) => {
+                    watcher = Some(Watch::new(w, revision));
                     member.hosts_changed();
                     member.told(told);
                 }
@@ -67,6 +71,14 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
             }
         }
         drain(&team, &member, &mut watcher);
+        if watcher.as_mut().is_some_and(|w| w.behind(&team)) {
+            tracing::warn!(
+                "team: the farm's watch has not shown this broker's own write for {} s; \
+                 reading the farm again",
+                LAG.as_secs()
+            );
+            watcher = None;
+        }
     }
 }
 
@@ -99,10 +111,24 @@ impl Drop for Abort {
 struct Watch {
     rx: mpsc::UnboundedReceiver<Result<Vec<Change>, String>>,
     _reader: Abort,
+    /// The store's revision the view is at.
+    applied: i64,
+    /// Since when it has been behind this broker's own last write.
+    lag: Lag,
 }
 
 impl Watch {
-    fn new(mut watcher: Watcher) -> Watch {
+    /// Whether the view has stayed behind this broker's own last write
+    /// for `LAG`.
+    fn behind(&mut self, team: &Team) -> bool {
+        let written = team
+            .counts()
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.lag.behind(written > self.applied, Instant::now())
+    }
+
+    fn new(mut watcher: Watcher, revision: i64) -> Watch {
         let (tx, rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
             loop {
@@ -116,7 +142,26 @@ impl Watch {
         Watch {
             rx,
             _reader: Abort(reader),
+            applied: revision,
+            lag: Lag::default(),
         }
+    }
+}
+
+/// How long something has been behind.
+#[derive(Default)]
+struct Lag {
+    since: Option<Instant>,
+}
+
+impl Lag {
+    /// True once `behind` has held for `LAG` without a break.
+    fn behind(&mut self, behind: bool, now: Instant) -> bool {
+        if !behind {
+            self.since = None;
+            return false;
+        }
+        now.duration_since(*self.since.get_or_insert(now)) >= LAG
     }
 }
 
@@ -141,6 +186,10 @@ fn changed(
 ) {
     match changes {
         Ok(changes) => {
+            let last = changes.iter().map(|c| c.revision).max().unwrap_or(0);
+            if let Some(w) = watcher.as_mut() {
+                w.applied = w.applied.max(last);
+            }
             let (redefined, told) = team.apply(&changes);
             if redefined {
                 member.hosts_changed();

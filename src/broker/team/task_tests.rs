@@ -215,7 +215,7 @@ async fn a_broker_that_loads_the_farm_sees_claims_made_before_and_after() {
     );
     let b = b.unwrap();
     // Before: read from the slot keys as the farm loads.
-    let (mut watch, _) = b.load().await.unwrap();
+    let (mut watch, _, _) = b.load().await.unwrap();
     let held = |b: &Team, host: &str| b.lock().view.held_on(host, "a");
     assert_eq!(held(&b, "h"), 3);
     // After: one watched change per claim or release.
@@ -224,18 +224,38 @@ async fn a_broker_that_loads_the_farm_sees_claims_made_before_and_after() {
         .unwrap();
     let back = a.take_back("h", 1);
     a.free_all(&c, lease, &[("h".into(), back)]).await.unwrap();
-    let mut changes = 0;
+    let (mut changes, mut last) = (0, 0);
     while changes < 2 {
         let next = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
         let seen = next.expect("a change within 5 s").unwrap();
         changes += seen.len();
+        last = seen.iter().map(|c| c.revision).max().unwrap_or(last);
         b.apply(&seen);
     }
     assert_eq!((changes, held(&b, "h"), held(&b, "g")), (2, 4, 2));
+    // The writer knows the revision its last write made: a watch that
+    // has shown it is not behind.
+    assert_eq!(c.counts().written.load(Ordering::Relaxed), last);
     let (_, keys) = c.range("/tcpb/t/taken/h/", 0).await.unwrap();
     let in_etcd: BTreeSet<u32> = keys
         .iter()
         .map(|(k, _)| k.rsplit('/').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(b.lock().view.taken("h"), in_etcd);
+}
+
+#[test]
+fn a_watch_is_behind_only_after_lag_without_a_break() {
+    let mut lag = Lag::default();
+    let t0 = Instant::now();
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    assert!(!lag.behind(true, at(0.0)));
+    assert!(!lag.behind(true, at(4.9)));
+    assert!(
+        !lag.behind(false, at(5.0)),
+        "caught up: the count starts again"
+    );
+    assert!(!lag.behind(true, at(6.0)));
+    assert!(!lag.behind(true, at(10.9)));
+    assert!(lag.behind(true, at(11.0)));
 }
