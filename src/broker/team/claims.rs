@@ -163,29 +163,19 @@ impl Claims {
         wants: &mut [Want],
         call: &[Asked],
     ) -> Result<(), EtcdError> {
-        let (batches, add) = self.asking(wants, call);
-        let moves = held::encode(&Moves {
-            add: add.clone(),
-            drop: Held::new(),
-        });
+        let (batches, add, moves) = self.asking(wants, call);
         let mine = (self.me.as_str(), lease);
         let answers = etcd
             .create_all(&batches, mine, (&self.moves_key, &moves))
             .await;
         let answers = answers.inspect_err(|_| self.unfree(add))?;
-        for ((i, asked), answer) in call.iter().zip(answers) {
-            let w = &mut wants[*i];
-            match answer {
-                Batch::Created => self.keep(&w.host, asked),
-                Batch::Taken(now) => w.taken = self.indexes(&w.host, &now),
-            }
-        }
+        self.answered(wants, call, answers);
         Ok(())
     }
 
-    /// The keys of the slots `call` asks for, one batch per host, and the
-    /// slots by host.
-    fn asking(&self, wants: &[Want], call: &[Asked]) -> (Vec<(Vec<String>, String)>, Held) {
+    /// The keys of the slots `call` asks for, one batch per host; the
+    /// slots by host; and this broker's `moves/` value adding them.
+    fn asking(&self, wants: &[Want], call: &[Asked]) -> (Vec<(Vec<String>, String)>, Held, String) {
         let batches = (call.iter())
             .map(|(i, b)| {
                 let host = &wants[*i].host;
@@ -193,34 +183,19 @@ impl Claims {
                 (keys, format!("{}{host}/", self.prefix))
             })
             .collect();
-        let add = (call.iter())
+        let add: Held = (call.iter())
             .map(|(i, b)| (wants[*i].host.clone(), b.iter().copied().collect()))
             .collect();
-        (batches, add)
-    }
-
-    /// A call of `claim` after the first round: a create-if-absent
-    /// transaction per host of `call`, each taking all its slots or none,
-    /// and this broker's `moves/` key saying it took them all, in one
-    /// transaction (one write). Where a host's were taken meanwhile, a second write says
-    /// so (until then the others count those slots twice: they claim less,
-    /// never more). What etcd does not confirm is deleted, if it was
-    /// created after all, and said to be dropped with the next release.
-    async fn claim_each(
-        &self,
-        etcd: &Etcd,
-        lease: i64,
-        wants: &mut [Want],
-        call: &[Asked],
-    ) -> Result<(), EtcdError> {
-        let (batches, add) = self.asking(wants, call);
         let moves = held::encode(&Moves {
             add: add.clone(),
             drop: Held::new(),
         });
-        let also = Some((self.moves_key.as_str(), moves.as_str()));
-        let answers = etcd.create_each(&batches, (&self.me, lease), also).await;
-        let answers = answers.inspect_err(|_| self.unfree(add))?;
+        (batches, add, moves)
+    }
+
+    /// Keeps the slots of each host created and learns, of each host
+    /// refused, what is taken there: the slots refused.
+    fn answered(&self, wants: &mut [Want], call: &[Asked], answers: Vec<Batch>) -> Held {
         let mut refused = Held::new();
         for ((i, asked), answer) in call.iter().zip(answers) {
             let w = &mut wants[*i];
@@ -232,6 +207,29 @@ impl Claims {
                 }
             }
         }
+        refused
+    }
+
+    /// A call of `claim` after the first round: a create-if-absent
+    /// transaction per host of `call`, each taking all its slots or none,
+    /// and this broker's `moves/` key saying it took them all, in one
+    /// transaction (one write). Where a host's were taken meanwhile, a
+    /// second write says so (until then the others count those slots
+    /// twice: they claim less, never more). What etcd does not confirm is
+    /// deleted, if it was created after all, and said to be dropped with
+    /// the next release.
+    async fn claim_each(
+        &self,
+        etcd: &Etcd,
+        lease: i64,
+        wants: &mut [Want],
+        call: &[Asked],
+    ) -> Result<(), EtcdError> {
+        let (batches, add, moves) = self.asking(wants, call);
+        let also = Some((self.moves_key.as_str(), moves.as_str()));
+        let answers = etcd.create_each(&batches, (&self.me, lease), also).await;
+        let answers = answers.inspect_err(|_| self.unfree(add))?;
+        let refused = self.answered(wants, call, answers);
         if refused.is_empty() {
             return Ok(());
         }
