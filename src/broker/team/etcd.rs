@@ -183,11 +183,7 @@ impl Etcd {
                 "success": keys.iter().map(|k| json!({ "requestPut": {
                     "key": k, "value": value, "lease": lease
                 } })).collect::<Vec<_>>(),
-                "failure": [{ "requestRange": {
-                    "key": B64.encode(prefix),
-                    "range_end": B64.encode(prefix_end(prefix)),
-                    "keys_only": true,
-                } }],
+                "failure": [keys_under(prefix)],
             } })
         };
         let mut ops: Vec<Value> = batches.iter().map(|(k, p)| txn(k, p)).collect();
@@ -232,11 +228,7 @@ impl Etcd {
                 "key": k, "target": "CREATE", "create_revision": "0"
             })).collect::<Vec<_>>(),
             "success": success,
-            "failure": batches.iter().map(|(_, prefix)| json!({ "requestRange": {
-                "key": B64.encode(prefix),
-                "range_end": B64.encode(prefix_end(prefix)),
-                "keys_only": true,
-            } })).collect::<Vec<_>>(),
+            "failure": batches.iter().map(|(_, prefix)| keys_under(prefix)).collect::<Vec<_>>(),
         });
         let v = self.post("/v3/kv/txn", body).await?;
         if v["succeeded"].as_bool().unwrap_or(false) {
@@ -245,13 +237,8 @@ impl Etcd {
         }
         self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
         let answers = v["responses"].as_array().map_or(&[][..], Vec::as_slice);
-        let taken = |a: &Value| {
-            let kvs = a["response_range"]["kvs"]
-                .as_array()
-                .map_or(&[][..], Vec::as_slice);
-            Batch::Taken(kvs.iter().map(|kv| text(&kv["key"])).collect())
-        };
-        answered(answers.iter().map(taken).collect(), batches.len())
+        let taken = answers.iter().map(|a| Batch::Taken(keys_of(a)));
+        answered(taken.collect(), batches.len())
     }
 
     /// Deletes each of `keys` that is still bound to `lease` (a key that
@@ -426,9 +413,24 @@ fn batch(answer: &Value) -> Batch {
     if answer["succeeded"].as_bool().unwrap_or(false) {
         return Batch::Created;
     }
-    let kvs = answer["responses"][0]["response_range"]["kvs"].as_array();
+    Batch::Taken(keys_of(&answer["responses"][0]))
+}
+
+/// A transaction's read of the keys under `prefix` (keys only), as a
+/// create's failure branch asks what is taken.
+fn keys_under(prefix: &str) -> Value {
+    json!({ "requestRange": {
+        "key": B64.encode(prefix),
+        "range_end": B64.encode(prefix_end(prefix)),
+        "keys_only": true,
+    } })
+}
+
+/// The keys in the answer to a `keys_under` read.
+fn keys_of(answer: &Value) -> Vec<String> {
+    let kvs = answer["response_range"]["kvs"].as_array();
     let kvs = kvs.map_or(&[][..], Vec::as_slice);
-    Batch::Taken(kvs.iter().map(|kv| text(&kv["key"])).collect())
+    kvs.iter().map(|kv| text(&kv["key"])).collect()
 }
 
 /// The answers to `asked` batches, or an error when etcd gave another
