@@ -21,9 +21,17 @@ pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Resul
     }
     writeln!(
         out,
-        "        etcd calls {}, failed {}, writes {}",
-        t.etcd_calls, t.etcd_failures, t.etcd_writes
+        "        etcd calls {}, failed {}, writes {}, slots found taken {}",
+        t.etcd_calls, t.etcd_failures, t.etcd_writes, t.etcd_conflicts
     )?;
+    for name in &t.uncoordinated {
+        let name = shown(name);
+        writeln!(
+            out,
+            "        warning: host {name} is not in the team's farm: used uncoordinated \
+             (`tcpb host add {name} --team` shares it)"
+        )?;
+    }
     if t.brokers.is_empty() {
         writeln!(out, "        no broker of the team known yet")?;
     } else {
@@ -78,7 +86,8 @@ mod tests {
             "ann@ws1:7",
             "(this one)",
             "host b\"1 (up, probed by bob@ws2:9) 4/4 held: bob@ws2:9 3, ann@ws1:7 1",
-            "etcd calls 12, failed 1, writes 5",
+            "etcd calls 12, failed 1, writes 5, slots found taken 2",
+            "warning: host solo:3632 is not in the team's farm: used uncoordinated",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -31,6 +31,11 @@ pub(crate) fn metrics(m: &mut String, t: &TeamStatus) {
             "Keys this broker wrote to etcd.",
             t.etcd_writes,
         ),
+        (
+            "tcpb_team_etcd_conflicts_total",
+            "Slots this broker asked etcd for that another broker had taken.",
+            t.etcd_conflicts,
+        ),
     ];
     for (name, help, value) in counters {
         family(
@@ -60,6 +65,11 @@ fn gauges(m: &mut String, t: &TeamStatus) {
             "tcpb_team_brokers",
             "Live brokers of the team.",
             t.brokers.len() as u32,
+        ),
+        (
+            "tcpb_team_uncoordinated_hosts",
+            "Hosts this broker uses that the team does not know.",
+            t.uncoordinated.len() as u32,
         ),
     ];
     for (name, help, value) in gauges {
@@ -97,6 +107,8 @@ mod tests {
             "tcpb_team_etcd_calls_total 12",
             "tcpb_team_etcd_failures_total 1",
             "tcpb_team_etcd_writes_total 5",
+            "tcpb_team_etcd_conflicts_total 2",
+            "tcpb_team_uncoordinated_hosts 1",
             "tcpb_team_claims 1",
             "tcpb_team_share 2",
             "tcpb_team_brokers 2",

@@ -28,6 +28,14 @@ pub struct TeamStatus {
     pub etcd_failures: u64,
     /// Keys this broker wrote (claims made and returned, its demand, hosts).
     pub etcd_writes: u64,
+    /// Slots this broker asked for that another broker had taken first.
+    #[serde(default)]
+    pub etcd_conflicts: u64,
+    /// Hosts of this broker's farm that the team does not know and no list
+    /// names (`config.toml` or `tcpb host add` without `--team`): used with
+    /// all their slots, uncoordinated.
+    #[serde(default)]
+    pub uncoordinated: Vec<String>,
 }
 
 /// One broker of the team.
@@ -102,6 +110,8 @@ impl TeamStatus {
             etcd_calls: 12,
             etcd_failures: 1,
             etcd_writes: 5,
+            etcd_conflicts: 2,
+            uncoordinated: vec!["solo:3632".into()],
         }
     }
 }

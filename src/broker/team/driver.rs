@@ -16,7 +16,7 @@ use super::member::{Member, TeamDemand};
 use super::session::{Session, TeamState};
 use super::view::{Published, TeamHost, View};
 use crate::config::{Offline, TeamConfig};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -60,6 +60,9 @@ pub(super) struct Inner {
     pub(super) shares: super::moving::Cached,
     /// Per host, the health last agreed with the team (`health`).
     pub(super) synced: HashMap<String, crate::broker::sched::health::Health>,
+    /// Hosts of the broker's farm that no list names and the team does
+    /// not know: used with all their slots, uncoordinated.
+    pub(super) uncoordinated: BTreeSet<String>,
 }
 
 impl Team {
@@ -116,7 +119,11 @@ impl Team {
         let cap = {
             let inner = self.lock();
             if !inner.view.hosts.contains_key(host) {
-                return 0;
+                return if inner.uncoordinated.contains(host) {
+                    slots
+                } else {
+                    0
+                };
             }
             inner.caps.get(host).copied().unwrap_or(u32::MAX)
         };
@@ -282,6 +289,7 @@ impl Team {
             return false;
         };
         let demand = broker.demand();
+        let alone = self.note_uncoordinated(&demand);
         let done = async {
             self.publish_hosts(&demand).await?;
             self.publish_demand(&demand, lease, now).await?;
@@ -291,13 +299,41 @@ impl Team {
             self.move_claims(broker, &demand, lease, now).await
         };
         match done.await {
-            Ok(changed) => changed,
+            Ok(changed) => changed || alone,
             Err(e) => {
                 self.session.failed(&e);
                 self.log_state(TeamState::Unreachable);
                 true
             }
         }
+    }
+
+    /// Notes the hosts of this broker's farm that the team does not know
+    /// and that it will not define (no list names them: their slots may be
+    /// `config.toml`'s default): used uncoordinated, with a warning. True
+    /// when they changed.
+    fn note_uncoordinated(&self, demand: &TeamDemand) -> bool {
+        let new: Vec<String> = {
+            let mut inner = self.lock();
+            let known = |n: &str| inner.view.hosts.contains_key(n);
+            let now: BTreeSet<String> = (demand.needs.iter())
+                .filter(|n| !n.listed && !known(&n.name))
+                .map(|n| n.name.clone())
+                .collect();
+            if now == inner.uncoordinated {
+                return false;
+            }
+            let new = now.difference(&inner.uncoordinated).cloned().collect();
+            inner.uncoordinated = now;
+            new
+        };
+        for name in new {
+            tracing::warn!(
+                "team: host {name} is not in the team's farm and no host list names it: \
+                 used uncoordinated (`tcpb host add {name} --team` shares it)"
+            );
+        }
+        true
     }
 
     /// Defines the hosts of this broker's lists that the team does not

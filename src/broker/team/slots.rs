@@ -117,6 +117,8 @@ impl Team {
             etcd_calls: counts.calls.load(Ordering::Relaxed),
             etcd_failures: counts.failures.load(Ordering::Relaxed),
             etcd_writes: counts.writes.load(Ordering::Relaxed),
+            etcd_conflicts: counts.conflicts.load(Ordering::Relaxed),
+            uncoordinated: inner.uncoordinated.iter().cloned().collect(),
         }
     }
 }

@@ -143,13 +143,18 @@ async fn others_changes_start_a_reconcile_at_most_once_per_settle() {
     assert!(reconciles <= most, "{reconciles} reconciles in {secs:?}");
 }
 
-/// A broker whose lists name `n` hosts, none busy.
-struct Farm(usize);
+/// A broker whose lists name `.0` hosts (`hN:3632`) and whose config
+/// alone names `.1` more (`uN:3632`), none busy.
+struct Farm(usize, usize);
 
 impl Member for Farm {
     fn demand(&self) -> TeamDemand {
         let need = |i: usize| crate::broker::team::plan::Need {
-            name: format!("h{i}:3632"),
+            name: if i < self.0 {
+                format!("h{i}:3632")
+            } else {
+                format!("u{}:3632", i - self.0)
+            },
             slots: 4,
             speed: 1.0,
             configured: 1.0,
@@ -159,10 +164,10 @@ impl Member for Farm {
             health: None,
             error: None,
             learned: false,
-            listed: true,
+            listed: i < self.0,
         };
         TeamDemand {
-            needs: (0..self.0).map(need).collect(),
+            needs: (0..self.0 + self.1).map(need).collect(),
             ..TeamDemand::default()
         }
     }
@@ -179,7 +184,7 @@ async fn a_new_farm_is_defined_and_its_probers_claimed_in_a_few_calls() {
     let Some(e) = start_etcd() else { return };
     let who = ("u".to_string(), "w".to_string());
     let team = Team::named(&config(&e.url, 10), Duration::from_secs(5), who, 1).unwrap();
-    let task = tokio::spawn(run(team.clone(), Farm(250)));
+    let task = tokio::spawn(run(team.clone(), Farm(250, 0)));
     let deadline = Instant::now() + Duration::from_secs(10);
     let done = |st: &crate::protocol::TeamStatus| {
         st.hosts.len() == 250 && st.hosts.iter().all(|h| h.prober.as_deref() == Some(&st.me))
@@ -192,6 +197,36 @@ async fn a_new_farm_is_defined_and_its_probers_claimed_in_a_few_calls() {
     assert!(done(&st), "{} hosts defined", st.hosts.len());
     // 250 hosts and 250 probers: 3 calls each (100 keys a call), not 500.
     assert!(st.etcd_calls <= 30, "{} calls to etcd", st.etcd_calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_only_this_broker_knows_is_used_uncoordinated_until_the_team_adds_it() {
+    let Some(e) = start_etcd() else { return };
+    let who = ("u".to_string(), "w".to_string());
+    let team = Team::named(&config(&e.url, 10), Duration::from_secs(5), who, 1).unwrap();
+    let task = tokio::spawn(run(team.clone(), Farm(1, 1)));
+    let until = |done: &dyn Fn(&crate::protocol::TeamStatus) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&team.status()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        team.status()
+    };
+    let st = until(&|st| st.hosts.len() == 1 && !st.uncoordinated.is_empty());
+    // The listed host is the team's; the other is used alone, all slots.
+    assert_eq!(st.hosts[0].name, "h0:3632");
+    assert_eq!(st.uncoordinated, ["u0:3632"]);
+    assert_eq!(team.usable("u0:3632", 4), 4);
+    assert_eq!(team.usable("h0:3632", 4), 0, "nothing claimed: no demand");
+    // `tcpb host add u0:3632 --team`: from then on only claims count.
+    let c = client(&e);
+    c.put("/tcpb/t/hosts/u0:3632", r#"{"slots":4}"#, 0)
+        .await
+        .unwrap();
+    let st = until(&|st| st.uncoordinated.is_empty());
+    task.abort();
+    assert!(st.uncoordinated.is_empty(), "still uncoordinated");
+    assert_eq!(team.usable("u0:3632", 4), 0);
 }
 
 #[tokio::test]
