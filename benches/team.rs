@@ -11,7 +11,10 @@
 //! new team), and the latency team mode adds per compile.
 //!
 //! Run: `cargo bench --bench team` (options: `--users 2,4,8`, `--jobs N`
-//! per user, `--mean MS`, `--j N` per user, `--only team|alone|distcc|haproxy`,
+//! per user, `--mean MS`, `--j N` per user, `--only team|alone|distcc|haproxy`
+//! (or several, comma-separated), `--oversubscribed share|queue` (what a
+//! host does with more compiles than slots: share its speed, or queue them
+//! as distccd with `--jobs` = slots does),
 //! `--reps N` rows per tool,
 //! `--latency N` compiles, 0 to skip; `TCPB_TEAM_TRACE=1` prints what the
 //! first user's broker sees of the team as it goes). Needs distcc,
@@ -24,7 +27,9 @@ use std::time::Instant;
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{FARMS, Profile, SharedFarm, TCPB, chmod, haproxy, revision, start_etcd};
+use common::{
+    FARMS, Oversubscribed, Profile, SharedFarm, TCPB, chmod, haproxy, revision, start_etcd,
+};
 
 #[path = "common/team_latency.rs"]
 mod latency;
@@ -54,6 +59,7 @@ struct Opts {
     mean_ms: f64,
     j: u32,
     tools: Vec<Tool>,
+    over: Oversubscribed,
     latency: usize,
     reps: usize,
 }
@@ -91,15 +97,23 @@ fn main() {
 
     chmod(root.path(), 0o755);
     let spec = &FARMS[0];
-    let farm = SharedFarm::start(root.path(), spec.hosts, 4);
+    let farm = SharedFarm::start(root.path(), spec.hosts, 4, opts.over);
     let (_etcd, url) = start_etcd(root.path());
     let set = Profile::Pareto.job_set(opts.jobs, opts.mean_ms, 0);
     let work: f64 = set.iter().map(|j| j.0 as f64).sum();
     let longest = set.iter().map(|j| j.0).max().unwrap_or(0) as f64;
     println!(
-        "tcpb team benchmark: {} farm {:?} (speed, slots), hosts share their speed; \
+        "tcpb team benchmark: {} farm {:?} (speed, slots), {}; \
          each user builds {} jobs (mean {} ms) with make -j{}",
-        spec.name, spec.hosts, opts.jobs, opts.mean_ms, opts.j
+        spec.name,
+        spec.hosts,
+        match opts.over {
+            Oversubscribed::Share => "hosts share their speed beyond their slots",
+            Oversubscribed::Queue => "hosts queue compiles beyond their slots",
+        },
+        opts.jobs,
+        opts.mean_ms,
+        opts.j
     );
     for &k in &opts.users {
         let bound = (work * k as f64 / spec.capacity()).max(longest / spec.fastest()) / 1000.0;
@@ -137,8 +151,18 @@ fn options(args: &[String]) -> Opts {
     });
     let all = [Tool::Team, Tool::Alone, Tool::Distcc, Tool::Haproxy];
     let tools = match value("--only") {
-        Some(name) => all.into_iter().filter(|t| t.name() == name).collect(),
+        Some(names) => (all.into_iter())
+            .filter(|t| names.split(',').any(|n| n == t.name()))
+            .collect(),
         None => all.to_vec(),
+    };
+    let over = match value("--oversubscribed").as_deref() {
+        None | Some("share") => Oversubscribed::Share,
+        Some("queue") => Oversubscribed::Queue,
+        Some(other) => {
+            eprintln!("--oversubscribed {other}: expected share or queue");
+            std::process::exit(2);
+        }
     };
     let num =
         |name: &str, default: f64| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
@@ -148,6 +172,7 @@ fn options(args: &[String]) -> Opts {
         mean_ms: num("--mean", FARMS[0].mean_ms),
         j: num("--j", 16.0) as u32,
         tools,
+        over,
         latency: num("--latency", 300.0) as usize,
         reps: num("--reps", 1.0) as usize,
     }

@@ -19,7 +19,7 @@ pub use etcd::{count, db_size, revision, start_etcd, start_etcd_with};
 pub use jobs::Profile;
 pub use procstat::cpu_secs;
 #[allow(unused_imports)]
-pub use sharedhost::{HostCount, SharedFarm};
+pub use sharedhost::{HostCount, Oversubscribed, SharedFarm};
 #[allow(unused_imports)]
 pub use simfarm::{Host, chmod, farm_jobs, local_compiler, objects_in, start_host, write_job_set};
 

@@ -1,7 +1,9 @@
 //! Simulated farm hosts that share their speed, for comparing tools that
 //! may oversubscribe a host: with N compiles running on a host of S slots,
 //! each progresses at min(1, S/N) of its speed (three sleeps on a two-slot
-//! host must not end as fast as two). Each host is a real distccd, started
+//! host must not end as fast as two). Or, as a host whose distccd has
+//! `--jobs` = its slots (`Oversubscribed::Queue`): S compiles run at full
+//! speed and the others wait at the host in arrival order. Each host is a real distccd, started
 //! with room for far more jobs than its slots, whose compiler wrapper asks
 //! this process's simulator (over a loopback TCP port) to run the job's
 //! declared work, then really compiles. The simulator counts, at the host,
@@ -36,8 +38,18 @@ pub struct HostCount {
     pub busy_s: f64,
 }
 
+/// What a host does with more compiles than slots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Oversubscribed {
+    /// All run, each at slots ÷ compiles of the host's speed.
+    Share,
+    /// The first `slots` to arrive run at full speed; the rest wait.
+    Queue,
+}
+
 /// The hosts' speeds and slots, their jobs, and what was counted.
 struct Sim {
+    over: Oversubscribed,
     hosts: Vec<(f64, u32)>,
     jobs: Vec<Job>,
     counts: Vec<HostCount>,
@@ -53,9 +65,10 @@ pub struct SharedFarm {
 
 impl SharedFarm {
     /// Hosts of (speed, slots) under `root`; each distccd takes up to
-    /// `room` × its slots at once.
-    pub fn start(root: &Path, spec: &[(f64, u32)], room: u32) -> SharedFarm {
+    /// `room` × its slots at once, and runs them as `over` says.
+    pub fn start(root: &Path, spec: &[(f64, u32)], room: u32, over: Oversubscribed) -> SharedFarm {
         let sim = Arc::new(Mutex::new(Sim {
+            over,
             hosts: spec.to_vec(),
             jobs: Vec::new(),
             counts: vec![HostCount::default(); spec.len()],
@@ -173,7 +186,8 @@ fn job(conn: TcpStream, sim: &Mutex<Sim>) {
     let _ = (&conn).write_all(b"done\n");
 }
 
-/// Every 2 ms: each host's jobs progress at speed × min(1, slots / N).
+/// Every 2 ms: each host's jobs progress at speed × min(1, slots / N),
+/// or (`Queue`) the first `slots` of them at full speed.
 fn tick(sim: &Mutex<Sim>) {
     let mut last = Instant::now();
     loop {
@@ -183,10 +197,10 @@ fn tick(sim: &Mutex<Sim>) {
         last = now;
         let mut s = sim.lock().unwrap();
         let Sim {
+            over,
             hosts,
             jobs,
             counts,
-            ..
         } = &mut *s;
         for (h, (speed, slots)) in hosts.iter().enumerate() {
             let n = jobs.iter().filter(|j| j.host == h).count();
@@ -197,8 +211,11 @@ fn tick(sim: &Mutex<Sim>) {
                 counts[h].over_s += dt_ms / 1000.0;
             }
             counts[h].busy_s += n.min(*slots as usize) as f64 * dt_ms / 1000.0;
-            let rate = speed * (f64::from(*slots) / n as f64).min(1.0);
-            for j in jobs.iter_mut().filter(|j| j.host == h) {
+            let (rate, running) = match over {
+                Oversubscribed::Share => (speed * (f64::from(*slots) / n as f64).min(1.0), n),
+                Oversubscribed::Queue => (*speed, n.min(*slots as usize)),
+            };
+            for j in jobs.iter_mut().filter(|j| j.host == h).take(running) {
                 j.left -= dt_ms * rate;
             }
         }
