@@ -17,7 +17,8 @@
 //! as distccd with `--jobs` = slots does),
 //! `--reps N` rows per tool,
 //! `--latency N` compiles, 0 to skip; `TCPB_TEAM_TRACE=1` prints what the
-//! first user's broker sees of the team as it goes). Needs distcc,
+//! first user's broker sees of the team as it goes, `TCPB_TEAM_EACH=1`
+//! each user's makespan in start order). Needs distcc,
 //! distccd, haproxy, etcd and make; says loudly what it skips.
 
 use std::path::{Path, PathBuf};
@@ -322,6 +323,9 @@ fn run(
         trace(&users[0], farm, started, &handles);
     }
     let each: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    if std::env::var("TCPB_TEAM_EACH").is_ok() {
+        eprintln!("each user's makespan: {each:.2?}");
+    }
     let all = started.elapsed().as_secs_f64();
     let writes = revision(url).unwrap_or(0) - before;
     let setup = setup_writes(url, &team);
