@@ -78,18 +78,7 @@ struct Run {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    for (bin, pkg) in [
-        ("distcc", "distcc"),
-        ("distccd", "distcc"),
-        ("make", "make"),
-        ("haproxy", "haproxy"),
-        ("etcd", "etcd-server"),
-    ] {
-        if which::which(bin).is_err() {
-            common::skipped("the team benchmark", bin, pkg);
-            std::process::exit(2);
-        }
-    }
+    needs();
     let opts = options(&args);
     let root = tempfile::Builder::new()
         .prefix("tcpb-team")
@@ -139,6 +128,22 @@ fn main() {
     }
     if opts.latency > 0 {
         latency::measure(root.path(), &farm, &url, opts.latency);
+    }
+}
+
+/// Exits, saying so loudly, when a tool the benchmark runs is missing.
+fn needs() {
+    for (bin, pkg) in [
+        ("distcc", "distcc"),
+        ("distccd", "distcc"),
+        ("make", "make"),
+        ("haproxy", "haproxy"),
+        ("etcd", "etcd-server"),
+    ] {
+        if which::which(bin).is_err() {
+            common::skipped("the team benchmark", bin, pkg);
+            std::process::exit(2);
+        }
     }
 }
 

@@ -118,16 +118,21 @@ struct Phase {
     compiles: u64,
     secs: f64,
     cpu: (f64, f64),
-    /// Calls the brokers made to etcd, and how many of them were creates
-    /// that found a slot taken.
-    calls: (u64, u64),
+    /// Calls the brokers made to etcd, how many of them were creates
+    /// that found a slot taken, and whole reads of the farm.
+    calls: (u64, u64, u64),
 }
 
-/// Calls `all` made to etcd so far, and creates that found a key taken.
-fn etcd_calls(all: &[Arc<SimBroker>]) -> (u64, u64) {
+/// Calls `all` made to etcd so far, creates that found a key taken, and
+/// whole reads of the farm.
+fn etcd_calls(all: &[Arc<SimBroker>]) -> (u64, u64, u64) {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    (all.iter().map(|b| b.team.counts())).fold((0, 0), |(calls, taken), c| {
-        (calls + load(&c.calls), taken + load(&c.conflicts))
+    (all.iter().map(|b| b.team.counts())).fold((0, 0, 0), |(calls, taken, loads), c| {
+        (
+            calls + load(&c.calls),
+            taken + load(&c.conflicts),
+            loads + load(&c.loads),
+        )
     })
 }
 
@@ -251,7 +256,11 @@ async fn phase(
     let cpu1 = cpu();
     let calls1 = etcd_calls(&everyone);
     Phase {
-        calls: (calls1.0 - calls0.0, calls1.1 - calls0.1),
+        calls: (
+            calls1.0 - calls0.0,
+            calls1.1 - calls0.1,
+            calls1.2 - calls0.2,
+        ),
         name,
         first: starting
             .iter()
@@ -393,10 +402,11 @@ fn footer(o: &Opts, phases: &[Phase], db: DbSizes) {
     let calls: Vec<String> = (phases.iter())
         .map(|p| {
             format!(
-                "{} {}/s ({} % found a slot taken)",
+                "{} {}/s ({} % found a slot taken, {} farm reads)",
                 p.name,
                 (p.calls.0 as f64 / p.secs) as u64,
-                100 * p.calls.1 / p.calls.0.max(1)
+                100 * p.calls.1 / p.calls.0.max(1),
+                p.calls.2
             )
         })
         .collect();

@@ -32,6 +32,13 @@ pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Resul
              (`tcpb host add {name} --team` shares it)"
         )?;
     }
+    write_brokers(out, t)?;
+    write_hosts(out, t)?;
+    writeln!(out)
+}
+
+/// The team's brokers, this one marked.
+fn write_brokers(out: &mut impl Write, t: &TeamStatus) -> std::io::Result<()> {
     if t.brokers.is_empty() {
         writeln!(out, "        no broker of the team known yet")?;
     } else {
@@ -53,6 +60,11 @@ pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Resul
             b.share
         )?;
     }
+    Ok(())
+}
+
+/// The team's hosts, who probes them and who holds their slots.
+fn write_hosts(out: &mut impl Write, t: &TeamStatus) -> std::io::Result<()> {
     for h in &t.hosts {
         let held: u32 = h.holders.iter().map(|x| x.1).sum();
         let who: Vec<String> = h
@@ -71,7 +83,7 @@ pub(crate) fn write_team(out: &mut impl Write, t: &TeamStatus) -> std::io::Resul
             who.join(", ")
         )?;
     }
-    writeln!(out)
+    Ok(())
 }
 
 #[cfg(test)]

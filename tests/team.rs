@@ -227,7 +227,7 @@ fn without_etcd_or_with_bad_team_values_builds_still_compile() {
 }
 
 #[test]
-fn a_host_only_the_config_names_is_not_defined_for_the_team_with_default_slots() {
+fn a_host_only_the_config_names_is_not_defined_for_the_team_but_used_alone() {
     let Some(etcd) = Etcd::start() else { return };
     let env = TestEnv::new();
     let dead = DeadPort::new();
@@ -252,9 +252,12 @@ fn a_host_only_the_config_names_is_not_defined_for_the_team_with_default_slots()
     std::thread::sleep(Duration::from_secs(1));
     let team_hosts = |env: &TestEnv| env.status("")["team"]["hosts"].clone();
     assert_eq!(team_hosts(&env), serde_json::json!([]), "nothing defined");
+    // Meanwhile the broker uses it alone, and says so.
+    let alone = env.status("")["team"]["uncoordinated"].clone();
+    assert_eq!(alone, serde_json::json!([host]));
     // A list that names it defines it, with the list's slots.
     compile(&format!("{host}/2"));
     env.wait_status("", Duration::from_secs(5), |s| {
-        s["team"]["hosts"][0]["slots"] == 2
+        s["team"]["hosts"][0]["slots"] == 2 && s["team"]["uncoordinated"] == serde_json::json!([])
     });
 }

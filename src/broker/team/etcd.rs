@@ -5,6 +5,7 @@
 //! and values are base64 and 64-bit numbers are strings; a field that is
 //! false or zero is left out.
 
+use super::gateway::{int, text};
 use super::watch::open_stream;
 pub use super::watch::{Change, Watcher};
 use base64::Engine;
@@ -40,6 +41,9 @@ pub struct Counts {
     pub writes: AtomicU64,
     /// Creates where a key asked for existed (a slot taken meanwhile).
     pub conflicts: AtomicU64,
+    /// Whole reads of the farm (the first, and each after a broken or
+    /// lagging watch).
+    pub loads: AtomicU64,
     /// The store's revision after this client's last write: its watch
     /// is behind until it has seen that revision.
     pub written: AtomicI64,
@@ -89,6 +93,15 @@ impl Etcd {
             pool: Arc::new(super::gateway::Pool::new(tls)),
             auth: None,
         })
+    }
+
+    /// This client with calls bounded by `at_least` if that is longer.
+    pub fn patient(&self, at_least: Duration) -> Etcd {
+        let timeout = self.timeout.max(at_least);
+        Etcd {
+            timeout,
+            ..self.clone()
+        }
     }
 
     /// This client, reaching its `https://` members with `tls`.
@@ -457,20 +470,6 @@ fn refused(endpoint: String, status: u16, path: &str, v: Value) -> Result<Value,
         path: path.to_string(),
         message: message.unwrap_or("no message").to_string(),
     })
-}
-
-/// A key or value as the gateway writes it (base64), as text.
-pub(super) fn text(v: &Value) -> String {
-    let raw = B64.decode(v.as_str().unwrap_or("")).unwrap_or_default();
-    String::from_utf8_lossy(&raw).into_owned()
-}
-
-/// A 64-bit number as the gateway writes it (a string), or 0.
-pub(super) fn int(v: &Value) -> i64 {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| v.as_i64())
-        .unwrap_or(0)
 }
 
 /// The end of the range of keys that start with `prefix`.

@@ -2,7 +2,8 @@
 //! TCP connection per concurrent call, reused for the next, instead of a
 //! new one per call: no handshake per claim, and no thousands of sockets
 //! in TIME_WAIT on a busy workstation), and watches on a connection of
-//! their own.
+//! their own; `text` and `int` read the gateway's base64 keys and values
+//! and its numbers written as strings.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -253,4 +254,21 @@ fn why(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// A key or value as the gateway writes it (base64), as text.
+pub(super) fn text(v: &Value) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap_or(""))
+        .unwrap_or_default();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// A 64-bit number as the gateway writes it (a string), or 0.
+pub(super) fn int(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+        .unwrap_or(0)
 }

@@ -2,7 +2,9 @@
 //! (re)reads the farm and watches it, and reconciles after every wake — a compile asked or
 //! ended, a change to the farm's keys, or `PERIOD`. Every change already
 //! received is applied before reconciling: a busy broker wakes far more
-//! often than one change at a time would let its view keep up.
+//! often than one change at a time would let its view keep up. A failed
+//! call leaves the watch be (it breaks by itself if etcd went away); a
+//! failed read of the farm is tried again later and later (`Retry`).
 
 use super::driver::Team;
 use super::etcd::{Change, Watcher};
@@ -29,25 +31,19 @@ const LAG: Duration = Duration::from_secs(5);
 pub async fn run(team: Arc<Team>, member: impl Member) {
     let _lease = Abort(tokio::spawn(keep_alive(team.clone())));
     let mut watcher: Option<Watch> = None;
+    let mut retry = Retry::default();
     let mut last = Instant::now();
     loop {
         let reachable = matches!(
             team.session.state(),
             TeamState::Connected | TeamState::Rejoining
         );
-        if !reachable {
-            watcher = None;
-        } else if watcher.is_none() {
-            match team.load().await {
-                Ok((w, told, revision)) => {
-                    watcher = Some(Watch::new(w, revision));
-                    member.hosts_changed();
-                    member.told(told);
-                }
-                Err(e) => team.session.failed(&e),
-            }
+        // A watch outlives a failed call: a stalled etcd resumes it in
+        // order, one that died or restarted ends it.
+        if reachable && watcher.is_none() && retry.due(Instant::now()) {
+            watcher = load(&team, &member, &mut retry).await;
         }
-        if watcher.is_some() {
+        if reachable && watcher.is_some() {
             last = Instant::now();
             if team.reconcile(&member).await {
                 member.capacity_changed();
@@ -78,6 +74,24 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
                 LAG.as_secs()
             );
             watcher = None;
+        }
+    }
+}
+
+/// Reads the whole farm and watches it from there; on failure, when to
+/// try again goes in `retry`.
+async fn load(team: &Team, member: &impl Member, retry: &mut Retry) -> Option<Watch> {
+    match team.load().await {
+        Ok((w, told, revision)) => {
+            *retry = Retry::default();
+            member.hosts_changed();
+            member.told(told);
+            Some(Watch::new(w, revision))
+        }
+        Err(e) => {
+            retry.failed(Instant::now());
+            team.session.failed(&e);
+            None
         }
     }
 }
@@ -162,6 +176,29 @@ impl Lag {
             return false;
         }
         now.duration_since(*self.since.get_or_insert(now)) >= LAG
+    }
+}
+
+/// When to read the farm again after a read failed: 1 s after the first
+/// failure, doubling up to `RETRY_MOST` (a busy etcd is not asked for
+/// the whole farm again by every broker every few seconds).
+#[derive(Default)]
+struct Retry {
+    next: Option<Instant>,
+    wait: Duration,
+}
+
+/// The longest wait between two failed reads of the farm.
+const RETRY_MOST: Duration = Duration::from_secs(30);
+
+impl Retry {
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|at| now >= at)
+    }
+
+    fn failed(&mut self, now: Instant) {
+        self.wait = (self.wait * 2).clamp(Duration::from_secs(1), RETRY_MOST);
+        self.next = Some(now + self.wait);
     }
 }
 

@@ -294,3 +294,53 @@ fn a_watch_is_behind_only_after_lag_without_a_break() {
     assert!(!lag.behind(true, at(10.9)));
     assert!(lag.behind(true, at(11.0)));
 }
+
+#[test]
+fn a_failed_read_of_the_farm_is_tried_again_later_and_later() {
+    let mut retry = Retry::default();
+    let t0 = Instant::now();
+    assert!(retry.due(t0));
+    let mut waits = Vec::new();
+    let mut now = t0;
+    for _ in 0..7 {
+        retry.failed(now);
+        let next = retry.next.unwrap();
+        assert!(!retry.due(next - Duration::from_millis(1)));
+        assert!(retry.due(next));
+        waits.push((next - now).as_secs());
+        now = next;
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_etcd_did_not_answer_keeps_the_watch_and_the_view() {
+    let Some(e) = start_etcd() else { return };
+    let who = ("u".to_string(), "w".to_string());
+    let team = Team::named(&config(&e.url, 3), Duration::from_millis(300), who, 1).unwrap();
+    let task = tokio::spawn(run(team.clone(), Counted::default()));
+    let loads = || team.counts().loads.load(Ordering::Relaxed);
+    let until = async |done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        done()
+    };
+    let connected = || team.session.state() == TeamState::Connected;
+    assert!(until(&|| connected() && loads() == 1).await, "joined");
+    // A keep-alive (every second) finds etcd stopped: unreachable.
+    e.stop();
+    let unreachable = until(&|| team.session.state() == TeamState::Unreachable).await;
+    e.resume();
+    assert!(unreachable, "etcd's silence went unnoticed");
+    assert!(until(&connected).await, "did not rejoin");
+    // The watch went on: a change shows without the farm read again.
+    let c = client(&e);
+    let value = r#"{"user":"x","workstation":"w","weight":1.0,"want":1,"builds":1}"#;
+    c.put("/tcpb/t/brokers/x1", value, 0).await.unwrap();
+    let seen = until(&|| team.status().brokers.iter().any(|b| b.id == "x1")).await;
+    task.abort();
+    assert!(seen, "the change did not show");
+    assert_eq!(loads(), 1, "the farm was read again");
+}

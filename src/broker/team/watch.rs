@@ -2,7 +2,7 @@
 //! streaming `POST /v3/watch` whose answers are newline-separated JSON,
 //! read as they come.
 
-use super::etcd::{int, text};
+use super::gateway::{int, text};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
