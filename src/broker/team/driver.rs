@@ -24,9 +24,9 @@ use tokio::sync::Notify;
 /// A claim idle this long (no compile of this broker waiting for it) is
 /// given back.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
-/// A whole read of the farm waits this long for etcd at least (no compile
-/// waits for it: until it is read, compiles use what the broker holds).
-const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole read of the farm after the first waits this long for etcd at
+/// least (no compile waits for it: the broker goes on with what it holds).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keys `create_keys` creates in one call at most (a transaction holds at
 /// most 128 operations by default).
 const KEYS_PER_CALL: usize = 100;
@@ -230,14 +230,19 @@ impl Team {
     /// Reads the whole farm anew — the keys it watches, then the slot
     /// keys as they were at the same revision — and watches it from there;
     /// also returns the hosts' health as the team found it, and the
-    /// revision read.
-    pub(super) async fn load(&self) -> Result<(Watcher, Vec<Told>, i64), EtcdError> {
+    /// revision read. `again`: the broker has read it before (and may wait
+    /// longer for it).
+    pub(super) async fn load(&self, again: bool) -> Result<(Watcher, Vec<Told>, i64), EtcdError> {
         let (prefix, end) = (self.key(""), super::watched_end(&self.config.farm));
         let loads = &self.etcd.counts().loads;
         loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A busy etcd takes a while to read a large farm; a read given up
-        // is work it did for nothing, and is asked for again.
-        let etcd = self.etcd.patient(LOAD_TIMEOUT);
+        // is work it did for nothing, and is asked for again. The first
+        // read keeps the call timeout: compiles wait for it.
+        let etcd = match again {
+            true => self.etcd.patient(RELOAD_TIMEOUT),
+            false => self.etcd.clone(),
+        };
         let (revision, pairs) = etcd.range_span(&prefix, &end, 0).await?;
         let (_, slots) = etcd.range(&self.key(super::TAKEN), revision).await?;
         {

@@ -81,9 +81,12 @@ pub async fn run(team: Arc<Team>, member: impl Member) {
 /// Reads the whole farm and watches it from there; on failure, when to
 /// try again goes in `retry`.
 async fn load(team: &Team, member: &impl Member, retry: &mut Retry) -> Option<Watch> {
-    match team.load().await {
+    match team.load(retry.loaded).await {
         Ok((w, told, revision)) => {
-            *retry = Retry::default();
+            *retry = Retry {
+                loaded: true,
+                ..Retry::default()
+            };
             member.hosts_changed();
             member.told(told);
             Some(Watch::new(w, revision))
@@ -186,6 +189,9 @@ impl Lag {
 struct Retry {
     next: Option<Instant>,
     wait: Duration,
+    /// A read has succeeded before: the broker has a view and claims to
+    /// go on with, and no compile waits for this read.
+    loaded: bool,
 }
 
 /// The longest wait between two failed reads of the farm.

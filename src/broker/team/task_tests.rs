@@ -250,7 +250,7 @@ async fn a_broker_that_loads_the_farm_sees_claims_made_before_and_after() {
     );
     let b = b.unwrap();
     // Before: read from the slot keys as the farm loads.
-    let (mut watch, _, _) = b.load().await.unwrap();
+    let (mut watch, _, _) = b.load(false).await.unwrap();
     let held = |b: &Team, host: &str| b.lock().view.held_on(host, "a");
     assert_eq!(held(&b, "h"), 3);
     // After: one watched change per claim or release.
@@ -343,4 +343,19 @@ async fn a_call_etcd_did_not_answer_keeps_the_watch_and_the_view() {
     task.abort();
     assert!(seen, "the change did not show");
     assert_eq!(loads(), 1, "the farm was read again");
+}
+
+#[tokio::test]
+async fn the_first_read_of_the_farm_waits_no_longer_than_a_call() {
+    let Some(e) = start_etcd() else { return };
+    let who = ("u".to_string(), "w".to_string());
+    let team = Team::named(&config(&e.url, 10), Duration::from_millis(300), who, 1).unwrap();
+    // Compiles wait for the first read: etcd silent, it fails in time.
+    e.stop();
+    let t0 = Instant::now();
+    let read = team.load(false).await;
+    let took = t0.elapsed();
+    e.resume();
+    assert!(read.is_err());
+    assert!(took < Duration::from_secs(2), "waited {took:?}");
 }
