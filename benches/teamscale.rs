@@ -8,7 +8,9 @@
 //! long until every building broker held its fair capacity ±10%
 //! (convergence), etcd writes per second and per compile (counted at
 //! etcd), and the CPU the brokers and etcd used; at the end etcd's
-//! database size and its growth per hour.
+//! database size and its growth per hour, and per phase the brokers'
+//! calls to etcd, how many found a slot taken, and their whole reads of
+//! the farm.
 //!
 //! Run: `cargo bench --bench teamscale` (options: `--brokers N` (100),
 //! `--hosts N` (1000), `--slots N` (16), `--work S` mean compile work on a

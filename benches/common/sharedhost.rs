@@ -3,11 +3,11 @@
 //! each progresses at min(1, S/N) of its speed (three sleeps on a two-slot
 //! host must not end as fast as two). Or, as a host whose distccd has
 //! `--jobs` = its slots (`Oversubscribed::Queue`): S compiles run at full
-//! speed and the others wait at the host in arrival order. Each host is a real distccd, started
-//! with room for far more jobs than its slots, whose compiler wrapper asks
-//! this process's simulator (over a loopback TCP port) to run the job's
-//! declared work, then really compiles. The simulator counts, at the host,
-//! how many compiles run at once.
+//! speed and the others wait at the host in arrival order. Each host is a
+//! real distccd, started with room for far more jobs than its slots,
+//! whose compiler wrapper asks this process's simulator (over a loopback
+//! TCP port) to run the job's declared work, then really compiles. The
+//! simulator counts, at the host, how many compiles run at once.
 
 use super::{Guard, chmod, distccd};
 use std::io::{BufRead, BufReader, Write};

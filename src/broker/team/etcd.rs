@@ -41,8 +41,8 @@ pub struct Counts {
     pub writes: AtomicU64,
     /// Creates where a key asked for existed (a slot taken meanwhile).
     pub conflicts: AtomicU64,
-    /// Whole reads of the farm (the first, and each after a broken or
-    /// lagging watch).
+    /// Whole reads of the farm begun (the first, each after a broken or
+    /// lagging watch, and each try again after a failed one).
     pub loads: AtomicU64,
     /// The store's revision after this client's last write: its watch
     /// is behind until it has seen that revision.
